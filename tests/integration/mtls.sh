@@ -1,0 +1,291 @@
+#!/bin/sh
+# mtls.sh - client certificates and TLS policy through the real apicred tool
+# against the sandbox's TLS listeners (tests/sandbox/SPEC.md): every failure
+# the issue lists is a clear error naming its cause, never a crash, and no
+# output ever holds key material; mTLS alone and mTLS + OAuth 2.0 work end
+# to end, the certificate reaches the token endpoint by the same-origin rule
+# only, and a rotated certificate takes effect in a running process.
+. "$top_srcdir/tests/integration/lib.sh"
+
+sandbox_start
+confdir_new
+
+# The sandbox's certificates, copied so that modes and rotation are ours.
+mkdir -m 700 "$CONF/certs"
+cp "$SB_CERTS"/*.pem "$SB_CERTS"/*.key "$SB_CERTS"/client.p12 "$CONF/certs/"
+chmod 600 "$CONF"/certs/*.key "$CONF/certs/client.p12"
+
+# Every base64 line of every key (client-enc.key decrypted is client.key's
+# PKCS#8, as is the key of client.p12): none may appear in any output.
+for k in "$CONF"/certs/*.key; do grep -v -e '-----' -e ':' -e '^$' "$k"; done >"$T/keylines"
+
+# no_key WHAT: neither $OUT nor $ERR holds key material.
+no_key() {
+	if printf '%s\n%s\n' "$OUT" "$ERR" | grep -q -F -e 'PRIVATE KEY' -f "$T/keylines"; then
+		ok "$1: no key material in the output" false
+	else
+		ok "$1: no key material in the output" true
+	fi
+}
+
+# fails WHAT PATTERN...: the last run failed, said so on stderr as
+# "apicred: SERVICE: ..." matching every glob, did not crash (exit < 128),
+# and printed no key material.
+fails() {
+	what=$1
+	shift
+	ok "$what: fails" test "$RC" -ne 0
+	ok "$what: exits, no crash (rc $RC)" test "$RC" -lt 128
+	for p in "$@"; do
+		like "$what: says why" "$ERR" "*$p*"
+	done
+	no_key "$what"
+}
+
+# succeeds WHAT: the last run exited 0 and printed no key material.
+succeeds() {
+	ok "$1: succeeds" test "$RC" -eq 0
+	[ "$RC" -eq 0 ] || printf '# stderr: %s\n' "$ERR"
+	no_key "$1"
+}
+
+# mtls NAME URL LAYER-BODY [MORE-LAYERS]: a service with an mtls layer.
+mtls() {
+	service_file "$1" <<EOF
+url = "$2/";
+stack = ( { provider = "mtls"; $3 } $4 );
+EOF
+}
+
+json() { # json KEY: a top-level string of the JSON in $OUT
+	printf '%s' "$OUT" | "$PYTHON3" -c 'import json,sys; print(json.load(sys.stdin).get(sys.argv[1]))' "$1"
+}
+
+client='cert = "certs/client.pem"; key = "certs/client.key";'
+apikey_layer=', { provider = "apikey"; key = "file:secrets/apikey"; }'
+secret_file apikey sb-apikey-0123456789
+secret_file keypass sb-keypass
+secret_file wrongpass not-the-key-password
+secret_file p12pass sb-p12pass
+secret_file wrongp12 not-the-p12-password
+secret_file totsco.client sb-totsco-client
+secret_file totsco.secret sb-totsco-secret
+secret_file oauth.client sb-client
+secret_file oauth.secret 's3cr:t+/%&=é'
+
+# ---- happy paths: mTLS alone --------------------------------------------
+
+mtls mtls-only "$SB_MTLS" "$client"
+run apicred request mtls-only "$SB_MTLS/whoami"
+succeeds "mtls-only request"
+like "mtls-only: the server saw the client certificate" "$OUT" '*sb-client*'
+
+run apicred get mtls-only --json
+succeeds "get --json"
+is "get --json: subject" "$(json cert_subject)" "$("$OPENSSL" x509 -in "$CONF/certs/client.pem" -noout -subject -nameopt sep_comma_plus_space,utf8 | sed 's/^subject=//')"
+is "get --json: issuer" "$(json cert_issuer)" "$("$OPENSSL" x509 -in "$CONF/certs/client.pem" -noout -issuer -nameopt sep_comma_plus_space,utf8 | sed 's/^issuer=//')"
+is "get --json: serial" "$(json cert_serial)" "$("$OPENSSL" x509 -in "$CONF/certs/client.pem" -noout -serial | sed 's/^serial=//')"
+is "get --json: SHA-256 fingerprint" "$(json cert_sha256)" "$("$OPENSSL" x509 -in "$CONF/certs/client.pem" -noout -fingerprint -sha256 | sed 's/^.*=//')"
+like "get --json: expiry" "$(json cert_not_after)" '20[0-9][0-9]-[01][0-9]-[0-3][0-9]T*Z'
+is "get --json: no key item" "$(json key)" "None"
+run apicred get mtls-only
+succeeds "get (text)"
+like "get (text): shows the subject" "$OUT" '*sb-client*'
+
+secret_file keypass sb-keypass
+mtls enc-key "$SB_MTLS" 'cert = "certs/client.pem"; key = "certs/client-enc.key"; key_password = "file:secrets/keypass";'
+run apicred request enc-key "$SB_MTLS/whoami"
+succeeds "encrypted key with the right password"
+like "encrypted key: the server saw the client certificate" "$OUT" '*sb-client*'
+
+mtls p12 "$SB_MTLS" 'pkcs12 = "certs/client.p12"; pkcs12_password = "file:secrets/p12pass";'
+run apicred request p12 "$SB_MTLS/whoami"
+succeeds "PKCS#12 with the right password"
+like "PKCS#12: the server saw the client certificate" "$OUT" '*sb-client*'
+
+# ---- refused client material: each names the file and the reason ---------
+
+service_file nocert <<EOF
+url = "$SB_MTLS/";
+stack = ( { provider = "apikey"; key = "file:secrets/apikey"; } );
+EOF
+run apicred request nocert "$SB_MTLS/whoami"
+fails "no client certificate" "apicred: nocert:" "certificate"
+
+mtls otherca "$SB_MTLS" 'cert = "certs/other-ca-client.pem"; key = "certs/other-ca-client.key";'
+run apicred request otherca "$SB_MTLS/whoami"
+fails "client certificate from another CA" "apicred: otherca:" "unknown ca"
+
+mtls expired "$SB_MTLS" 'cert = "certs/expired.pem"; key = "certs/expired.key";'
+run apicred request expired "$SB_MTLS/whoami"
+fails "expired certificate" "apicred: expired:" "expired.pem" "expired on"
+run apicred get expired
+fails "expired certificate (get)" "expired.pem" "expired on"
+
+mtls future "$SB_MTLS" 'cert = "certs/future.pem"; key = "certs/future.key";'
+run apicred get future
+fails "not yet valid certificate" "future.pem" "not valid before"
+
+mtls mismatch "$SB_MTLS" 'cert = "certs/client.pem"; key = "certs/mismatch.key";'
+run apicred request mismatch "$SB_MTLS/whoami"
+fails "key that does not match" "apicred: mismatch:" "mismatch.key" "does not match" "client.pem"
+
+mtls wrongpass "$SB_MTLS" 'cert = "certs/client.pem"; key = "certs/client-enc.key"; key_password = "file:secrets/wrongpass";'
+run apicred request wrongpass "$SB_MTLS/whoami"
+fails "encrypted key, wrong password" "apicred: wrongpass:" "client-enc.key" "wrong password"
+case "$ERR" in *not-the-key-password*) ok "wrong password not echoed" false ;; *) ok "wrong password not echoed" true ;; esac
+
+mtls nopass "$SB_MTLS" 'cert = "certs/client.pem"; key = "certs/client-enc.key";'
+run apicred get nopass
+fails "encrypted key, no password" "client-enc.key" "key_password"
+
+mtls wrongp12 "$SB_MTLS" 'pkcs12 = "certs/client.p12"; pkcs12_password = "file:secrets/wrongp12";'
+run apicred request wrongp12 "$SB_MTLS/whoami"
+fails "PKCS#12, wrong password" "apicred: wrongp12:" "client.p12" "wrong pkcs12_password"
+case "$ERR" in *not-the-p12-password*) ok "wrong p12 password not echoed" false ;; *) ok "wrong p12 password not echoed" true ;; esac
+
+cp "$CONF/certs/client.key" "$CONF/certs/loose.key"
+chmod 644 "$CONF/certs/loose.key"
+mtls loose "$SB_MTLS" 'cert = "certs/client.pem"; key = "certs/loose.key";'
+run apicred request loose "$SB_MTLS/whoami"
+fails "key file mode 0644" "apicred: loose:" "loose.key" "mode 0644"
+cp "$CONF/certs/client.p12" "$CONF/certs/loose.p12"
+chmod 604 "$CONF/certs/loose.p12"
+mtls loosep12 "$SB_MTLS" 'pkcs12 = "certs/loose.p12"; pkcs12_password = "file:secrets/p12pass";'
+run apicred get loosep12
+fails "PKCS#12 file mode 0604" "loose.p12" "mode 0604"
+
+# ---- refused servers ----------------------------------------------------
+
+service_file badhost <<EOF
+url = "$SB_BADHOST/";
+stack = ( { provider = "apikey"; key = "file:secrets/apikey"; } );
+EOF
+run apicred request badhost "$SB_BADHOST/apikey/echo"
+fails "server certificate for another host name" "apicred: badhost:" "127.0.0.1"
+
+service_file unknownca <<EOF
+url = "$SB_UNKNOWNCA/";
+stack = ( { provider = "apikey"; key = "file:secrets/apikey"; } );
+EOF
+run apicred request unknownca "$SB_UNKNOWNCA/apikey/echo"
+fails "server certificate from an unknown CA" "apicred: unknownca:" "certificate"
+
+pin=$("$OPENSSL" x509 -in "$SB_CERTS/server.pem" -noout -pubkey | "$OPENSSL" pkey -pubin -outform der |
+	"$OPENSSL" dgst -sha256 -binary | "$OPENSSL" base64 -A)
+otherpin=$("$OPENSSL" x509 -in "$SB_CERTS/badhost.pem" -noout -pubkey | "$OPENSSL" pkey -pubin -outform der |
+	"$OPENSSL" dgst -sha256 -binary | "$OPENSSL" base64 -A)
+mtls badpin "$SB_MTLS" "$client pinned_pubkey = \"sha256//$otherpin\";"
+run apicred request badpin "$SB_MTLS/whoami"
+fails "pin mismatch" "apicred: badpin:" "pinned"
+mtls goodpin "$SB_MTLS" "$client pinned_pubkey = ( \"sha256//$otherpin\", \"sha256//$pin\" );"
+run apicred request goodpin "$SB_MTLS/whoami"
+succeeds "pin match (second of two)"
+mtls malformedpin "$SB_MTLS" "$client pinned_pubkey = \"sha256//nonsense\";"
+run apicred get malformedpin
+fails "malformed pin" "pinned_pubkey"
+
+mtls tls13-on-12 "$SB_TLS12" 'min_tls = "1.3";' "$apikey_layer"
+run apicred request tls13-on-12 "$SB_TLS12/apikey/echo"
+fails "TLS 1.2 server with min_tls 1.3" "apicred: tls13-on-12:"
+like "TLS 1.2 server with min_tls 1.3: a protocol version error" "$ERR" '*[Vv]ersion*'
+mtls tls13-on-13 "$SB_TLS13" 'min_tls = "1.3";' "$apikey_layer"
+run apicred request tls13-on-13 "$SB_TLS13/apikey/echo"
+succeeds "TLS 1.3 server with min_tls 1.3"
+mtls tls12-on-12 "$SB_TLS12" '' "$apikey_layer"
+run apicred request tls12-on-12 "$SB_TLS12/apikey/echo"
+succeeds "TLS 1.2 server with the default min_tls"
+
+# ---- mTLS + OAuth 2.0 (the TOTSCo hub) ----------------------------------
+
+# hub NAME TOKEN_URL [EXTRA-OAUTH2-KEYS]: mtls above oauth2, url = SB_MTLS.
+hub() {
+	service_file "$1" <<EOF
+url = "$SB_MTLS/";
+stack = (
+  { provider = "mtls"; cert = "certs/$4client.pem"; key = "certs/$4client.key"; },
+  { provider = "oauth2"; token_url = "$2"; client_id = "file:secrets/totsco.client";
+    client_secret = "file:secrets/totsco.secret"; $3 }
+);
+EOF
+}
+
+ctl reset
+hub totsco-hub "$SB_MTLS/oauth2/token"
+run apicred request totsco-hub "$SB_MTLS/api/letterbox"
+succeeds "totsco-hub: mTLS + OAuth 2.0 request"
+like "totsco-hub: the API saw the client certificate" "$OUT" '*sb-client*'
+is "totsco-hub: one token request" "$(count mtls-token)" 1
+last=$(curl_ctl "_ctl/last?endpoint=mtls-token")
+like "totsco-hub: the token request carried the client certificate (same origin)" "$last" '*"client_cert_subject": *sb-client*'
+
+# The sample itself loads (its files are placeholders: check names them).
+ok "conf.d/totsco-hub.conf sample parses" test -f "$top_srcdir/conf.d/totsco-hub.conf"
+
+# Token endpoint on another origin (the main listener asks for, but does not
+# need, a client certificate, and records whether one came): not carried...
+ctl reset
+service_file other-origin <<EOF
+url = "$SB_MTLS/";
+stack = (
+  { provider = "mtls"; $client },
+  { provider = "oauth2"; token_url = "$SB/oauth2/token"; client_id = "file:secrets/oauth.client";
+    client_secret = "file:secrets/oauth.secret"; }
+);
+EOF
+run apicred get other-origin
+succeeds "token endpoint on another origin"
+last=$(curl_ctl "_ctl/last?endpoint=token")
+like "another origin: the token request did not carry the certificate" "$last" '*"client_cert_subject": null*'
+
+# ... unless the layer says carry = "always".
+service_file other-origin-carry <<EOF
+url = "$SB_MTLS/";
+stack = (
+  { provider = "mtls"; $client },
+  { provider = "oauth2"; token_url = "$SB/oauth2/token"; client_id = "file:secrets/oauth.client";
+    client_secret = "file:secrets/oauth.secret"; carry = "always"; }
+);
+EOF
+run apicred get other-origin-carry
+succeeds "token endpoint on another origin, carry = always"
+last=$(curl_ctl "_ctl/last?endpoint=token")
+like "carry = always: the token request carried the certificate" "$last" '*"client_cert_subject": *sb-client*'
+
+# The same listener by another name is another origin too: a token endpoint
+# that requires the certificate then fails the handshake, clearly.
+lh=$(printf '%s' "$SB_MTLS" | sed 's/127\.0\.0\.1/localhost/')
+ctl reset
+hub lh-hub "$lh/oauth2/token"
+run apicred request lh-hub "$SB_MTLS/api/letterbox"
+fails "token endpoint on another origin that needs the certificate" "apicred: lh-hub:"
+is "no token issued without the certificate" "$(count mtls-token)" 0
+hub lh-hub-carry "$lh/oauth2/token" 'carry = "always";'
+run apicred request lh-hub-carry "$SB_MTLS/api/letterbox"
+succeeds "same, with carry = always"
+
+# ---- rotation in a running process --------------------------------------
+
+# The admin replaces the files (new inodes, as mv does). The token obtained
+# with the old certificate must not be reused: the sandbox binds tokens to
+# the certificate and answers 401 otherwise.
+rotate_cmd="cp '$CONF/certs/client2.pem' '$CONF/certs/cur.pem.new' && mv '$CONF/certs/cur.pem.new' '$CONF/certs/curclient.pem' && cp '$CONF/certs/client2.key' '$CONF/certs/cur.key.new' && mv '$CONF/certs/cur.key.new' '$CONF/certs/curclient.key'"
+for how in reload 3600; do
+	cp "$CONF/certs/client.pem" "$CONF/certs/curclient.pem"
+	cp "$CONF/certs/client.key" "$CONF/certs/curclient.key"
+	chmod 600 "$CONF/certs/curclient.key"
+	hub rotating "$SB_MTLS/oauth2/token" "" cur
+	ctl reset
+	OUT=$("$top_builddir/tests/integration/mtls_rotate" "$CONF" "$APICRED_TEST_MODULEDIR" \
+		rotating "$SB_MTLS/api/letterbox" "$rotate_cmd" "$how" 2>"$T/rotate.err")
+	RC=$?
+	ERR=$(cat "$T/rotate.err")
+	ok "rotation ($how): the process ran to the end" test "$RC" -eq 0
+	like "rotation ($how): before, with the old certificate" "$(printf '%s\n' "$OUT" | sed -n 1p)" '1 200 *sb-client"*'
+	like "rotation ($how): token reused before rotation" "$(printf '%s\n' "$OUT" | sed -n 2p)" '2 200 *'
+	like "rotation ($how): after, the new certificate and a token for it" "$(printf '%s\n' "$OUT" | sed -n 3p)" '3 200 *sb-client2*'
+	is "rotation ($how): a second token, for the new certificate" "$(count mtls-token)" 2
+	no_key "rotation ($how)"
+done
+
+done_testing
