@@ -8,6 +8,8 @@
  * verification switched on. The host name is per connection, so the
  * application still calls SSL_set1_host() on each SSL.
  */
+#include "config.h"
+
 #include <pthread.h>
 #include <string.h>
 
@@ -18,6 +20,8 @@
 #include <openssl/x509.h>
 
 #include "internal.h"
+
+#define API __attribute__((visibility("default")))
 
 static const char *s_reason(void)
 {
@@ -84,7 +88,7 @@ static int s_set_pins(SSL_CTX *ctx, const char *text)
 		n += *p == ';';
 	pins = OPENSSL_zalloc(sizeof(*pins) + n * sizeof(pins->sha256[0]));
 	if (!pins)
-		return APICRED_ERR_NOMEM;
+		return ac_error(APICRED_ERR_NOMEM, "out of memory");
 	for (const char *p = text; *p; pins->n++) {
 		const char *end = strchr(p, ';');
 		size_t len = end ? (size_t)(end - p) : strlen(p);
@@ -93,7 +97,7 @@ static int s_set_pins(SSL_CTX *ctx, const char *text)
 		if (len != strlen(prefix) + 44 || strncmp(p, prefix, strlen(prefix)) != 0
 		    || EVP_DecodeBlock(raw, (const unsigned char *)p + strlen(prefix), 44) != 33) {
 			OPENSSL_free(pins);
-			return apicred__error(APICRED_ERR_TLS,
+			return ac_error(APICRED_ERR_TLS,
 			                      "pinned_pubkey: \"%.*s\" is not sha256//BASE64",
 			                      (int)len, p);
 		}
@@ -104,7 +108,7 @@ static int s_set_pins(SSL_CTX *ctx, const char *text)
 	old = s_pins_index < 0 ? NULL : SSL_CTX_get_ex_data(ctx, s_pins_index);
 	if (s_pins_index < 0 || !SSL_CTX_set_ex_data(ctx, s_pins_index, pins)) {
 		OPENSSL_free(pins);
-		return APICRED_ERR_NOMEM;
+		return ac_error(APICRED_ERR_NOMEM, "out of memory");
 	}
 	OPENSSL_free(old);
 	SSL_CTX_set_cert_verify_callback(ctx, s_verify_pinned, pins);
@@ -138,7 +142,7 @@ static int s_set_cert_key(SSL_CTX *ctx, const char *cert, size_t cert_len,
 	}
 	BIO_free(b);
 	if (!ok)
-		return apicred__error(APICRED_ERR_TLS, "cert: cannot use the certificate: %s",
+		return ac_error(APICRED_ERR_TLS, "cert: cannot use the certificate: %s",
 		                      s_reason());
 	ERR_clear_error(); /* the "no start line" that ended the chain */
 
@@ -148,7 +152,7 @@ static int s_set_cert_key(SSL_CTX *ctx, const char *cert, size_t cert_len,
 	ok = pkey && SSL_CTX_use_PrivateKey(ctx, pkey) && SSL_CTX_check_private_key(ctx);
 	EVP_PKEY_free(pkey);
 	if (!ok)
-		return apicred__error(APICRED_ERR_TLS, "key: cannot use the private key: %s",
+		return ac_error(APICRED_ERR_TLS, "key: cannot use the private key: %s",
 		                      s_reason());
 	return APICRED_OK;
 }
@@ -181,7 +185,7 @@ static int s_apply_inner(const apicred_cred *cred, SSL_CTX *ctx)
 			min_tls = value;
 	}
 	if (!cert != !key)
-		return apicred__error(APICRED_ERR_TLS, "the credential has a %s without a %s",
+		return ac_error(APICRED_ERR_TLS, "the credential has a %s without a %s",
 		                      cert ? "certificate" : "key", cert ? "key" : "certificate");
 
 	/* Verification first: whatever fails below, the ctx never ends up
@@ -193,12 +197,12 @@ static int s_apply_inner(const apicred_cred *cred, SSL_CTX *ctx)
 
 		/* Only ever raised: an application asking for more keeps it. */
 		if ((have == 0 || have < want) && !SSL_CTX_set_min_proto_version(ctx, want))
-			return apicred__error(APICRED_ERR_TLS, "min_tls %s: not supported", min_tls);
+			return ac_error(APICRED_ERR_TLS, "min_tls %s: not supported", min_tls);
 	}
 	if (pins && (rc = s_set_pins(ctx, pins)) != APICRED_OK)
 		return rc;
 	if ((ca_file || ca_path) && !SSL_CTX_load_verify_locations(ctx, ca_file, ca_path))
-		return apicred__error(APICRED_ERR_TLS, "CA %s: cannot load it: %s",
+		return ac_error(APICRED_ERR_TLS, "CA %s: cannot load it: %s",
 		                      ca_file ? ca_file : ca_path,
 		                      s_reason());
 	if (cert && (rc = s_set_cert_key(ctx, cert, cert_len, key, key_len)) != APICRED_OK)
@@ -206,12 +210,12 @@ static int s_apply_inner(const apicred_cred *cred, SSL_CTX *ctx)
 	return APICRED_OK;
 }
 
-APICRED_EXPORT int apicred_ssl_ctx_apply(const apicred_cred *cred, void *ssl_ctx)
+API int apicred_ssl_ctx_apply(const apicred_cred *cred, void *ssl_ctx)
 {
 	int rc;
 
 	if (!cred || !ssl_ctx)
-		return apicred__error(APICRED_ERR_INVALID, "apicred_ssl_ctx_apply: %s is NULL",
+		return ac_error(APICRED_ERR_INVALID, "apicred_ssl_ctx_apply: %s is NULL",
 		                      cred ? "ssl_ctx" : "cred");
 	ERR_clear_error();
 	rc = s_apply_inner(cred, ssl_ctx);
