@@ -534,39 +534,58 @@ static int s_add_ca(const apicred_host *h, struct s_state *st, struct s_load *l)
 	return s_add_str(h, st, "ca_file", l->ca_path);
 }
 
-/* pinned_pubkey: curl's "sha256//BASE64;sha256//BASE64" from a list. A
- * pin is the SHA-256 of the server's SubjectPublicKeyInfo: 32 bytes, 44
- * base64 characters. */
-static int s_add_pins(const apicred_host *h, struct s_state *st)
+/* pinned_pubkey: a list of pins, each item also allowed to be curl's
+ * "sha256//A;sha256//B", joined into curl's form. A pin is the SHA-256 of
+ * the server's SubjectPublicKeyInfo: 32 bytes, 44 base64 characters. */
+static int s_pin_ok(const char *pin, size_t len)
 {
 	static const char prefix[] = "sha256//";
-	size_t n = h->cfg_count(h, "pinned_pubkey"), used = 0;
+	const size_t plen = sizeof(prefix) - 1;
+	unsigned char raw[48];
+	int ok;
+
+	if (len != plen + 44 || strncmp(pin, prefix, plen) != 0 || pin[len - 1] != '='
+	    || pin[len - 2] == '=')
+		return 0;
+	ok = EVP_DecodeBlock(raw, (const unsigned char *)pin + plen, 44) == 33;
+	ERR_clear_error();
+	return ok;
+}
+
+static int s_add_pins(const apicred_host *h, struct s_state *st)
+{
+	size_t n = h->cfg_count(h, "pinned_pubkey"), size = 1, used = 0;
+	const char *name, *item;
 	char *joined;
 
 	if (n == 0)
 		return APICRED_OK;
-	joined = malloc(n * (sizeof(prefix) + 44));
+	for (size_t i = 0; i < n; i++)
+		if (h->cfg_item(h, "pinned_pubkey", i, &name, &item) == APICRED_OK && item)
+			size += strlen(item) + 1;
+	joined = malloc(size);
 	if (!joined)
 		return h->error(h, APICRED_ERR_NOMEM, "out of memory");
 	for (size_t i = 0; i < n; i++) {
-		const char *name, *pin = NULL;
-		unsigned char raw[48];
-		const char *b64;
+		if (h->cfg_item(h, "pinned_pubkey", i, &name, &item) != APICRED_OK)
+			item = "";
+		for (const char *p = item; ; ) {
+			size_t len = strcspn(p, ";");
 
-		h->cfg_item(h, "pinned_pubkey", i, &name, &pin);
-		b64 = pin ? pin + strlen(prefix) : NULL;
-		if (!pin || strncmp(pin, prefix, strlen(prefix)) != 0 || strlen(b64) != 44
-		    || b64[43] != '=' || b64[42] == '='
-		    || EVP_DecodeBlock(raw, (const unsigned char *)b64, 44) != 33) {
-			free(joined);
-			ERR_clear_error();
-			return h->error(h, APICRED_ERR_CONFIG,
-			                "pinned_pubkey \"%s\": want sha256// and the base64 of a "
-			                "SHA-256 digest (openssl x509 -pubkey | openssl pkey "
-			                "-pubin -outform der | openssl dgst -sha256 -binary | "
-			                "base64)", pin ? pin : "");
+			if (!s_pin_ok(p, len)) {
+				free(joined);
+				return h->error(h, APICRED_ERR_CONFIG,
+				                "pinned_pubkey \"%.*s\": want sha256// and the "
+				                "base64 of a SHA-256 digest (openssl x509 -pubkey "
+				                "-noout | openssl pkey -pubin -outform der | openssl "
+				                "dgst -sha256 -binary | base64)", (int)len, p);
+			}
+			used += (size_t)sprintf(joined + used, "%s%.*s", used ? ";" : "",
+			                        (int)len, p);
+			if (!p[len])
+				break;
+			p += len + 1;
 		}
-		used += (size_t)sprintf(joined + used, "%s%s", i ? ";" : "", pin);
 	}
 	return s_add(h, st, "pinned_pubkey", joined, used);
 }

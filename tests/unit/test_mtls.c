@@ -628,6 +628,12 @@ static fx *s_ssl_fx(void)
 	           "stack = ({ provider = \"mtls\"; cert = \"certs/client.pem\";\n"
 	           "  key = \"certs/client.key\"; ca = \"certs/ca.pem\";\n"
 	           "  pinned_pubkey = ( \"%s\", \"%s\" ); });\n", stray, pin);
+	fx_service(f, "pinned-curl", 0600,
+	           "stack = ({ provider = \"mtls\"; cert = \"certs/client.pem\";\n"
+	           "  key = \"certs/client.key\"; ca = \"certs/ca.pem\";\n"
+	           "  pinned_pubkey = \"%s;%s\"; });\n", stray, pin);
+	fx_service(f, "pin-trailing", 0600,
+	           "stack = ({ provider = \"mtls\"; pinned_pubkey = \"%s;\"; });\n", pin);
 	fx_service(f, "badpin", 0600,
 	           "stack = ({ provider = \"mtls\"; cert = \"certs/client.pem\";\n"
 	           "  key = \"certs/client.key\"; ca = \"certs/ca.pem\";\n"
@@ -678,6 +684,14 @@ static void test_ssl_ctx_refusals(void **state)
 	r = s_handshake(ctx, 0);
 	assert_true(r.client_ok);
 	SSL_CTX_free(ctx);
+
+	/* The same in curl's form, "A;B" in one string. */
+	ctx = s_applied(f, "pinned-curl");
+	r = s_handshake(ctx, 0);
+	assert_true(r.client_ok);
+	SSL_CTX_free(ctx);
+	fx_assert_err(f, fx_get(f, "pin-trailing"), APICRED_ERR_CONFIG, "pin-trailing",
+	              "pinned_pubkey", NULL);
 
 	/* Pin mismatch: the client refuses a server its CA vouches for. */
 	ctx = s_applied(f, "badpin");
