@@ -60,8 +60,10 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # ---- TAP ----------------------------------------------------------------------
-diag() { # diag TEXT... : a TAP comment line per argument line
-	printf '%s\n' "$*" | sed 's/^/# /'
+diag() { # diag TEXT...: each argument (and each line in it) as a "# " line
+	for _l in "$@"; do
+		printf '%s\n' "$_l"
+	done | sed 's/^/# /'
 }
 
 _tap_result() { # _tap_result 0|1 WHAT
@@ -330,12 +332,14 @@ secret_file() {
 	chmod "${3:-600}" "$_f"
 }
 
-# run ARGS...: tools/apicred -c $CONF -m $APICRED_TEST_MODULEDIR ARGS; sets
+# run [apicred] ARGS...: tools/apicred -c $CONF -m $APICRED_TEST_MODULEDIR ARGS; sets
 # OUT, ERR (trailing newlines stripped) and RC; never fails the script.
 # APICRED_TEST_WRAPPER (e.g. "valgrind -q --error-exitcode=99") is put in front;
 # APICRED_TEST_TIMEOUT (default 60 s) bounds it (RC 124 on time-out).
 run() {
 	[ -n "$CONF" ] || confdir_new
+	# `run apicred get svc` (as SPEC.md's example reads) = `run get svc`
+	[ "${1:-}" != apicred ] || shift
 	_to=
 	if command -v timeout >/dev/null 2>&1; then
 		_to="timeout -k 5 ${APICRED_TEST_TIMEOUT:-60}"

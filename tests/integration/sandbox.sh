@@ -55,8 +55,19 @@ description = "demo";
 EOF
 is "service_file mode" "$(stat -c %a "$CONF/conf.d/demo.conf")" "600"
 is "conf dir modes" "$(stat -c %a "$CONF" "$CONF/conf.d" "$CONF/secrets" | sort -u)" "700"
-run --version
-like "run never fails the script, sets RC" "$RC" '[0-9]*'
+real_builddir=$top_builddir
+top_builddir=$T/fake
+mkdir -p "$top_builddir/tools"
+printf '#!/bin/sh\nprintf "%%s|" "$@"; echo oops >&2; exit 3\n' >"$top_builddir/tools/apicred"
+chmod +x "$top_builddir/tools/apicred"
+run apicred get "a b"
+is "run: -c CONF -m MODULEDIR, then the arguments" "$OUT" \
+	"-c|$CONF|-m|$APICRED_TEST_MODULEDIR|get|a b|"
+is "run: stderr in ERR" "$ERR" "oops"
+is "run: exit status in RC, script goes on" "$RC" 3
+run list
+is "run without the word apicred" "$OUT" "-c|$CONF|-m|$APICRED_TEST_MODULEDIR|list|"
+top_builddir=$real_builddir
 
 # ---- listeners and control, through lib.sh's helpers -------------------------
 K="X-API-Key: sb-apikey-0123456789"

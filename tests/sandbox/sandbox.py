@@ -1296,8 +1296,12 @@ def main():
     while not stop.wait(1.0):
         pass
     log.info("stopping")
+    stoppers = [threading.Thread(target=s.shutdown) for s in servers.values()]
+    for t in stoppers:
+        t.start()
+    for t in stoppers:
+        t.join()
     for s in servers.values():
-        s.shutdown()
         s.server_close()
     log.info("stopped")
     return 0
