@@ -1,3 +1,4 @@
+# shellcheck shell=sh disable=SC2034 # OUT ERR RC SB_* are for the sourcing test
 # lib.sh - sourced by every tests/integration/*.sh (see tests/sandbox/SPEC.md).
 #
 #   . "$top_srcdir/tests/integration/lib.sh"
@@ -20,8 +21,13 @@ unset APICRED_CONFDIR APICRED_MODULEDIR || :
 SB_SRC="$top_srcdir/tests/sandbox"
 SB_PID=
 CONF=
-OUT= ERR= RC=0
-SB_STATUS= SB_BODY= SB_ERR=
+OUT=''
+ERR=''
+RC=0
+SB_STATUS=''
+SB_BODY=''
+SB_ERR=''
+SB_EXIT=''
 _tap_n=0
 _tap_failed=0
 _tap_planned=
@@ -110,6 +116,7 @@ is() {
 }
 
 # like WHAT GOT PATTERN / unlike WHAT GOT PATTERN  (shell glob, whole string)
+# shellcheck disable=SC2254
 like() {
 	case $2 in
 	$3) _tap_result 0 "$1" ;;
@@ -120,6 +127,7 @@ like() {
 	esac
 	return 0
 }
+# shellcheck disable=SC2254
 unlike() {
 	case $2 in
 	$3)
@@ -218,6 +226,7 @@ sandbox_start() {
 		fi
 		sleep 0.05
 	done
+	# shellcheck source=/dev/null
 	. "$SB_DIR/ports.env"
 	[ "$SB_PID" = "$(sed -n 's/^SB_PID=//p' "$SB_DIR/ports.env")" ] ||
 		bail "ports.env is not from this sandbox"
@@ -345,6 +354,7 @@ run() {
 		_to="timeout -k 5 ${APICRED_TEST_TIMEOUT:-60}"
 	fi
 	RC=0
+	# shellcheck disable=SC2086 # both are word lists on purpose
 	$_to ${APICRED_TEST_WRAPPER:-} "$top_builddir/tools/apicred" \
 		-c "$CONF" -m "$APICRED_TEST_MODULEDIR" "$@" \
 		>"$T/run.out" 2>"$T/run.err" || RC=$?

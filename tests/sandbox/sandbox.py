@@ -198,9 +198,10 @@ class Req:
         return self.headers.get(name)
 
     def qlast(self):
-        """Query parameters, URL-decoded, the last of a repeated name wins."""
+        """Query parameters, URL-decoded (bad UTF-8 becomes U+FFFD, which
+        then simply fails to match), the last of a repeated name wins."""
         return dict(urllib.parse.parse_qsl(self.query, keep_blank_values=True,
-                                           errors="strict"))
+                                           errors="replace"))
 
     def ctype(self):
         return (self.header("Content-Type") or "").split(";")[0].strip().lower()
