@@ -197,7 +197,7 @@ done_testing() {
 
 # ---- sandbox -----------------------------------------------------------------
 # sandbox_start: certificates + server; exports SB SB_PORT SB_MTLS SB_TLS13
-# SB_TLS12 SB_BADHOST SB_UNKNOWNCA SB_CA SB_CERTS SB_DIR SB_LOG SB_PID.
+# SB_TLS12 SB_BADHOST SB_UNKNOWNCA SB_HTTP SB_CA SB_CERTS SB_DIR SB_LOG SB_PID.
 sandbox_start() {
 	SB_DIR=$T/sandbox
 	SB_CERTS=$SB_DIR/certs
@@ -230,7 +230,8 @@ sandbox_start() {
 	. "$SB_DIR/ports.env"
 	[ "$SB_PID" = "$(sed -n 's/^SB_PID=//p' "$SB_DIR/ports.env")" ] ||
 		bail "ports.env is not from this sandbox"
-	export SB SB_PORT SB_MTLS SB_TLS13 SB_TLS12 SB_BADHOST SB_UNKNOWNCA SB_PID
+	export SB SB_PORT SB_MTLS SB_TLS13 SB_TLS12 SB_BADHOST SB_UNKNOWNCA SB_HTTP \
+		SB_PID
 }
 
 # sandbox_stop: SIGTERM it now and wait; SB_EXIT = its exit status

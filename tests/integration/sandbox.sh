@@ -76,6 +76,9 @@ is "main listener answers" "$SB_STATUS" 200
 sb_request -H "$K" --tls-max 1.2 "$SB_TLS13/apikey/echo"
 is "TLS 1.3 listener refuses TLS 1.2" "$SB_STATUS" ""
 like "... with a protocol version alert" "$SB_ERR" "*PROTOCOL_VERSION*"
+sb_request -H "$K" "$SB_HTTP/apikey/echo"
+is "plain HTTP listener answers" "$SB_STATUS" 200
+is "... counted as http-apikey" "$(count http-apikey)" 1
 sb_request "$SB_MTLS/api/x"
 is "mTLS listener refuses a client without certificate" "$SB_STATUS" ""
 like "... with certificate required" "$SB_ERR" "*CERTIFICATE_REQUIRED*"

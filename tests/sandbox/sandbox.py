@@ -1066,13 +1066,16 @@ class Handler(http.server.BaseHTTPRequestHandler):
         # The TLS handshake runs here, in the connection's own thread, so a
         # slow or hostile client never blocks the accept loop.
         self.request.settimeout(self.timeout)
+        self.cert_subject = None
+        self.cert_fp = None
+        if not isinstance(self.request, ssl.SSLSocket):     # plain HTTP
+            super().setup()
+            return
         try:
             self.request.do_handshake()
         except (ssl.SSLError, OSError):
             self._linger()
             raise
-        self.cert_subject = None
-        self.cert_fp = None
         der = self.request.getpeercert(binary_form=True)
         if der:
             self.cert_fp = hashlib.sha256(der).hexdigest()
@@ -1218,6 +1221,8 @@ class Listener(http.server.ThreadingHTTPServer):
 
     def get_request(self):
         sock, addr = self.socket.accept()
+        if self.ctx is None:
+            return sock, addr
         return self.ctx.wrap_socket(sock, server_side=True,
                                     do_handshake_on_connect=False), addr
 
@@ -1264,6 +1269,7 @@ def main():
         "tls12": make_ctx(c, "server", minv=T.TLSv1_2, maxv=T.TLSv1_2),
         "badhost": make_ctx(c, "badhost"),
         "unknownca": make_ctx(c, "unknownca-server"),
+        "http": None,       # plain HTTP, for insecure_http tests
     }
     servers = {name: Listener(name, ctx) for name, ctx in listeners.items()}
     threads = []
@@ -1282,11 +1288,12 @@ def main():
 
     var = {"main": "SB", "mtls": "SB_MTLS", "tls13": "SB_TLS13",
            "tls12": "SB_TLS12", "badhost": "SB_BADHOST",
-           "unknownca": "SB_UNKNOWNCA"}
+           "unknownca": "SB_UNKNOWNCA", "http": "SB_HTTP"}
     lines = ["SB_PID=%d" % os.getpid(),
              "SB_PORT=%d" % servers["main"].server_port]
     for name, s in servers.items():
-        lines.append("%s=https://127.0.0.1:%d" % (var[name], s.server_port))
+        lines.append("%s=%s://127.0.0.1:%d" % (
+            var[name], "http" if s.ctx is None else "https", s.server_port))
     tmp = os.path.join(args.dir, "ports.env.tmp")
     with open(tmp, "w") as f:
         f.write("\n".join(lines) + "\n")

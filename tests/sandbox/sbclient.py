@@ -55,8 +55,8 @@ def main():
         return 3
 
     u = urllib.parse.urlsplit(a.url)
-    if u.scheme != "https" or not u.hostname:
-        print("sbclient: only https:// URLs", file=sys.stderr)
+    if u.scheme not in ("https", "http") or not u.hostname:
+        print("sbclient: only https:// and http:// URLs", file=sys.stderr)
         return 3
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     if a.insecure:
@@ -91,8 +91,12 @@ def main():
     try:
         if a.cert:
             ctx.load_cert_chain(a.cert, a.key, a.password)
-        conn = http.client.HTTPSConnection(u.hostname, u.port or 443,
-                                           context=ctx, timeout=a.timeout)
+        if u.scheme == "http":
+            conn = http.client.HTTPConnection(u.hostname, u.port or 80,
+                                              timeout=a.timeout)
+        else:
+            conn = http.client.HTTPSConnection(u.hostname, u.port or 443,
+                                               context=ctx, timeout=a.timeout)
         conn.request(method, target, body=body, headers=headers)
         resp = conn.getresponse()
         data = resp.read()
