@@ -172,7 +172,9 @@ static int s_read_file(const apicred_host *h, const char *what, const char *path
 	size_t got = 0;
 	int fd, rc = APICRED_OK;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	/* O_NONBLOCK: a FIFO put where a file should be must not hang init
+	 * (it is refused below); regular files ignore the flag. */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (fd < 0)
 		return h->error(h, secret ? APICRED_ERR_SECRET : APICRED_ERR_TLS,
 		                "%s %s: %s", what, path, strerror(errno));
@@ -411,6 +413,10 @@ static int s_add(const apicred_host *h, struct s_state *st, const char *name,
 {
 	if (!value)
 		return h->error(h, APICRED_ERR_NOMEM, "out of memory");
+	if (st->n_items == S_MAX_ITEMS) {
+		s_wipe_free(value, len);
+		return h->error(h, APICRED_ERR_INTERNAL, "too many TLS items");
+	}
 	st->items[st->n_items].name = name;
 	st->items[st->n_items].value = value;
 	st->items[st->n_items].len = len;

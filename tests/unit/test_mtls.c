@@ -404,6 +404,8 @@ static void test_bad_material(void **state)
 		  "private.pem", "no PEM private key", APICRED_ERR_TLS },
 		{ "cert = \"certs/missing.pem\"; key = \"certs/client.key\";",
 		  "missing.pem", "No such file", APICRED_ERR_TLS },
+		{ "cert = \"certs/client.pem\"; key = \"certs/fifo.key\";",
+		  "fifo.key", "not a regular file", APICRED_ERR_TLS },
 		{ "cert = \"certs/client.pem\";", "cert", "without key", APICRED_ERR_CONFIG },
 		{ "cert = \"certs/client.pem\"; key = \"certs/client.key\"; "
 		  "pkcs12 = \"certs/client.p12\";", "pkcs12", "not both", APICRED_ERR_CONFIG },
@@ -421,6 +423,8 @@ static void test_bad_material(void **state)
 	s_write_key(f, "loose.key", s_pki.client_key, NULL, 0644);
 	s_write_p12(f, "client.p12", "p12-pass-5678");
 	s_write_p12(f, "loose.p12", "p12-pass-5678");
+	s_path(f, "fifo.key", path, sizeof(path)); /* would block a plain open() */
+	assert_int_equal(mkfifo(path, 0600), 0);
 	s_write_cert(f, "private.pem", s_pki.client, NULL); /* a cert where the key should be */
 	s_path(f, "private.pem", path, sizeof(path));
 	assert_int_equal(chmod(path, 0600), 0);
