@@ -435,13 +435,9 @@ static size_t s_write(char *ptr, size_t size, size_t nmemb, void *user)
 /* One attempt: get credentials, decorate a fresh handle, perform. Returns
  * 0 with *status set, or 1 after printing the error. */
 static int s_perform(apicred_ctx *ctx, const char *service, const apicred_request *req,
-                     struct curl_slist *extra, int have_ctype, apicred_cred *cred,
-                     struct s_buf *body, long *status)
+                     apicred_cred *cred, struct s_buf *body, long *status)
 {
 	char errbuf[CURL_ERROR_SIZE] = "";
-	struct curl_slist *hdrs = NULL, *p;
-	const char *name, *value;
-	size_t len;
 	CURL *h;
 	CURLcode cc;
 	int rc, ret = 1;
@@ -451,42 +447,11 @@ static int s_perform(apicred_ctx *ctx, const char *service, const apicred_reques
 		fprintf(stderr, "apicred: %s: cannot initialise libcurl\n", service);
 		return 1;
 	}
+	/* URL, headers (ours and the credential's) and TLS material. */
 	rc = apicred_curl_apply(ctx, service, h, req, cred);
 	if (rc != APICRED_OK) {
 		s_fail(service, rc);
 		goto out;
-	}
-	/* apicred_curl_apply set CURLOPT_HTTPHEADER to the credential's list;
-	 * with the user's -H headers we install a list holding both. */
-	if (extra || (req->body && !have_ctype)) {
-		for (size_t i = 0; i < apicred_cred_count(cred, APICRED_HEADER); i++) {
-			char *line;
-
-			if (apicred_cred_item(cred, APICRED_HEADER, i, &name, &value, &len) != APICRED_OK)
-				continue;
-			if (asprintf(&line, "%s: %s", name, value) < 0)
-				goto nomem;
-			p = curl_slist_append(hdrs, line);
-			explicit_bzero(line, strlen(line));
-			free(line);
-			if (!p)
-				goto nomem;
-			hdrs = p;
-		}
-		if (req->body && !have_ctype) {
-			char line[64];
-
-			snprintf(line, sizeof(line), "Content-Type: %s", req->content_type);
-			if (!(p = curl_slist_append(hdrs, line)))
-				goto nomem;
-			hdrs = p;
-		}
-		for (struct curl_slist *e = extra; e; e = e->next) {
-			if (!(p = curl_slist_append(hdrs, e->data)))
-				goto nomem;
-			hdrs = p;
-		}
-		curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
 	}
 	if (req->body) {
 		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
@@ -510,15 +475,8 @@ static int s_perform(apicred_ctx *ctx, const char *service, const apicred_reques
 	}
 	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
 	ret = 0;
-	goto out;
-nomem:
-	fprintf(stderr, "apicred: %s: out of memory\n", service);
 out:
 	curl_easy_cleanup(h);
-	/* The list held credential headers: wipe before freeing. */
-	for (p = hdrs; p; p = p->next)
-		explicit_bzero(p->data, strlen(p->data));
-	curl_slist_free_all(hdrs);
 	return ret;
 }
 
@@ -534,7 +492,9 @@ static int s_cmd_request(int argc, char **argv)
 	};
 	struct s_reqopt ro = { 0 };
 	apicred_request req = APICRED_REQUEST_INIT;
-	struct curl_slist *extra = NULL, *p;
+	const char **hdrs;   /* -H lines, a guessed Content-Type, NULL */
+	size_t nhdrs = 0;
+	char ctype_line[64];
 	struct s_buf body = { 0 };
 	apicred_ctx *ctx = NULL;
 	apicred_cred *cred = NULL;
@@ -542,6 +502,11 @@ static int s_cmd_request(int argc, char **argv)
 	long status = 0;
 	int c, rc, retry = 0, ret = EXIT_FAILURE;
 
+	hdrs = calloc((size_t)argc + 1, sizeof(*hdrs));
+	if (!hdrs) {
+		fprintf(stderr, "apicred: out of memory\n");
+		return EXIT_FAILURE;
+	}
 	optind = 0;
 	while ((c = getopt_long(argc, argv, ":X:d:H:o:h", lopts, NULL)) != -1) {
 		switch (c) {
@@ -567,11 +532,7 @@ static int s_cmd_request(int argc, char **argv)
 				for (ctype = colon + 1; *ctype == ' ' || *ctype == '\t'; ctype++)
 					;
 			}
-			if (!(p = curl_slist_append(extra, optarg))) {
-				fprintf(stderr, "apicred: out of memory\n");
-				goto out;
-			}
-			extra = p;
+			hdrs[nhdrs++] = optarg;
 			break;
 		}
 		case 'o': output = optarg; break;
@@ -587,6 +548,12 @@ static int s_cmd_request(int argc, char **argv)
 	service = argv[optind];
 	ro.url = argv[optind + 1];
 	s_reqopt_fill(&ro, &req, ctype ? ctype : s_guess_type(&ro));
+	if (req.body && !ctype) {
+		/* What signing schemes were told is what the server gets. */
+		snprintf(ctype_line, sizeof(ctype_line), "Content-Type: %s", req.content_type);
+		hdrs[nhdrs++] = ctype_line;
+	}
+	req.headers = hdrs;
 
 	if (s_open(&ctx) != APICRED_OK)
 		goto out;
@@ -598,7 +565,7 @@ static int s_cmd_request(int argc, char **argv)
 		body.len = 0;
 		if (body.data)
 			body.data[0] = '\0';
-		if (s_perform(ctx, service, &req, extra, ctype != NULL, cred, &body, &status) != 0)
+		if (s_perform(ctx, service, &req, cred, &body, &status) != 0)
 			goto out;
 		retry = 0;
 		rc = apicred_report(ctx, service, cred, status, body.data, body.len, &retry);
@@ -635,7 +602,7 @@ static int s_cmd_request(int argc, char **argv)
 out:
 	apicred_cred_free(cred);
 	apicred_close(ctx);
-	curl_slist_free_all(extra);
+	free(hdrs);
 	free(body.data);
 	free(ro.data);
 	return ret;
