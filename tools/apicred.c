@@ -104,11 +104,15 @@ static void s_fail(const char *service, int code)
 /* getopt's own messages would name the command as the program; say it ours. */
 static int s_bad_option(const char *cmd, char **argv, int c)
 {
+	const char *sep = cmd ? ": " : "";
+
+	if (!cmd)
+		cmd = "";
 	if (c == ':')
-		return s_usage_error("%s: option '%s' needs an argument", cmd, argv[optind - 1]);
+		return s_usage_error("%s%soption '%s' needs an argument", cmd, sep, argv[optind - 1]);
 	if (optopt)
-		return s_usage_error("%s: unknown option '-%c'", cmd, optopt);
-	return s_usage_error("%s: unknown option '%s'", cmd, argv[optind - 1]);
+		return s_usage_error("%s%sunknown option '-%c'", cmd, sep, optopt);
+	return s_usage_error("%s%sunknown option '%s'", cmd, sep, argv[optind - 1]);
 }
 
 static void s_log_quiet(void *user, int level, const char *service, const char *message)
@@ -816,7 +820,7 @@ int main(int argc, char **argv)
 			printf("apicred %s (application ABI %d.%d)\n", PACKAGE_VERSION,
 			       APICRED_VERSION_MAJOR, APICRED_VERSION_MINOR);
 			return EXIT_SUCCESS;
-		default: return s_bad_option("apicred", argv, c);
+		default: return s_bad_option(NULL, argv, c);
 		}
 	}
 	if (optind >= argc)
