@@ -258,11 +258,11 @@ static int s_parse_service(struct ac_stack *st)
 		if (!st->origin)
 			return s_fail(st, APICRED_ERR_CONFIG, s,
 			              "'url' is not an absolute http(s) URL");
-		size_t n = strlen(st->origin);
+		size_t olen = strlen(st->origin);
 		bool https = strncmp(st->origin, "https:", 6) == 0;
 		const char *def = https ? ":443" : ":80";
-		if (n > strlen(def) && strcmp(st->origin + n - strlen(def), def) == 0)
-			st->origin_short = strndup(st->origin, n - strlen(def));
+		if (olen > strlen(def) && strcmp(st->origin + olen - strlen(def), def) == 0)
+			st->origin_short = strndup(st->origin, olen - strlen(def));
 	}
 	if ((s = config_setting_get_member(root, "headers"))) {
 		bool one = config_setting_type(s) == CONFIG_TYPE_STRING;
