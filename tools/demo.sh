@@ -39,7 +39,7 @@ step() {
 	want=$1; shift
 	STEPS=$((STEPS + 1))
 	printf '  $ apicred %s\n' "$*"
-	run apicred "$@"
+	run "$@"
 	[ -n "$OUT" ] && printf '%s\n' "$OUT" | indent
 	[ -n "$ERR" ] && printf '%s\n' "$ERR" | indent
 	if [ "$RC" = "$want" ]; then
@@ -49,11 +49,6 @@ step() {
 		FAILED="$FAILED $SERVICE"
 		printf '  %s-> FAILED (exit %s, expected %s)%s\n' "$R" "$RC" "$want" "$N"
 	fi
-}
-
-sb() { # METHOD PATH [JSON]: talk to the sandbox's control endpoints
-	curl -sS --cacert "$SB_CA" -X "$1" -H 'Content-Type: application/json' \
-		${3:+--data-binary "$3"} "$SB$2" >/dev/null 2>&1
 }
 
 echo "${B}apicred demo${N}: outbound API credentials by service name."
@@ -148,10 +143,10 @@ step 0 request totsco-apikey "$SB/apikey/echo"
 
 section edgecast "Authorization: TOK:<token>; the sandbox has revoked the primary, so the
    403 is reported, the layer fails over to the backup and the request is retried once"
-sb POST /_ctl/set '{"tok_primary": "00000000-0000-0000-0000-000000000000"}'
+ctl set '{"tok_primary": "00000000-0000-0000-0000-000000000000"}'
 step 0 get edgecast
 step 0 -v request edgecast "$SB/tok/echo"
-sb POST /_ctl/reset
+ctl reset
 
 section momo-collection "provision a sandbox API user and key, then an OAuth 2.0 token
    (Basic apiUser:apiKey, subscription key carried to the token endpoint) and a requesttopay"
@@ -172,10 +167,10 @@ step 0 get tpv -u "$SB/tpv/api/v1/products?page=1"
 step 0 request tpv "$SB/tpv/api/v1/products?page=1"
 
 section tcx-app "TCX OWTC headers with an app pass over the sorted request parameters"
-sb POST /_ctl/set '{"tcx_mode": "param"}'
+ctl set '{"tcx_mode": "param"}'
 step 0 get tcx-app -u "$SB/tcx/api/hello?b=2&a=1"
 step 0 request tcx-app "$SB/tcx/api/hello?b=2&a=1"
-sb POST /_ctl/reset
+ctl reset
 
 section totsco-hub "client certificate (key kept in memory, never printed) + OAuth 2.0 token fetched over mTLS"
 step 0 get totsco-hub --json
