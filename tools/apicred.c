@@ -10,14 +10,18 @@
  * 2 bad command line, 22 `request` got a non-2xx answer (as curl -f).
  *
  * Logging: with -v the library's own stderr logger is used (level from
- * apicred.conf's log.level); without it, a quiet logger that prints only
- * warnings and errors, so a one-shot command never writes to syslog.
+ * apicred.conf's log.level). Without it nothing goes to syslog, and the
+ * warnings and errors about the service at hand (or about no service) are
+ * held back and shown only if the command succeeds: a failure is reported
+ * once, by its apicred_errmsg(), while a success still shows what went wrong
+ * on the way (a failover to a backup token, a certificate about to expire).
  */
 #include "config.h"
 
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -115,12 +119,75 @@ static int s_bad_option(const char *cmd, char **argv, int c)
 	return s_usage_error("%s%sunknown option '%s'", cmd, sep, argv[optind - 1]);
 }
 
+/* The quiet logger's held-back lines (see the top of the file). */
+struct s_line {
+	int level;
+	char *service; /* NULL: about no service in particular */
+	char *text;
+};
+
+static struct {
+	pthread_mutex_t lock;
+	struct s_line *v;
+	size_t n;
+} s_held = { PTHREAD_MUTEX_INITIALIZER, NULL, 0 };
+
 static void s_log_quiet(void *user, int level, const char *service, const char *message)
 {
+	struct s_line l = { level, NULL, NULL }, *p;
+
 	if (level > LOG_WARNING)
 		return;
-	fprintf(stderr, "apicred: %s%s%s\n", service ? service : "",
-	        service ? ": " : "", message);
+	if (asprintf(&l.text, "apicred: %s%s%s\n", service ? service : "",
+	             service ? ": " : "", message) < 0)
+		return;
+	if (service && !(l.service = strdup(service))) {
+		free(l.text);
+		return;
+	}
+	pthread_mutex_lock(&s_held.lock);
+	p = realloc(s_held.v, (s_held.n + 1) * sizeof(*p));
+	if (p) {
+		s_held.v = p;
+		s_held.v[s_held.n++] = l;
+	}
+	pthread_mutex_unlock(&s_held.lock);
+	if (!p) {
+		free(l.service);
+		free(l.text);
+	}
+}
+
+/* Shows the held lines about service (NULL: none) and, down to level
+ * global_max, those about no service; other services' lines stay held
+ * (they were logged because the library loads every service). */
+static void s_log_show(const char *service, int global_max)
+{
+	pthread_mutex_lock(&s_held.lock);
+	for (size_t i = 0; i < s_held.n; i++) {
+		struct s_line *l = &s_held.v[i];
+
+		if (!l->text)
+			continue;
+		if (l->service ? !service || strcmp(l->service, service) != 0
+		               : l->level > global_max)
+			continue;
+		fputs(l->text, stderr);
+		free(l->text);
+		l->text = NULL;
+	}
+	pthread_mutex_unlock(&s_held.lock);
+}
+
+static void s_log_free(void)
+{
+	for (size_t i = 0; i < s_held.n; i++) {
+		free(s_held.v[i].service);
+		free(s_held.v[i].text);
+	}
+	free(s_held.v);
+	s_held.v = NULL;
+	s_held.n = 0;
 }
 
 static int s_open(apicred_ctx **ctx)
@@ -398,6 +465,7 @@ static int s_cmd_get(int argc, char **argv)
 		fprintf(stderr, "apicred: %s: cannot build JSON output\n", service);
 		goto out;
 	}
+	s_log_show(service, LOG_WARNING);
 	ret = EXIT_SUCCESS;
 out:
 	apicred_cred_free(cred);
@@ -597,6 +665,7 @@ static int s_cmd_request(int argc, char **argv)
 			goto out;
 		}
 	}
+	s_log_show(service, LOG_WARNING); /* e.g. the failover that made it work */
 	if (status < 200 || status > 299) {
 		fprintf(stderr, "apicred: %s: HTTP %ld\n", service, status);
 		ret = EXIT_HTTP;
@@ -646,6 +715,7 @@ static int s_cmd_check(int argc, char **argv)
 		return ret;
 	if (s_open(&ctx) != APICRED_OK)
 		return EXIT_FAILURE;
+	s_log_show(NULL, LOG_WARNING); /* e.g. a file name that is no service name */
 	n = optind < argc ? (size_t)(argc - optind) : apicred_service_count(ctx);
 	if (n == 0)
 		fprintf(stderr, "apicred: no services configured\n");
@@ -658,6 +728,8 @@ static int s_cmd_check(int argc, char **argv)
 		rc = apicred_check(ctx, svc);
 		if (rc == APICRED_OK) {
 			printf("%s: ok\n", svc);
+			fflush(stdout);
+			s_log_show(svc, -1);
 		} else {
 			failed = 1;
 			s_fail(svc, rc);
@@ -680,6 +752,7 @@ static int s_cmd_list(int argc, char **argv)
 		return s_usage_error("list: no arguments expected");
 	if (s_open(&ctx) != APICRED_OK)
 		return EXIT_FAILURE;
+	s_log_show(NULL, LOG_WARNING);
 	n = apicred_service_count(ctx);
 	for (size_t i = 0; i < n; i++) {
 		const char *s = apicred_service_name(ctx, i);
@@ -772,6 +845,7 @@ static int s_cmd_provision(int argc, char **argv)
 		return EXIT_FAILURE;
 	rc = apicred_provision(ctx, service, flags, &report);
 	if (rc == APICRED_OK) {
+		s_log_show(service, LOG_WARNING);
 		if (report && *report)
 			printf("%s%s", report, report[strlen(report) - 1] == '\n' ? "" : "\n");
 	} else {
@@ -835,6 +909,7 @@ int main(int argc, char **argv)
 		/* The command sees itself as argv[0]. */
 		ret = s_cmds[i].run(argc - optind, argv + optind);
 		curl_global_cleanup();
+		s_log_free();
 		return ret;
 	}
 	return s_usage_error("unknown command '%s'", argv[optind]);

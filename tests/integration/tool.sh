@@ -154,7 +154,7 @@ like "check unknown service: error format" "$ERR" "apicred: no-such-service: ?*"
 
 service_file syntax <<EOF
 url = "$SB/";
-stack = ( { provider = "apikey" key = "x"; } );
+stack = ( { provider = "apikey"; key = ; } );
 EOF
 run check syntax
 ok "check, syntax error: exit 1" [ "$RC" = 1 ]
