@@ -158,10 +158,12 @@ static void s_log_quiet(void *user, int level, const char *service, const char *
 	}
 }
 
-/* Shows the held lines about service (NULL: none) and, down to level
- * global_max, those about no service; other services' lines stay held
- * (they were logged because the library loads every service). */
-static void s_log_show(const char *service, int global_max)
+/* Shows the held lines about service (NULL: none) and, with globals, the
+ * warnings about no service in particular. Errors about no service (a
+ * provider that does not load) always come back as some service's error,
+ * and other services' lines were only logged because the library loads
+ * every service: both stay held. */
+static void s_log_show(const char *service, int globals)
 {
 	pthread_mutex_lock(&s_held.lock);
 	for (size_t i = 0; i < s_held.n; i++) {
@@ -170,7 +172,7 @@ static void s_log_show(const char *service, int global_max)
 		if (!l->text)
 			continue;
 		if (l->service ? !service || strcmp(l->service, service) != 0
-		               : l->level > global_max)
+		               : !globals || l->level != LOG_WARNING)
 			continue;
 		fputs(l->text, stderr);
 		free(l->text);
@@ -465,7 +467,7 @@ static int s_cmd_get(int argc, char **argv)
 		fprintf(stderr, "apicred: %s: cannot build JSON output\n", service);
 		goto out;
 	}
-	s_log_show(service, LOG_WARNING);
+	s_log_show(service, 0);
 	ret = EXIT_SUCCESS;
 out:
 	apicred_cred_free(cred);
@@ -665,7 +667,7 @@ static int s_cmd_request(int argc, char **argv)
 			goto out;
 		}
 	}
-	s_log_show(service, LOG_WARNING); /* e.g. the failover that made it work */
+	s_log_show(service, 0); /* e.g. the failover that made it work */
 	if (status < 200 || status > 299) {
 		fprintf(stderr, "apicred: %s: HTTP %ld\n", service, status);
 		ret = EXIT_HTTP;
@@ -715,7 +717,7 @@ static int s_cmd_check(int argc, char **argv)
 		return ret;
 	if (s_open(&ctx) != APICRED_OK)
 		return EXIT_FAILURE;
-	s_log_show(NULL, LOG_WARNING); /* e.g. a file name that is no service name */
+	s_log_show(NULL, 1); /* e.g. a file name that is no service name */
 	n = optind < argc ? (size_t)(argc - optind) : apicred_service_count(ctx);
 	if (n == 0)
 		fprintf(stderr, "apicred: no services configured\n");
@@ -729,7 +731,7 @@ static int s_cmd_check(int argc, char **argv)
 		if (rc == APICRED_OK) {
 			printf("%s: ok\n", svc);
 			fflush(stdout);
-			s_log_show(svc, -1);
+			s_log_show(svc, 0);
 		} else {
 			failed = 1;
 			s_fail(svc, rc);
@@ -752,7 +754,7 @@ static int s_cmd_list(int argc, char **argv)
 		return s_usage_error("list: no arguments expected");
 	if (s_open(&ctx) != APICRED_OK)
 		return EXIT_FAILURE;
-	s_log_show(NULL, LOG_WARNING);
+	s_log_show(NULL, 1);
 	n = apicred_service_count(ctx);
 	for (size_t i = 0; i < n; i++) {
 		const char *s = apicred_service_name(ctx, i);
@@ -845,7 +847,7 @@ static int s_cmd_provision(int argc, char **argv)
 		return EXIT_FAILURE;
 	rc = apicred_provision(ctx, service, flags, &report);
 	if (rc == APICRED_OK) {
-		s_log_show(service, LOG_WARNING);
+		s_log_show(service, 0);
 		if (report && *report)
 			printf("%s%s", report, report[strlen(report) - 1] == '\n' ? "" : "\n");
 	} else {

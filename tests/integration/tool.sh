@@ -162,6 +162,9 @@ like "check, syntax error: file:line" "$ERR" "apicred: syntax: *syntax.conf:2*"
 run get syntax
 ok "get on a broken service: exit 1" [ "$RC" = 1 ]
 like "get on a broken service: file:line" "$ERR" "apicred: syntax: *syntax.conf:2*"
+is "get on a broken service: said once, on one line" "$(printf '%s\n' "$ERR" | wc -l)" 1
+run get keyed
+is "get on a good service next to broken ones: nothing on stderr" "$ERR" ""
 rm -f "$CONF/conf.d/broken.conf" "$CONF/conf.d/syntax.conf"
 
 # ---- list, providers ---------------------------------------------------------
@@ -217,6 +220,7 @@ ctl set '{"tok_primary": "00000000-0000-0000-0000-000000000000"}'
 run request cdn "$SB/tok/echo"
 ok "request, primary revoked: exit 0 via the backup" [ "$RC" = 0 ]
 is "request, primary revoked: exactly one retry" "$(count tok)" 2
+like "request, primary revoked: the failover is shown" "$ERR" "apicred: cdn: *backup*"
 ctl reset
 ctl set '{"tok_primary": "00000000-0000-0000-0000-000000000000", "tok_backup": "00000000-0000-0000-0000-000000000001"}'
 run request cdn "$SB/tok/echo"
