@@ -38,7 +38,14 @@ indent() { sed 's/^/    /'; }
 step() {
 	want=$1; shift
 	STEPS=$((STEPS + 1))
-	printf '  $ apicred %s\n' "$*"
+	printf '  $ apicred'
+	for a in "$@"; do
+		case $a in
+		*[!A-Za-z0-9_./:=@%+,-]* | '') printf " '%s'" "$a" ;;
+		*) printf ' %s' "$a" ;;
+		esac
+	done
+	echo
 	run "$@"
 	[ -n "$OUT" ] && printf '%s\n' "$OUT" | indent
 	[ -n "$ERR" ] && printf '%s\n' "$ERR" | indent
@@ -145,7 +152,7 @@ section edgecast "Authorization: TOK:<token>; the sandbox has revoked the primar
    403 is reported, the layer fails over to the backup and the request is retried once"
 ctl set '{"tok_primary": "00000000-0000-0000-0000-000000000000"}'
 step 0 get edgecast
-step 0 -v request edgecast "$SB/tok/echo"
+step 0 request edgecast "$SB/tok/echo"
 ctl reset
 
 section momo-collection "provision a sandbox API user and key, then an OAuth 2.0 token
