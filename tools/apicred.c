@@ -227,6 +227,7 @@ static int s_read_data(const char *arg, char **data, size_t *len)
 		*data = strdup(arg);
 		return *data ? 0 : -1;
 	}
+	errno = 0;
 	f = strcmp(arg + 1, "-") == 0 ? stdin : fopen(arg + 1, "rb");
 	if (!f) {
 		fprintf(stderr, "apicred: %s: %s\n", arg + 1, strerror(errno));
@@ -238,8 +239,10 @@ static int s_read_data(const char *arg, char **data, size_t *len)
 		if (cap - n < 4096) {
 			char *p = realloc(buf, cap ? cap * 2 : 8192);
 
-			if (!p)
+			if (!p) {
+				errno = ENOMEM;
 				break;
+			}
 			buf = p;
 			cap = cap ? cap * 2 : 8192;
 		}
@@ -248,8 +251,8 @@ static int s_read_data(const char *arg, char **data, size_t *len)
 		if (got == 0)
 			break;
 	}
-	if (ferror(f) || !buf) {
-		fprintf(stderr, "apicred: %s: cannot read\n", arg + 1);
+	if (ferror(f) || errno == ENOMEM || !buf) {
+		fprintf(stderr, "apicred: %s: cannot read: %s\n", arg + 1, strerror(errno));
 		if (f != stdin)
 			fclose(f);
 		free(buf);
@@ -263,7 +266,7 @@ static int s_read_data(const char *arg, char **data, size_t *len)
 	return 0;
 }
 
-/* An HTTP method is a token of letters (RFC 9110); keeps junk out of curl. */
+/* An HTTP method is a token (RFC 9110); letters, - and _ keep junk out of curl. */
 static int s_valid_method(const char *m)
 {
 	if (!*m)
@@ -430,24 +433,26 @@ static int s_cmd_get(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, ":X:u:d:h", lopts, NULL)) != -1) {
 		switch (c) {
 		case 'X':
-			if (!s_valid_method(optarg))
-				return free(ro.data), s_usage_error("get: bad method '%s'", optarg);
+			if (!s_valid_method(optarg)) {
+				ret = s_usage_error("get: bad method '%s'", optarg);
+				goto out;
+			}
 			ro.method = optarg;
 			break;
 		case 'u': ro.url = optarg; break;
 		case 'd':
 			if (s_reqopt_data(&ro, optarg) != 0)
-				return free(ro.data), EXIT_FAILURE;
+				goto out;
 			break;
 		case 'j': json = 1; break;
-		case 'h': free(ro.data); fputs(s_usage, stdout); return EXIT_SUCCESS;
-		default: free(ro.data); return s_bad_option("get", argv, c);
+		case 'h': fputs(s_usage, stdout); ret = EXIT_SUCCESS; goto out;
+		default: ret = s_bad_option("get", argv, c); goto out;
 		}
 	}
 	if (argc - optind != 1) {
-		free(ro.data);
-		return s_usage_error(argc - optind < 1 ? "get: SERVICE missing"
-		                                       : "get: one SERVICE only");
+		ret = s_usage_error(argc - optind < 1 ? "get: SERVICE missing"
+		                                      : "get: one SERVICE only");
+		goto out;
 	}
 	service = argv[optind];
 	s_reqopt_fill(&ro, &req, s_guess_type(&ro));
@@ -872,6 +877,16 @@ static const struct {
 	{ "provision", s_cmd_provision },
 };
 
+/* Output that did not reach its destination (a full disk) is a failure. */
+static int s_finish(int ret)
+{
+	if (fflush(stdout) != 0 || ferror(stdout)) {
+		fprintf(stderr, "apicred: standard output: %s\n", strerror(errno));
+		return EXIT_FAILURE;
+	}
+	return ret;
+}
+
 int main(int argc, char **argv)
 {
 	static const struct option lopts[] = {
@@ -891,11 +906,11 @@ int main(int argc, char **argv)
 		case 'c': gl.confdir = optarg; break;
 		case 'm': gl.moduledir = optarg; break;
 		case 'v': gl.verbose = 1; break;
-		case 'h': fputs(s_usage, stdout); return EXIT_SUCCESS;
+		case 'h': fputs(s_usage, stdout); return s_finish(EXIT_SUCCESS);
 		case 'V':
 			printf("apicred %s (application ABI %d.%d)\n", PACKAGE_VERSION,
 			       APICRED_VERSION_MAJOR, APICRED_VERSION_MINOR);
-			return EXIT_SUCCESS;
+			return s_finish(EXIT_SUCCESS);
 		default: return s_bad_option(NULL, argv, c);
 		}
 	}
@@ -912,7 +927,7 @@ int main(int argc, char **argv)
 		ret = s_cmds[i].run(argc - optind, argv + optind);
 		curl_global_cleanup();
 		s_log_free();
-		return ret;
+		return s_finish(ret);
 	}
 	return s_usage_error("unknown command '%s'", argv[optind]);
 }
