@@ -209,7 +209,7 @@ static int s_open(apicred_ctx **ctx)
 		o.log = s_log_quiet;
 	rc = apicred_open_opts(ctx, &o);
 	if (rc != APICRED_OK) {
-		s_fail(gl.confdir, rc);
+		s_fail(NULL, rc); /* the message names the file */
 		*ctx = NULL;
 	}
 	return rc;
@@ -761,6 +761,8 @@ static int s_cmd_list(int argc, char **argv)
 		return EXIT_FAILURE;
 	s_log_show(NULL, 1);
 	n = apicred_service_count(ctx);
+	if (n == 0)
+		fprintf(stderr, "apicred: no services configured\n");
 	for (size_t i = 0; i < n; i++) {
 		const char *s = apicred_service_name(ctx, i);
 

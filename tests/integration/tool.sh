@@ -229,4 +229,16 @@ like "request, both refused: 'HTTP 403'" "$ERR" "*apicred: cdn: HTTP 403*"
 is "request, both refused: retried once, not more" "$(count tok)" 2
 ctl reset
 
+# ---- the configuration directory itself ------------------------------------
+confdir_new
+run list
+ok "empty confdir: list exits 0" [ "$RC" = 0 ]
+is "empty confdir: says so" "$ERR" "apicred: no services configured"
+is "empty confdir: empty list" "$OUT" ""
+echo 'log = { level = "loud"; };' > "$CONF/apicred.conf"
+run list
+ok "bad apicred.conf: exit 1" [ "$RC" = 1 ]
+like "bad apicred.conf: 'apicred: file:line: ...', said once" "$ERR" "apicred: $CONF/apicred.conf:1: *level*"
+is "bad apicred.conf: one line" "$(printf '%s\n' "$ERR" | wc -l)" 1
+
 done_testing
