@@ -216,7 +216,7 @@ stack = ( { provider = "tok"; token = "file:secrets/tok.primary";
             backup_token = "file:secrets/tok.backup"; } );
 EOF
 if [ ! -f "$APICRED_TEST_MODULEDIR/tok.so" ]; then
-	skip "the tok provider is not built" 7
+	skip "the tok provider is not built" 6
 else
 	ctl reset
 	ctl set '{"tok_primary": "00000000-0000-0000-0000-000000000000"}'
