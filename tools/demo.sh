@@ -47,7 +47,11 @@ step() {
 	done
 	echo
 	run "$@"
-	[ -n "$OUT" ] && printf '%s\n' "$OUT" | indent
+	if [ -n "$OUT" ]; then
+		printf '%s\n' "$OUT" | indent
+	elif [ "$1" = request ] && [ "$RC" = 0 ]; then
+		echo "    (2xx with an empty body)"
+	fi
 	[ -n "$ERR" ] && printf '%s\n' "$ERR" | indent
 	if [ "$RC" = "$want" ]; then
 		GOOD=$((GOOD + 1))
