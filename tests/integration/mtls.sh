@@ -50,7 +50,7 @@ fails() {
 # succeeds WHAT: the last run exited 0 and printed no key material.
 succeeds() {
 	ok "$1: succeeds" test "$RC" -eq 0
-	[ "$RC" -eq 0 ] || printf '# stderr: %s\n' "$ERR"
+	[ "$RC" -eq 0 ] || diag "stderr: $ERR"
 	no_key "$1"
 }
 
@@ -301,7 +301,8 @@ lh=$(printf '%s' "$SB_MTLS" | sed 's/127\.0\.0\.1/localhost/')
 ctl reset
 hub lh-hub "$lh/oauth2/token"
 run request lh-hub "$SB_MTLS/api/letterbox"
-fails "token endpoint on another origin that needs the certificate" "apicred: lh-hub:"
+fails "token endpoint on another origin that needs the certificate" "apicred: lh-hub:" \
+	"layer 2 (oauth2)" "certificate required"
 is "no token issued without the certificate" "$(count mtls-token)" 0
 hub lh-hub-carry "$lh/oauth2/token" 'carry = "always";'
 run request lh-hub-carry "$SB_MTLS/api/letterbox"
@@ -329,7 +330,7 @@ for s in totsco-hub totsco-apikey mtls-only; do
 	chmod 600 "$CONF/conf.d/$s.conf"
 	run check "$s"
 	ok "conf.d/$s.conf passes apicred check" test "$RC" -eq 0
-	[ "$RC" -eq 0 ] || printf '# %s\n' "$ERR"
+	[ "$RC" -eq 0 ] || diag "$ERR"
 done
 run get mtls-only --json
 succeeds "conf.d/mtls-only.conf: get"
