@@ -1,5 +1,5 @@
 /*
- * hmac_test.c - the hmac provider through the real library: a real ctx,
+ * test_hmac.c - the hmac provider through the real library: a real ctx,
  * the real hmac.so, a login endpoint played by a local HTTP server, and a
  * clock fixed at 2018-12-30 23:59:59 UTC. Every expected value is either a
  * literal known vector or computed here with OpenSSL.

@@ -1,5 +1,5 @@
 /*
- * tcx_test.c - the tcx provider through the real library: a real ctx, the
+ * test_tcx.c - the tcx provider through the real library: a real ctx, the
  * real tcx.so, fixed clock (2018-12-30 23:59:59 UTC) and random bytes
  * (0, 1, ... 35, so dyn is "0123456789abcdefghijklmnopqrstuv"). Each
  * expected joined string J is written out by hand; the app pass expected
