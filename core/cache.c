@@ -50,6 +50,7 @@ void ac_layer_cache_fini(struct ac_layer *L)
 {
 	struct ac_session *s = atomic_load(&L->session);
 
+	ac_ebr_drain(L); /* sessions this layer replaced, waiting for readers */
 	if (s)
 		s_session_free(s);
 	free(L->last_msg);
@@ -130,8 +131,8 @@ static void s_publish_inlock(struct ac_layer *L, int rc, struct ac_session *s,
 	if (rc == APICRED_OK) {
 		s->gen = ++L->gen;
 		old = atomic_exchange_explicit(&L->session, s, memory_order_acq_rel);
-		if (old)
-			ac_ebr_retire(ctx, old, s_session_free);
+		if (old) /* owned by the layer: freed before the layer's state */
+			ac_ebr_retire(L, old, s_session_free);
 		L->failures = 0;
 		L->retry_at_ms = 0;
 		L->last_code = 0;
