@@ -78,7 +78,7 @@ like "tpv post: confirmation code" "$OUT" '*"success"*'
 is "tpv post: Signature of the empty query" "$(last tpv headers.signature)" "$(hmac_hex '')"
 
 # The server's 400 body explains itself (feedback logs it).
-run apicred request tpv "$SB/tpv/api/v1/tpv" -X POST -d '{"channel":"phone"}'
+run apicred -v request tpv "$SB/tpv/api/v1/tpv" -X POST -d '{"channel":"phone"}'
 ok "400: exit status non-zero" test "$RC" -ne 0
 like "400: body printed" "$OUT" '*channel must be defined*'
 like "400: logged with the server's text" "$ERR" '*tpv*channel must be defined*'
@@ -91,7 +91,7 @@ run apicred request tpvbody "$SB/tpv/api/v1/tpv?ignored=1" -X POST -d "$TPV_JSON
 is "body: request succeeds" "$RC" 0
 is "body: Signature over the body" "$(last tpv headers.signature)" "$(hmac_hex "$TPV_JSON")"
 # A client that signs the query where the server wants the body is refused.
-run apicred request tpv "$SB/tpv/api/v1/products?a=1"
+run apicred -v request tpv "$SB/tpv/api/v1/products?a=1"
 ok "sign mismatch: fails" test "$RC" -ne 0
 like "sign mismatch: the server says why" "$ERR" '*invalid signature*'
 
@@ -144,7 +144,7 @@ ok "wrong token: fails" test "$RC" -ne 0
 like "wrong token: the server's text" "$ERR" '*invalid application token*'
 
 ctl reset
-ctl fault tpv-auth crlf 1
+ctl fault tpv-auth crlf 3
 run apicred get tpv
 ok "CR LF in auth_token: refused" test "$RC" -ne 0
 like "CR LF in auth_token: says so" "$ERR" '*control characters*'
@@ -175,7 +175,8 @@ is "sample tpv.conf: works against the sandbox" "$RC" 0
 ctl reset
 APICRED_TEST_CONFDIR=$CONF
 export APICRED_TEST_CONFDIR SB SB_CA
-"$top_builddir/tests/unit/signing_sandbox" hmac tpv 2>"$T/helper.err" | ok_lines
+"$top_builddir/tests/unit/signing_sandbox" hmac tpv >"$T/helper.out" 2>"$T/helper.err"
+ok_lines <"$T/helper.out"
 is "in process: two logins" "$(count tpv-auth)" 2
 
 done_testing

@@ -105,7 +105,7 @@ ok "time: pass over the datetime" pass_ok "$dt" "$(last tcx headers.x-tcx-app-pa
 
 ctl reset
 ctl set '{"tcx_mode": "param"}'
-run apicred request owtc-none "$SB/tcx/api/items?a=1"
+run apicred -v request owtc-none "$SB/tcx/api/items?a=1"
 like "mode mismatch: TCXPFX body" "$OUT" '*TCXPFX*'
 like "mode mismatch: logged with code and hint" "$ERR" '*owtc-none*TCXPFX 505003*mode*'
 
@@ -114,7 +114,7 @@ url = "$SB/tcx/";
 stack = ( { provider = "tcx"; type = "owtc"; mode = "param"; app_id = "$APP";
             app_public = "file:secrets/bad.public"; } );
 EOF
-run apicred request badpub "$SB/tcx/api/items?a=1"
+run apicred -v request badpub "$SB/tcx/api/items?a=1"
 like "wrong app_public: TCXPFX" "$ERR" '*TCXPFX 505003*'
 case $OUT$ERR in *"$PUB"*) _tap_result 1 "wrong app_public: no secret shown" ;;
 *) _tap_result 0 "wrong app_public: no secret shown" ;; esac
@@ -124,7 +124,7 @@ url = "$SB/tcx/";
 stack = ( { provider = "tcx"; type = "owtc"; mode = "param"; app_id = "other-app";
             app_public = "file:secrets/tcx.public"; } );
 EOF
-run apicred request badid "$SB/tcx/api/items"
+run apicred -v request badid "$SB/tcx/api/items"
 like "unknown app_id: TCXAFX 405002" "$ERR" '*TCXAFX 405002*'
 
 service_file badmaster <<EOF
@@ -132,7 +132,7 @@ url = "$SB/tcx/";
 stack = ( { provider = "tcx"; type = "ftc"; mode = "param"; app_id = "$APP";
             app_public = "file:secrets/tcx.public"; master_key = "file:secrets/bad.master"; } );
 EOF
-run apicred request badmaster "$SB/tcx/api/items"
+run apicred -v request badmaster "$SB/tcx/api/items"
 like "wrong master key: TCXMKF 505004" "$ERR" '*TCXMKF 505004*'
 
 ctl set '{"tcx_mode": "none"}'
@@ -159,7 +159,7 @@ like "server fault: TCXERX" "$ERR" '*TCXERX 105002*'
 # TCXTFX: tokens that the server considers expired at once.
 ctl reset
 ctl set '{"tcx_mode": "none", "tcx_token_ttl": 0}'
-run apicred request twtc-none "$SB/tcx/api/items"
+run apicred -v request twtc-none "$SB/tcx/api/items"
 like "TCXTFX: the body" "$OUT" '*TCXTFX*'
 like "TCXTFX: logged, token dropped" "$ERR" '*TCXTFX 505005*dropping*'
 is "TCXTFX: authorized afresh for the retry" "$(count tcx-authorize)" 2
@@ -195,7 +195,8 @@ ctl reset
 ctl set '{"tcx_mode": "time"}'
 APICRED_TEST_CONFDIR=$CONF
 export APICRED_TEST_CONFDIR SB SB_CA
-"$top_builddir/tests/unit/signing_sandbox" tcx twtc-time 2>"$T/helper.err" | ok_lines
+"$top_builddir/tests/unit/signing_sandbox" tcx twtc-time >"$T/helper.out" 2>"$T/helper.err"
+ok_lines <"$T/helper.out"
 is "in process: authorize, then authorize afresh after TCXTFX" "$(count tcx-authorize)" 2
 is "in process: one reauthorize" "$(count tcx-reauthorize)" 1
 is "in process: reauthorize sent base64(refresh)" \
@@ -205,7 +206,8 @@ is "in process: reauthorize sent base64(refresh)" \
 ctl reset
 ctl set '{"tcx_mode": "time"}'
 ctl fault tcx-reauthorize tcx_fault 1
-"$top_builddir/tests/unit/signing_sandbox" tcx-renew-fail twtc-time 2>"$T/helper.err" | ok_lines
+"$top_builddir/tests/unit/signing_sandbox" tcx-renew-fail twtc-time >"$T/helper.out" 2>"$T/helper.err"
+ok_lines <"$T/helper.out"
 is "in process, refused reauthorize: authorized twice" "$(count tcx-authorize)" 2
 like "in process, refused reauthorize: logged" "$(cat "$T/helper.err")" '*reauthorize*authorizing afresh*'
 
