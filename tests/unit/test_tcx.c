@@ -95,6 +95,8 @@ static void test_readme_sample(void **state)
 	assert_null(sg_header("X-TCX-TOKEN"));
 	assert_int_equal(apicred_cred_count(sg_cred, APICRED_HEADER), 3);
 	assert_int_equal(apicred_cred_count(sg_cred, APICRED_QUERY), 0);
+	/* owtc has no session: nothing expires. */
+	assert_int_equal(apicred_cred_expires_at(sg_cred), 0);
 	/* The same parameters in a form body give the same J. */
 	assert_pass(f, "app", "POST", URL, "foo=bar&bar=ghi&_xyz=789&abc=123&def=456",
 	            "application/x-www-form-urlencoded", "_xyz=789&abc=123&bar=ghi&def=456&foo=bar&");
@@ -264,6 +266,7 @@ static void test_ftc_and_long_public(void **state)
 	assert_string_equal(sg_header("X-TCX-TYPE"), "FTC");
 	assert_string_equal(sg_header("X-TCX-TOKEN"), sg_base64(MASTER, strlen(MASTER)));
 	assert_string_equal(sg_header("X-TCX-TOKEN"), "c2ItdGN4LW1hc3Rlcg==");
+	assert_int_equal(apicred_cred_expires_at(sg_cred), 0);
 
 	assert_int_equal(sg_get(f->ctx, "long", "GET", URL "?a=1", NULL, NULL), APICRED_OK);
 	assert_string_equal(sg_header("X-TCX-APP-PASS"), sg_tcx_pass("a=1&", pub, DYN));
