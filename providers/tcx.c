@@ -655,7 +655,8 @@ static int s_param_string(const apicred_host *host, const apicred_request *req,
 
 	/* Sort by key, then by arrival; the last of equal keys wins, which is
 	 * both parse_str's rule and "the body wins over the query". */
-	qsort(p.kv, p.n, sizeof(*p.kv), s_kv_cmp);
+	if (p.n > 1)
+		qsort(p.kv, p.n, sizeof(*p.kv), s_kv_cmp);
 	n = 1;
 	for (i = 0; i < p.n; i++)
 		n += p.kv[i].klen + p.kv[i].vlen + 2;
