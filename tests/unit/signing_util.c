@@ -352,7 +352,7 @@ static void s_hex(const unsigned char *in, size_t len, char *out)
 
 const char *sg_hmac_sha256_hex(const void *key, size_t klen, const void *msg, size_t mlen)
 {
-	static char hex[65];
+	static _Thread_local char hex[65];
 	unsigned char md[32];
 	size_t mdlen = 0;
 
@@ -365,7 +365,7 @@ const char *sg_hmac_sha256_hex(const void *key, size_t klen, const void *msg, si
 
 const char *sg_base64(const void *in, size_t len)
 {
-	static char out[4096];
+	static _Thread_local char out[4096];
 
 	if (4 * ((len + 2) / 3) >= sizeof(out))
 		abort();

@@ -79,11 +79,11 @@ const char *sg_req_query(const struct sg_req *r, const char *name);
 
 /* ---- expected values, with OpenSSL --------------------------------------- */
 
-/* Lowercase hex HMAC-SHA256; returns a static buffer. */
+/* Lowercase hex HMAC-SHA256; returns a per-thread static buffer. */
 const char *sg_hmac_sha256_hex(const void *key, size_t klen, const void *msg, size_t mlen);
 /* base64(hex(sha1(j + pub + dyn)) ":" dyn); returns a static buffer. */
 const char *sg_tcx_pass(const char *j, const char *pub, const char *dyn);
-/* Standard base64; returns a static buffer. */
+/* Standard base64; returns a per-thread static buffer. */
 const char *sg_base64(const void *in, size_t len);
 
 /* apicred_get into sg_cred (reused); body may be NULL. */

@@ -5,6 +5,7 @@
  * literal known vector or computed here with OpenSSL.
  */
 #define _GNU_SOURCE
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -299,6 +300,57 @@ static void test_feedback_401_logs_in_again(void **state)
 	assert_int_equal(sg_server_count(&f->srv), 2);
 }
 
+/* apply runs in many threads at once on one keyed HMAC state. */
+struct s_worker {
+	apicred_ctx *ctx;
+	int bad;
+};
+
+static void *s_work(void *arg)
+{
+	struct s_worker *w = arg;
+	apicred_request req = APICRED_REQUEST_INIT;
+	apicred_cred *cred;
+	char url[64], want[65];
+	const char *sig;
+
+	if (apicred_cred_new(&cred) != APICRED_OK) {
+		w->bad++;
+		return NULL;
+	}
+	for (int i = 0; i < 2000; i++) {
+		snprintf(url, sizeof(url), "https://tpv.example/p?i=%d", i % 7);
+		snprintf(want, sizeof(want), "%s", s_sig(url + strlen("https://tpv.example/p?")));
+		req.url = url;
+		if (apicred_get(w->ctx, "tpv", &req, cred) != APICRED_OK ||
+		    !(sig = apicred_cred_find(cred, APICRED_HEADER, "Signature")) ||
+		    strcmp(sig, want) != 0)
+			w->bad++;
+	}
+	apicred_cred_free(cred);
+	return NULL;
+}
+
+static void test_concurrent_apply(void **state)
+{
+	struct fx *f = *state;
+	struct s_worker w[4];
+	pthread_t t[4];
+
+	s_tpv(f, "tpv", "");
+	f->ctx = sg_open(f->confdir);
+	assert_int_equal(sg_get(f->ctx, "tpv", NULL, NULL, NULL, NULL), APICRED_OK);
+	for (int i = 0; i < 4; i++) {
+		w[i] = (struct s_worker){ f->ctx, 0 };
+		assert_int_equal(pthread_create(&t[i], NULL, s_work, &w[i]), 0);
+	}
+	for (int i = 0; i < 4; i++) {
+		pthread_join(t[i], NULL);
+		assert_int_equal(w[i].bad, 0);
+	}
+	assert_int_equal(sg_server_count(&f->srv), 1);
+}
+
 /* ---- failures ------------------------------------------------------------------- */
 
 static void s_expect_failure(struct fx *f, int status, const char *body, int code,
@@ -374,6 +426,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_sign_none_and_header_names, s_setup, s_teardown),
 		cmocka_unit_test_setup_teardown(test_token_ttl, s_setup, s_teardown),
 		cmocka_unit_test_setup_teardown(test_feedback_401_logs_in_again, s_setup, s_teardown),
+		cmocka_unit_test_setup_teardown(test_concurrent_apply, s_setup, s_teardown),
 		cmocka_unit_test_setup_teardown(test_login_failures, s_setup, s_teardown),
 		cmocka_unit_test_setup_teardown(test_bad_config, s_setup, s_teardown),
 	};
