@@ -32,6 +32,7 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -595,12 +596,29 @@ static int s_has(const char *s, const char *needle)
 	return 0;
 }
 
+/* The body's type: content_type, else a Content-Type line among the
+ * application's headers (a field newer callers may not have), else NULL. */
+static const char *s_content_type(const apicred_request *req)
+{
+	const char *const *h;
+
+	if (req->content_type)
+		return req->content_type;
+	if (req->size < offsetof(apicred_request, headers) + sizeof(req->headers) || !req->headers)
+		return NULL;
+	for (h = req->headers; *h; h++) {
+		if (strncasecmp(*h, "Content-Type:", 13) == 0)
+			return *h + 13 + strspn(*h + 13, " \t");
+	}
+	return NULL;
+}
+
 /* J for mode param. */
 static int s_param_string(const apicred_host *host, const apicred_request *req,
                           char **j, size_t *jlen)
 {
 	struct s_params p = { 0 };
-	const char *url = req->url, *q = NULL, *body = req->body, *ct = req->content_type;
+	const char *url = req->url, *q = NULL, *body = req->body, *ct = s_content_type(req);
 	const char *method = req->method ? req->method : "GET";
 	size_t qlen = 0, blen = body ? req->body_len : 0, members = 0, i, n;
 	json_t *root = NULL;

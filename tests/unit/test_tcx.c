@@ -204,6 +204,19 @@ static void test_param_body_sources(void **state)
 	/* A form body on GET is not read by the server; JSON is. */
 	assert_pass(f, "app", "GET", URL "?q=1", "x=1", "application/x-www-form-urlencoded", "q=1&");
 	assert_pass(f, "app", "GET", URL "?q=1", "{\"x\":1}", "application/vnd.api+json", "q=1&x=1&");
+	/* Without content_type, a Content-Type among the request's headers counts. */
+	{
+		const char *const hdrs[] = { "Accept: */*", "content-type: text/plain", NULL };
+		apicred_request req = APICRED_REQUEST_INIT;
+
+		req.method = "POST";
+		req.url = URL "?q=1";
+		req.body = "x=1";
+		req.body_len = 3;
+		req.headers = hdrs;
+		assert_int_equal(apicred_get(f->ctx, "app", &req, sg_cred), APICRED_OK);
+		assert_string_equal(sg_header("X-TCX-APP-PASS"), sg_tcx_pass("q=1&", PUB, DYN));
+	}
 	/* Other bodies carry no parameters. */
 	assert_pass(f, "app", "POST", URL "?q=1", "x=1", "text/plain", "q=1&");
 }
