@@ -114,6 +114,7 @@ static const struct {
 	{ "505101", "TCXAFX", "refresh token rejected", APICRED_ERR_AUTH },
 	{ "105102", "TCXERX", "server fault", APICRED_ERR_UNAVAILABLE },
 };
+#define S_NSTATUS (sizeof(s_status) / sizeof(s_status[0]))
 
 /* If body is a TCX failure body ({"status":0,...}), describes it in msg and
  * returns the error code to use; returns APICRED_OK otherwise. *tfx tells
@@ -127,7 +128,12 @@ static int s_failure(const apicred_host *host, const char *body, size_t len,
 	size_t i;
 
 	*tfx = 0;
-	if (host->json_get(host, body, len, "status", &status) != APICRED_OK)
+	/* Only a JSON object can be one (and json_get must not record an
+	 * error for every HTML page a feedback sees). */
+	for (i = 0; i < len && strchr(" \t\r\n", body[i]); i++)
+		;
+	if (i == len || body[i] != '{' ||
+	    host->json_get(host, body, len, "status", &status) != APICRED_OK)
 		return APICRED_OK;
 	if (strcmp(status, "0") != 0 && strcmp(status, "false") != 0) {
 		free(status);
@@ -137,15 +143,18 @@ static int s_failure(const apicred_host *host, const char *body, size_t len,
 	host->json_get(host, body, len, "status_code", &code);
 	host->json_get(host, body, len, "status_number", &number);
 	host->json_get(host, body, len, "status_message", &text);
-	for (i = 0; i < sizeof(s_status) / sizeof(s_status[0]); i++) {
-		if (number ? strcmp(number, s_status[i].number) == 0
-		           : code && strcmp(code, s_status[i].code) == 0) {
-			hint = s_status[i].hint;
-			err = s_status[i].err;
+	/* By number, else by code name: older servers number differently
+	 * (TCXTFX was 104), and a name is shared by several numbers. */
+	for (i = 0; i < 2 * S_NSTATUS; i++) {
+		const char *want = i < S_NSTATUS ? s_status[i].number : s_status[i - S_NSTATUS].code;
+		const char *got = i < S_NSTATUS ? number : code;
+
+		if (got && strcmp(got, want) == 0) {
+			hint = s_status[i % S_NSTATUS].hint;
+			err = s_status[i % S_NSTATUS].err;
 			break;
 		}
 	}
-	/* Older servers number TCXTFX 104: the code name is what counts. */
 	*tfx = code && strcmp(code, "TCXTFX") == 0;
 	snprintf(msg, msglen, "%.16s %.16s \"%.200s\": %s", code ? code : "?",
 	         number ? number : "?", text ? text : "", hint);

@@ -496,6 +496,8 @@ static void test_twtc_tfx_drops_token(void **state)
 	const char *pfx = "{\"status\":0,\"status_code\":\"TCXPFX\",\"status_number\":\"505003\","
 	                  "\"status_message\":\"TCX Pass did not match\"}";
 	const char *ok = "{\"status\":1,\"x\":\"TCX\"}";
+	const char *mkf = "{\"status\":0,\"status_code\":\"TCXMKF\",\"status_number\":\"105\","
+	                  "\"status_message\":\"TCX Master Key did not valid\"}";
 	int retry = -1;
 
 	s_twtc(f, "twtc", "none");
@@ -510,6 +512,11 @@ static void test_twtc_tfx_drops_token(void **state)
 	assert_int_equal(retry, 0);
 	assert_non_null(strstr(sg_log_text, "TCXPFX 505003"));
 	assert_non_null(strstr(sg_log_text, "mode"));
+	/* An older server's number: the code name still explains it. */
+	assert_int_equal(apicred_report(f->ctx, "twtc", sg_cred, 200, mkf, strlen(mkf), &retry),
+	                 APICRED_OK);
+	assert_int_equal(retry, 0);
+	assert_non_null(strstr(sg_log_text, "TCXMKF 105 \"TCX Master Key did not valid\": master key"));
 	/* A success body is no refusal. */
 	assert_int_equal(apicred_report(f->ctx, "twtc", sg_cred, 200, ok, strlen(ok), &retry),
 	                 APICRED_OK);
