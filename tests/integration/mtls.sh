@@ -335,6 +335,17 @@ done
 run get mtls-only --json
 succeeds "conf.d/mtls-only.conf: get"
 like "conf.d/mtls-only.conf: shows the certificate" "$(json cert_subject)" '*CN=sb-client'
+
+# The totsco-hub sample, pointed at the sandbox's mTLS listener, end to end.
+ctl reset
+sed "s#https://hub.totsco.example/#$SB_MTLS/#g" "$top_srcdir/conf.d/totsco-hub.conf" \
+	>"$CONF/conf.d/totsco-hub.conf"
+cp "$SB_CA" "$CONF/certs/totsco-ca.pem"
+run request totsco-hub "$SB_MTLS/api/letterbox"
+succeeds "conf.d/totsco-hub.conf: request through the sandbox"
+like "conf.d/totsco-hub.conf: Bearer with the client certificate" "$OUT" '*"ok": *true*CN=sb-client,*'
+like "conf.d/totsco-hub.conf: token request with the certificate, Basic auth" \
+	"$(last mtls-token client_cert_subject) $(last mtls-token headers.authorization)" '*CN=sb-client,* Basic *'
 CONF=$SAVED
 
 # ---- rotation in a running process --------------------------------------
