@@ -66,6 +66,13 @@ static int s_load(const apicred_host *host, const char *key, const char *prefix,
 		host->secret_free(host, secret, len);
 		return host->error(host, APICRED_ERR_SECRET, "%s: the secret is empty", key);
 	}
+	/* The core would refuse it in apply too, but the backup is only applied
+	 * on the bad day the primary is refused: find out now. */
+	if (strpbrk(secret, "\r\n") || strlen(secret) != len) {
+		host->secret_free(host, secret, len);
+		return host->error(host, APICRED_ERR_SECRET,
+		                   "%s: the secret contains CR, LF or NUL", key);
+	}
 	*value = malloc(plen + len + 1);
 	if (!*value) {
 		host->secret_free(host, secret, len);

@@ -146,6 +146,8 @@ void fx_global(fx *f, const char *text)
 
 void fx_remember(fx *f, const char *value)
 {
+	if (!*value)
+		return; /* "" is in every string */
 	assert_true(f->nsecrets < (int)(sizeof(f->secrets) / sizeof(f->secrets[0])));
 	f->secrets[f->nsecrets++] = value;
 }

@@ -68,7 +68,7 @@ static void test_syntax_error_has_file_line(void **state)
 	fx_service(f, "broken", 0600,
 	           "description = \"syntax\";\n"
 	           "stack = (\n"
-	           "  { provider = \"apikey\" key = \"file:secrets/k\"; }\n"
+	           "  { provider = \"apikey\"; key = ; }\n"
 	           ");\n");
 	fx_service(f, "fine", 0600,
 	           "stack = ( { provider = \"apikey\"; key = \"file:secrets/k\"; } );\n");
@@ -308,18 +308,24 @@ static void test_init_failure(void **state)
 	              "initfail refuses to start on purpose", NULL);
 }
 
-/* A broken layer fails the service closed even when it is optional. */
-static void test_missing_provider_fails_closed(void **state)
+/* A layer whose provider will not load fails like any failing layer (PAM's
+ * "must fail" handler): a required one fails the service (see above); an
+ * optional one is skipped, never silently: the log says which and why. */
+static void test_missing_optional_provider_is_logged(void **state)
 {
 	fx *f = *state;
+	char path[400];
 
 	fx_module(f, "alltypes");
 	fx_service(f, "closed", 0600,
 	           "stack = ( { provider = \"alltypes\"; label = \"A\"; },\n"
 	           "          { provider = \"nosuch\"; control = \"optional\"; } );\n");
 	fx_open(f);
-	fx_assert_err(f, fx_get(f, "closed"), APICRED_ERR_PROVIDER, "closed", "nosuch.so",
-	              NULL);
+	snprintf(path, sizeof(path), "%s/nosuch.so", f->mod);
+	assert_int_equal(fx_get(f, "closed"), APICRED_OK);
+	assert_string_equal(labels(f), "A");
+	assert_true(fx_logged(f, "closed"));
+	assert_true(fx_logged(f, path));
 }
 
 /* ---- service names ------------------------------------------------------ */
@@ -516,7 +522,7 @@ int main(void)
 		T(test_module_without_initvt),
 		T(test_module_other_abi_major),
 		T(test_init_failure),
-		T(test_missing_provider_fails_closed),
+		T(test_missing_optional_provider_is_logged),
 		T(test_bad_service_names),
 		T(test_unknown_service),
 		T(test_service_list),
