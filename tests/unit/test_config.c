@@ -95,6 +95,30 @@ static void test_global_syntax_error(void **state)
 	assert_non_null(strstr(apicred_errmsg(), "apicred.conf:2"));
 }
 
+/* With no confdir or moduledir given, the environment names them. */
+static void test_environment_dirs(void **state)
+{
+	fx *f = *state;
+	apicred_ctx *ctx = NULL;
+	apicred_cred *cred = NULL;
+
+	fx_module(f, "apikey");
+	fx_secret(f, "k", "sb-key-env-dirs", 0600);
+	fx_service(f, "from-env", 0600,
+	           "stack = ( { provider = \"apikey\"; key = \"file:secrets/k\"; } );\n");
+	setenv("APICRED_CONFDIR", f->conf, 1);
+	setenv("APICRED_MODULEDIR", f->mod, 1);
+	assert_int_equal(apicred_open(&ctx, NULL, APICRED_OPEN_NO_BACKGROUND), APICRED_OK);
+	unsetenv("APICRED_CONFDIR");
+	unsetenv("APICRED_MODULEDIR");
+	assert_int_equal(apicred_cred_new(&cred), APICRED_OK);
+	assert_int_equal(apicred_get(ctx, "from-env", NULL, cred), APICRED_OK);
+	assert_string_equal(apicred_cred_find(cred, APICRED_HEADER, "X-API-Key"),
+	                    "sb-key-env-dirs");
+	apicred_cred_free(cred);
+	apicred_close(ctx);
+}
+
 /* ---- validation against the schema ------------------------------------ */
 
 static void test_values_and_defaults(void **state)
@@ -510,6 +534,7 @@ int main(void)
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 		T(test_syntax_error_has_file_line),
 		T(test_global_syntax_error),
+		T(test_environment_dirs),
 		T(test_values_and_defaults),
 		T(test_unknown_key),
 		T(test_unknown_top_level_key),
