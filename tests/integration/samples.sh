@@ -52,6 +52,7 @@ ctl reset
 r apicred request edgecast "$SB/tok/v2/mcc/customers/me"
 is "request edgecast with the primary: exit 0" "$RC" 0
 is "request edgecast: one request" "$(count tok)" 1
+like "request edgecast: the sandbox saw the primary" "$OUT" '*"token"*"primary"*'
 
 r apicred request apikey-example "$SB/apikey/echo"
 is "request apikey-example: exit 0" "$RC" 0
@@ -59,17 +60,20 @@ like "request apikey-example: the sandbox accepted the key" "$OUT" '*"ok"*true*'
 
 # The admin revokes the primary: the first try gets 403, apicred reports it,
 # fails over and retries once with the backup.
-ctl set '{"tok_primary": "00000000-0000-0000-0000-000000000000"}'
+ctl set '{"tok_primary": null}'
 r apicred request edgecast "$SB/tok/v2/mcc/customers/me"
 is "request edgecast, primary revoked: exit 0 via the backup" "$RC" 0
 is "request edgecast, primary revoked: two requests" "$(count tok)" 3
-last=$(ctl_last tok)
-like "the retry carried the backup token" "$last" "*TOK:$BACKUP*"
+like "request edgecast, primary revoked: the sandbox saw the backup" "$OUT" \
+	'*"token"*"backup"*'
+is "the retry carried exactly the backup token" "$(last tok headers.authorization)" \
+	"TOK:$BACKUP"
 
 # Both revoked: a clear failure, still no secret anywhere.
-ctl set '{"tok_primary": "00000000-0000-0000-0000-000000000000", "tok_backup": "00000000-0000-0000-0000-000000000001"}'
+ctl set '{"tok_primary": null, "tok_backup": null}'
 r apicred request edgecast "$SB/tok/v2/mcc/customers/me"
 ok "request edgecast, both revoked: exit non-zero" test "$RC" -ne 0
+is "request edgecast, both revoked: tried twice, no more" "$(count tok)" 5
 like "request edgecast, both revoked: error names the service" "$ERR" "*edgecast*"
 like "request edgecast, both revoked: error gives the status" "$ERR" "*403*"
 ok "no secret in any output" no_secret

@@ -6,6 +6,8 @@
 #include "config.h"
 
 #include <fcntl.h>
+#include <ftw.h>
+#include <grp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -13,10 +15,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <cmocka.h>
 
 #include "fixture.h"
+
+#define S_NOBODY 65534
 
 static int setup(void **state)
 {
@@ -63,24 +68,77 @@ static void test_file_secret_missing(void **state)
 	assert_int_equal(apicred_check(f->ctx, "missing"), APICRED_ERR_SECRET);
 }
 
+static int s_chown(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	return lchown(path, S_NOBODY, S_NOBODY);
+}
+
+/* Runs as nobody in a child: root reads any file, so would prove nothing.
+ * Exit 0: refused as it should be; 77: cannot test here; else: failed. */
+static int s_unreadable_as_nobody(fx *f, const char *path)
+{
+	apicred_options o = { .size = sizeof(o) };
+	apicred_ctx *ctx = NULL;
+	apicred_cred *cred = NULL;
+	const char *msg;
+	int rc, fd;
+
+	if (setgroups(0, NULL) || setgid(S_NOBODY) || setuid(S_NOBODY))
+		return 77;
+	fd = open(path, O_RDONLY);
+	if (fd >= 0)
+		return 77; /* still privileged somehow */
+	o.confdir = f->conf;
+	o.moduledir = f->mod;
+	o.flags = APICRED_OPEN_NO_BACKGROUND | APICRED_OPEN_LOG_STDERR;
+	if (apicred_open_opts(&ctx, &o) || apicred_cred_new(&cred))
+		return 2;
+	rc = apicred_get(ctx, "locked", NULL, cred);
+	msg = apicred_errmsg();
+	if (rc != APICRED_ERR_SECRET || !strstr(msg, "locked") ||
+	    !strstr(msg, "secrets/locked") || strstr(msg, "sb-secret-locked")) {
+		fprintf(stderr, "# as nobody: got %d: %s\n", rc,
+		        strstr(msg, "sb-secret-locked") ? "(message holds the secret)" : msg);
+		rc = 1;
+	} else {
+		rc = 0;
+	}
+	apicred_cred_free(cred);
+	apicred_close(ctx);
+	return rc;
+}
+
 static void test_file_secret_unreadable(void **state)
 {
 	fx *f = *state;
 	const char *path;
-	int fd;
+	int fd, status;
+	pid_t pid;
 
 	fx_module(f, "apikey");
 	path = fx_secret(f, "locked", "sb-secret-locked", 0000);
-	/* root (or CAP_DAC_OVERRIDE) reads it anyway: nothing to test then. */
-	fd = open(path, O_RDONLY);
-	if (fd >= 0) {
-		close(fd);
-		skip();
-	}
 	fx_service(f, "locked", 0600, APIKEY_FILE("locked"));
-	fx_open(f);
-	fx_assert_err(f, fx_get(f, "locked"), APICRED_ERR_SECRET, "locked", "secrets/locked",
-	              NULL);
+	fd = open(path, O_RDONLY);
+	if (fd < 0) {
+		fx_open(f);
+		fx_assert_err(f, fx_get(f, "locked"), APICRED_ERR_SECRET, "locked",
+		              "secrets/locked", NULL);
+		return;
+	}
+	close(fd);
+	/* We read it anyway (root): try as nobody, in a child. */
+	if (geteuid() != 0)
+		skip();
+	assert_int_equal(nftw(f->dir, s_chown, 16, FTW_PHYS), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0)
+		_exit(s_unreadable_as_nobody(f, path));
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	if (WEXITSTATUS(status) == 77)
+		skip();
+	assert_int_equal(WEXITSTATUS(status), 0);
 }
 
 static void test_file_secret_writable_by_others(void **state)
