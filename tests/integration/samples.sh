@@ -66,6 +66,8 @@ is "request edgecast, primary revoked: exit 0 via the backup" "$RC" 0
 is "request edgecast, primary revoked: two requests" "$(count tok)" 3
 like "request edgecast, primary revoked: the sandbox saw the backup" "$OUT" \
 	'*"token"*"backup"*'
+like "request edgecast, primary revoked: the failover is logged" "$ERR" \
+	'*edgecast*tok*refused (403)*failing over to backup_token*'
 is "the retry carried exactly the backup token" "$(last tok headers.authorization)" \
 	"TOK:$BACKUP"
 
