@@ -147,9 +147,12 @@ static apicred_feedback s_feedback(void *state, const apicred_host *host,
 		          "failing over to backup_token until the configuration changes");
 		return APICRED_FEEDBACK_CHANGED;
 	}
+	/* feedback does not learn which token the refused request carried: one
+	 * sent with the primary just before the failover lands here too. */
 	expected = S_BACKUP;
 	if (atomic_compare_exchange_strong(&st->using, &expected, S_BACKUP_REFUSED))
-		host->log(host, LOG_ERR, "the backup token was refused (403) too");
+		host->log(host, LOG_ERR, "refused (403) again after failing over: "
+		          "the backup token may be revoked too");
 	return APICRED_FEEDBACK_NONE;
 }
 
