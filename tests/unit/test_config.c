@@ -335,7 +335,9 @@ static void test_init_failure(void **state)
 /* A layer whose provider will not load fails like any failing layer (PAM's
  * "must fail" handler): a required one fails the service (see above); an
  * optional one is skipped, never silently: the log says which and why. */
-static void test_missing_optional_provider_is_logged(void **state)
+/* Issue 2: a layer whose provider is missing makes the service fail, even
+ * an optional one; the reason names the provider and the path tried. */
+static void test_missing_optional_provider_fails_closed(void **state)
 {
 	fx *f = *state;
 	char path[400];
@@ -346,9 +348,8 @@ static void test_missing_optional_provider_is_logged(void **state)
 	           "          { provider = \"nosuch\"; control = \"optional\"; } );\n");
 	fx_open(f);
 	snprintf(path, sizeof(path), "%s/nosuch.so", f->mod);
-	assert_int_equal(fx_get(f, "closed"), APICRED_OK);
-	assert_string_equal(labels(f), "A");
-	assert_true(fx_logged(f, "closed"));
+	fx_assert_err(f, fx_get(f, "closed"), APICRED_ERR_PROVIDER, "closed", "nosuch", path, NULL);
+	assert_int_equal(apicred_check(f->ctx, "closed"), APICRED_ERR_PROVIDER);
 	assert_true(fx_logged(f, path));
 }
 
@@ -547,7 +548,7 @@ int main(void)
 		T(test_module_without_initvt),
 		T(test_module_other_abi_major),
 		T(test_init_failure),
-		T(test_missing_optional_provider_is_logged),
+		T(test_missing_optional_provider_fails_closed),
 		T(test_bad_service_names),
 		T(test_unknown_service),
 		T(test_service_list),
