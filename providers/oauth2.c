@@ -658,17 +658,21 @@ static int s_prov_error(const apicred_host *host, const apicred_http_response *r
 		free(code);
 		return rc;
 	}
-	if (resp->status == 401 || resp->status == 403)
-		return host->http_error(host, resp, resp->status == 401 ?
-		                        "provisioning endpoint refused the subscription key "
-		                        "of the layer above" : "provisioning endpoint");
+	if (resp->status == 401) {
+		/* MoMo's provisioning API knows only the subscription key, which
+		 * comes from the layer above (same origin). */
+		char what[128];
+
+		snprintf(what, sizeof(what), "%s: subscription key refused", step);
+		return host->http_error(host, resp, what);
+	}
 	if (resp->status == 404)
 		return host->error(host, APICRED_ERR_AUTH,
 		                   "%s: API user %s not found (404)", step, id);
 	if (resp->status >= 200 && resp->status <= 299)
 		return host->error(host, APICRED_ERR_PROTOCOL,
 		                   "%s: unexpected answer %ld", step, resp->status);
-	return host->http_error(host, resp, "provisioning endpoint");
+	return host->http_error(host, resp, step);
 }
 
 static int s_provision_show(const struct s_state *st, const apicred_host *host,
@@ -693,7 +697,7 @@ static int s_provision_show(const struct s_state *st, const apicred_host *host,
 	if ((rc = host->http(host, &req, &resp)) != APICRED_OK)
 		goto out;
 	if (resp.status != 200) {
-		rc = s_prov_error(host, &resp, "GET apiuser", id);
+		rc = s_prov_error(host, &resp, "reading the API user", id);
 		goto out;
 	}
 	host->json_get(host, resp.body, resp.body_len, "providerCallbackHost", &cb);
@@ -763,7 +767,7 @@ static int s_provision(void *state, const apicred_host *host, unsigned flags,
 	if ((rc = host->http(host, &req, &resp)) != APICRED_OK)
 		goto out;
 	if (resp.status != 201) {
-		rc = s_prov_error(host, &resp, "POST apiuser", id);
+		rc = s_prov_error(host, &resp, "creating the API user", id);
 		goto out;
 	}
 	s_resp_free(host, &resp);
@@ -780,13 +784,13 @@ static int s_provision(void *state, const apicred_host *host, unsigned flags,
 	if ((rc = host->http(host, &req, &resp)) != APICRED_OK)
 		goto out;
 	if (resp.status != 201 && resp.status != 200) {
-		rc = s_prov_error(host, &resp, "POST apikey", id);
+		rc = s_prov_error(host, &resp, "creating the API key", id);
 		goto out;
 	}
 	rc = host->json_get(host, resp.body, resp.body_len, "apiKey", &key);
 	if (rc != APICRED_OK || !*key || strpbrk(key, "\r\n")) {
 		rc = host->error(host, APICRED_ERR_PROTOCOL,
-		                 "POST apikey: the answer holds no usable apiKey");
+		                 "creating the API key: the answer holds no usable apiKey");
 		goto out;
 	}
 

@@ -107,7 +107,7 @@ is "provision --force: mode still 0600" "$(mode "$CONF/secrets/momo.user")" 600
 secret_file momo.subkey not-the-subscription-key
 run apicred provision --force momo-collection
 ok "bad subscription key: fails" test "$RC" -ne 0
-like "bad subscription key: says 401 and subscription key" "$ERR" '*momo-collection*401*subscription key*'
+like "bad subscription key: says 401 and subscription key" "$ERR" '*momo-collection*subscription key*401*'
 is "bad subscription key: files untouched" "$(cat "$CONF/secrets/momo.user")" "$user2"
 no_secret "bad subscription key: no secret printed" "$OUT$ERR" not-the-subscription-key
 secret_file momo.subkey sb-momo-subkey-abcdef
