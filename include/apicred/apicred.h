@@ -136,9 +136,12 @@ typedef struct apicred_request {
 	const void *body;         /* may be NULL */
 	size_t body_len;
 	const char *content_type; /* of body; NULL: guessed (JSON or form) */
+	const char *const *headers; /* NULL-terminated "Name: value" lines the
+	                             * application sends too, or NULL;
+	                             * apicred_curl_apply puts them on the handle */
 } apicred_request;
 
-#define APICRED_REQUEST_INIT { sizeof(apicred_request), NULL, NULL, NULL, 0, NULL }
+#define APICRED_REQUEST_INIT { sizeof(apicred_request), NULL, NULL, NULL, 0, NULL, NULL }
 
 /* A credential result. Reusable: each apicred_get() clears and refills it,
  * keeping its memory, so a loop allocates nothing after the first call.
@@ -183,10 +186,12 @@ int64_t apicred_cred_expires_at(const apicred_cred *cred);
 int apicred_cred_url(const apicred_cred *cred, const char *url, char **out);
 
 /* One call that gets credentials and decorates a libcurl easy handle
- * (a CURL *): headers, query parameters (CURLOPT_URL is set from req->url),
- * client certificate and key (in memory), CA, pinned key, TLS version.
- * Peer verification stays on. The header list lives in cred: keep cred
- * alive until curl_easy_perform() returns. req must have a url. */
+ * (a CURL *): CURLOPT_URL (req->url plus the query parameters),
+ * CURLOPT_HTTPHEADER (req->headers plus the credential's headers), client
+ * certificate and key (in memory), CA, pinned key, TLS version. Peer
+ * verification stays on. Method and body are the application's to set.
+ * The header list lives in cred: keep cred alive until curl_easy_perform()
+ * returns. req must have a url. */
 int apicred_curl_apply(apicred_ctx *ctx, const char *service, void *curl_easy,
                        const apicred_request *req, apicred_cred *cred);
 

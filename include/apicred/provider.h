@@ -94,6 +94,7 @@ typedef struct apicred_http_request {
 	const void *body;           /* may be NULL */
 	size_t body_len;
 	const char *content_type;   /* of body, or NULL */
+	size_t max_body;            /* response cap in bytes; 0: http.max_body */
 } apicred_http_request;
 
 typedef struct apicred_http_response {

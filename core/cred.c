@@ -1,0 +1,244 @@
+/*
+ * cred.c - the credential result: items in one reusable arena, so a loop of
+ * apicred_get() calls allocates nothing once the arena has grown.
+ */
+#include "config.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <curl/curl.h>
+#include <openssl/crypto.h>
+
+#include "internal.h"
+
+#define API __attribute__((visibility("default")))
+
+bool ac_header_value_ok(const char *v, size_t len)
+{
+	return memchr(v, '\r', len) == NULL && memchr(v, '\n', len) == NULL &&
+	       strlen(v) == len;
+}
+
+static void s_slist_free(apicred_cred *cred)
+{
+	/* The list holds "Authorization: ..." lines: wipe before freeing. */
+	for (struct curl_slist *l = cred->slist; l; l = l->next)
+		OPENSSL_cleanse(l->data, strlen(l->data));
+	curl_slist_free_all(cred->slist);
+	cred->slist = NULL;
+}
+
+API int apicred_cred_new(apicred_cred **cred)
+{
+	if (!cred)
+		return ac_error(APICRED_ERR_INVALID, "apicred_cred_new: cred is NULL");
+	*cred = calloc(1, sizeof(**cred));
+	return *cred ? APICRED_OK : ac_error(APICRED_ERR_NOMEM, "out of memory");
+}
+
+API void apicred_cred_free(apicred_cred *cred)
+{
+	if (!cred)
+		return;
+	ac_cred_reset(cred);
+	free(cred->arena);
+	free(cred->items);
+	free(cred);
+}
+
+void ac_cred_reset(apicred_cred *cred)
+{
+	if (cred->slist)
+		s_slist_free(cred);
+	OPENSSL_cleanse(cred->arena, cred->used);
+	cred->used = 0;
+	cred->nitems = 0;
+	cred->nlayers = 0;
+	cred->expires_at = 0;
+}
+
+void ac_cred_truncate(apicred_cred *cred, size_t nitems)
+{
+	if (nitems < cred->nitems) {
+		size_t from = cred->items[nitems].name_off;
+		OPENSSL_cleanse(cred->arena + from, cred->used - from);
+		cred->used = from;
+		cred->nitems = nitems;
+	}
+}
+
+static int s_grow(void **p, size_t *cap, size_t need, size_t elem)
+{
+	size_t n = *cap ? *cap : 16;
+	void *q;
+
+	while (n < need)
+		n *= 2;
+	if (elem == 1) {
+		/* The arena holds secrets: never let realloc leave a copy behind. */
+		q = malloc(n);
+		if (!q)
+			return APICRED_ERR_NOMEM;
+		if (*p) {
+			memcpy(q, *p, *cap);
+			OPENSSL_cleanse(*p, *cap);
+			free(*p);
+		}
+	} else {
+		q = realloc(*p, n * elem);
+		if (!q)
+			return APICRED_ERR_NOMEM;
+	}
+	*p = q;
+	*cap = n;
+	return APICRED_OK;
+}
+
+int ac_cred_add(apicred_cred *cred, apicred_kind kind, const char *name,
+                const void *value, size_t len)
+{
+	size_t nlen = strlen(name) + 1;
+	size_t need = cred->used + nlen + len + 1;
+	struct ac_item *it;
+
+	if (need > cred->cap && s_grow((void **)&cred->arena, &cred->cap, need, 1))
+		return ac_error(APICRED_ERR_NOMEM, "out of memory");
+	if (cred->nitems + 1 > cred->capitems &&
+	    s_grow((void **)&cred->items, &cred->capitems, cred->nitems + 1, sizeof(*it)))
+		return ac_error(APICRED_ERR_NOMEM, "out of memory");
+	it = &cred->items[cred->nitems++];
+	it->kind = kind;
+	it->name_off = cred->used;
+	memcpy(cred->arena + cred->used, name, nlen);
+	cred->used += nlen;
+	it->value_off = cred->used;
+	it->value_len = len;
+	memcpy(cred->arena + cred->used, value, len);
+	cred->arena[cred->used + len] = '\0';
+	cred->used += len + 1;
+	return APICRED_OK;
+}
+
+static int s_out_error(apicred_out *out, int code, const char *what, const char *name)
+{
+	if (out->layer)
+		return ac_layer_error(out->layer, code, "%s '%s': value contains CR, LF or NUL "
+		                      "(header injection refused)", what, name);
+	return ac_error(code, "%s '%s': value contains CR, LF or NUL", what, name);
+}
+
+int ac_out_header(apicred_out *out, const char *name, const char *value)
+{
+	size_t len = strlen(value);
+
+	if (!*name || strpbrk(name, "\r\n:") || !ac_header_value_ok(value, len))
+		return s_out_error(out, APICRED_ERR_PROTOCOL, "header", name);
+	return ac_cred_add(out->cred, APICRED_HEADER, name, value, len);
+}
+
+int ac_out_query(apicred_out *out, const char *name, const char *value)
+{
+	if (!*name)
+		return s_out_error(out, APICRED_ERR_INVALID, "query parameter", name);
+	return ac_cred_add(out->cred, APICRED_QUERY, name, value, strlen(value));
+}
+
+int ac_out_tls(apicred_out *out, const char *name, const void *value, size_t len)
+{
+	return ac_cred_add(out->cred, APICRED_TLS, name, value, len);
+}
+
+API size_t apicred_cred_count(const apicred_cred *cred, apicred_kind kind)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; cred && i < cred->nitems; i++)
+		n += cred->items[i].kind == kind;
+	return n;
+}
+
+API int apicred_cred_item(const apicred_cred *cred, apicred_kind kind, size_t index,
+                          const char **name, const char **value, size_t *value_len)
+{
+	if (!cred)
+		return ac_error(APICRED_ERR_INVALID, "apicred_cred_item: cred is NULL");
+	for (size_t i = 0; i < cred->nitems; i++) {
+		const struct ac_item *it = &cred->items[i];
+		if (it->kind != kind || index-- > 0)
+			continue;
+		if (name)
+			*name = cred->arena + it->name_off;
+		if (value)
+			*value = cred->arena + it->value_off;
+		if (value_len)
+			*value_len = it->value_len;
+		return APICRED_OK;
+	}
+	return ac_error(APICRED_ERR_INVALID, "apicred_cred_item: no such item");
+}
+
+API const char *apicred_cred_find(const apicred_cred *cred, apicred_kind kind, const char *name)
+{
+	for (size_t i = 0; cred && name && i < cred->nitems; i++) {
+		const struct ac_item *it = &cred->items[i];
+		const char *n = cred->arena + it->name_off;
+		if (it->kind == kind &&
+		    (kind == APICRED_HEADER ? strcasecmp(n, name) : strcmp(n, name)) == 0)
+			return cred->arena + it->value_off;
+	}
+	return NULL;
+}
+
+API int64_t apicred_cred_expires_at(const apicred_cred *cred)
+{
+	return cred ? cred->expires_at : 0;
+}
+
+API int apicred_cred_url(const apicred_cred *cred, const char *url, char **out)
+{
+	CURLU *u;
+	CURLUcode uc;
+	int rc = APICRED_OK;
+
+	if (!cred || !url || !out)
+		return ac_error(APICRED_ERR_INVALID, "apicred_cred_url: NULL argument");
+	*out = NULL;
+	u = curl_url();
+	if (!u)
+		return ac_error(APICRED_ERR_NOMEM, "out of memory");
+	uc = curl_url_set(u, CURLUPART_URL, url, 0);
+	if (uc != CURLUE_OK) {
+		rc = ac_error(APICRED_ERR_INVALID, "invalid URL: %s", curl_url_strerror(uc));
+		goto out;
+	}
+	for (size_t i = 0; i < cred->nitems && rc == APICRED_OK; i++) {
+		const struct ac_item *it = &cred->items[i];
+		char *pair;
+		if (it->kind != APICRED_QUERY)
+			continue;
+		if (asprintf(&pair, "%s=%s", cred->arena + it->name_off,
+		             cred->arena + it->value_off) < 0) {
+			rc = ac_error(APICRED_ERR_NOMEM, "out of memory");
+			break;
+		}
+		/* URLENCODE escapes the value; APPENDQUERY adds the '&'. */
+		uc = curl_url_set(u, CURLUPART_QUERY, pair, CURLU_APPENDQUERY | CURLU_URLENCODE);
+		OPENSSL_cleanse(pair, strlen(pair));
+		free(pair);
+		if (uc != CURLUE_OK)
+			rc = ac_error(APICRED_ERR_INVALID, "cannot add query parameter: %s",
+			              curl_url_strerror(uc));
+	}
+	if (rc == APICRED_OK) {
+		char *tmp = NULL;
+		/* Documented as free()-able: hand back our own copy, not curl's. */
+		if (curl_url_get(u, CURLUPART_URL, &tmp, 0) != CURLUE_OK || !(*out = ac_strdup(tmp)))
+			rc = ac_error(APICRED_ERR_NOMEM, "out of memory");
+		curl_free(tmp);
+	}
+out:
+	curl_url_cleanup(u);
+	return rc;
+}

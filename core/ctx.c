@@ -1,0 +1,517 @@
+/*
+ * ctx.c - opening a context: global settings, the service table, clocks,
+ * random bytes and fork detection.
+ */
+#include "config.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <syslog.h>
+#include <time.h>
+
+#include <libconfig.h>
+#include <openssl/rand.h>
+
+#include "internal.h"
+
+#define API __attribute__((visibility("default")))
+
+/* p11-kit's idea: count forks in an atfork handler, compare on entry. */
+static atomic_ulong s_fork_gen;
+static pthread_once_t s_atfork_once = PTHREAD_ONCE_INIT;
+
+static void s_child(void)
+{
+	atomic_fetch_add(&s_fork_gen, 1);
+}
+
+static void s_atfork(void)
+{
+	pthread_atfork(NULL, NULL, s_child);
+}
+
+void ac_fork_check(struct ac_ctx *ctx)
+{
+	unsigned long gen = atomic_load_explicit(&s_fork_gen, memory_order_relaxed);
+
+	if (gen == ctx->bg.fork_gen)
+		return;
+	ctx->bg.fork_gen = gen;
+	ac_bg_after_fork(ctx);
+	/* Fetches in flight belonged to threads that do not exist here. */
+	for (size_t i = 0; i < ctx->nservices; i++) {
+		struct ac_stack *st = atomic_load(&ctx->services[i].stack);
+		pthread_mutex_init(&ctx->services[i].reload_mu, NULL);
+		for (size_t k = 0; k < st->nlayers; k++) {
+			pthread_mutex_init(&st->layers[k].mu, NULL);
+			pthread_cond_init(&st->layers[k].cv, NULL);
+			st->layers[k].fetching = false;
+		}
+	}
+}
+
+/* ---- clocks and random --------------------------------------------------- */
+
+int64_t ac_now_mono(struct ac_ctx *ctx)
+{
+	struct timespec ts;
+
+	if (ctx->clock_mono_ms)
+		return ctx->clock_mono_ms(ctx->hook_user);
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t ac_now_wall(struct ac_ctx *ctx)
+{
+	struct timespec ts;
+
+	if (ctx->clock_wall_ms)
+		return ctx->clock_wall_ms(ctx->hook_user);
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int ac_random(struct ac_ctx *ctx, unsigned char *buf, size_t len)
+{
+	if (ctx->random)
+		return ctx->random(ctx->hook_user, buf, len) == 0 ? APICRED_OK
+		       : ac_error(APICRED_ERR_INTERNAL, "random hook failed");
+	if (len > INT32_MAX || RAND_bytes(buf, (int)len) != 1)
+		return ac_error(APICRED_ERR_INTERNAL, "RAND_bytes failed");
+	return APICRED_OK;
+}
+
+/* ---- apicred.conf -------------------------------------------------------- */
+
+static int s_global_fail(const char *path, const config_setting_t *s, const char *msg)
+{
+	return ac_error(APICRED_ERR_CONFIG, "%s:%d: %s", path,
+	                s ? config_setting_source_line(s) : 0, msg);
+}
+
+static int s_conf_int(const char *path, config_setting_t *grp, const char *key,
+                      int64_t scale, int64_t *out)
+{
+	config_setting_t *s = grp ? config_setting_get_member(grp, key) : NULL;
+	char msg[128];
+
+	if (!s)
+		return APICRED_OK;
+	if ((config_setting_type(s) != CONFIG_TYPE_INT && config_setting_type(s) != CONFIG_TYPE_INT64) ||
+	    config_setting_get_int64(s) < 0) {
+		snprintf(msg, sizeof(msg), "'%s' must be a non-negative integer", key);
+		return s_global_fail(path, s, msg);
+	}
+	*out = config_setting_get_int64(s) * scale;
+	return APICRED_OK;
+}
+
+static int s_conf_str(const char *path, config_setting_t *grp, const char *key, char **out)
+{
+	config_setting_t *s = grp ? config_setting_get_member(grp, key) : NULL;
+	char msg[128];
+
+	if (!s)
+		return APICRED_OK;
+	if (config_setting_type(s) != CONFIG_TYPE_STRING) {
+		snprintf(msg, sizeof(msg), "'%s' must be a string", key);
+		return s_global_fail(path, s, msg);
+	}
+	free(*out);
+	*out = ac_strdup(config_setting_get_string(s));
+	return *out ? APICRED_OK : ac_error(APICRED_ERR_NOMEM, "out of memory");
+}
+
+/* Rejects keys nobody reads, so typos do not silently do nothing. */
+static int s_conf_known(const char *path, config_setting_t *grp, const char *const *keys)
+{
+	char msg[160];
+
+	for (int i = 0; grp && i < config_setting_length(grp); i++) {
+		config_setting_t *s = config_setting_get_elem(grp, (unsigned)i);
+		const char *name = config_setting_name(s);
+		bool ok = strncmp(name, "x-", 2) == 0;
+		for (const char *const *k = keys; !ok && *k; k++)
+			ok = strcmp(*k, name) == 0;
+		if (!ok) {
+			snprintf(msg, sizeof(msg), "unknown key '%s'", name);
+			return s_global_fail(path, s, msg);
+		}
+	}
+	return APICRED_OK;
+}
+
+static int s_read_global(struct ac_ctx *ctx, char **moduledir)
+{
+	static const char *const top[] = { "moduledir", "http", "cache", "log", NULL };
+	static const char *const http[] = { "connect_timeout", "timeout", "max_body", "retries",
+	                                    "ca_file", "ca_path", "proxy", NULL };
+	static const char *const cache[] = { "refresh_ahead", "default_ttl", "check_interval",
+	                                     "backoff_max", NULL };
+	static const char *const log[] = { "level", NULL };
+	config_t cfg;
+	config_setting_t *root, *h, *c, *l;
+	char *path, *level = NULL;
+	int64_t v;
+	int rc = APICRED_OK;
+	struct stat sb;
+
+	if (asprintf(&path, "%s/apicred.conf", ctx->confdir) < 0)
+		return ac_error(APICRED_ERR_NOMEM, "out of memory");
+	if (stat(path, &sb) != 0) {
+		free(path);
+		return APICRED_OK; /* optional */
+	}
+	config_init(&cfg);
+	if (!config_read_file(&cfg, path)) {
+		rc = ac_error(APICRED_ERR_CONFIG, "%s:%d: %s", path, config_error_line(&cfg),
+		              config_error_type(&cfg) == CONFIG_ERR_FILE_IO ? strerror(errno)
+		                                                            : config_error_text(&cfg));
+		goto out;
+	}
+	root = config_root_setting(&cfg);
+	h = config_setting_get_member(root, "http");
+	c = config_setting_get_member(root, "cache");
+	l = config_setting_get_member(root, "log");
+	if ((h && !config_setting_is_group(h)) || (c && !config_setting_is_group(c)) ||
+	    (l && !config_setting_is_group(l))) {
+		rc = s_global_fail(path, root, "http, cache and log must be groups { ... }");
+		goto out;
+	}
+	if ((rc = s_conf_known(path, root, top)) || (rc = s_conf_known(path, h, http)) ||
+	    (rc = s_conf_known(path, c, cache)) || (rc = s_conf_known(path, l, log)))
+		goto out;
+	if ((rc = s_conf_str(path, root, "moduledir", moduledir)) ||
+	    (rc = s_conf_str(path, h, "ca_file", &ctx->http.ca_file)) ||
+	    (rc = s_conf_str(path, h, "ca_path", &ctx->http.ca_path)) ||
+	    (rc = s_conf_str(path, h, "proxy", &ctx->http.proxy)) ||
+	    (rc = s_conf_str(path, l, "level", &level)))
+		goto out;
+	v = ctx->http.connect_timeout_ms;
+	if ((rc = s_conf_int(path, h, "connect_timeout", 1000, &v)))
+		goto out;
+	ctx->http.connect_timeout_ms = v;
+	v = ctx->http.timeout_ms;
+	if ((rc = s_conf_int(path, h, "timeout", 1000, &v)))
+		goto out;
+	ctx->http.timeout_ms = v;
+	v = (int64_t)ctx->http.max_body;
+	if ((rc = s_conf_int(path, h, "max_body", 1, &v)))
+		goto out;
+	ctx->http.max_body = (size_t)v;
+	v = ctx->http.retries;
+	if ((rc = s_conf_int(path, h, "retries", 1, &v)))
+		goto out;
+	ctx->http.retries = (int)v;
+	if ((rc = s_conf_int(path, c, "refresh_ahead", 1000, &ctx->refresh_ahead_ms)) ||
+	    (rc = s_conf_int(path, c, "default_ttl", 1000, &ctx->default_ttl_ms)) ||
+	    (rc = s_conf_int(path, c, "check_interval", 1000, &ctx->check_interval_ms)) ||
+	    (rc = s_conf_int(path, c, "backoff_max", 1000, &ctx->backoff_max_ms)))
+		goto out;
+	if (ctx->default_ttl_ms <= 0 || ctx->backoff_max_ms <= 0) {
+		rc = s_global_fail(path, c, "cache.default_ttl and cache.backoff_max must be > 0");
+		goto out;
+	}
+	if (level) {
+		int lv = ac_log_level(level);
+		if (lv < 0) {
+			rc = s_global_fail(path, l, "log.level must be error, warning, notice, info or debug");
+			goto out;
+		}
+		ctx->log_level = lv;
+	}
+	/* A CA path given relative to the confdir is resolved against it. */
+	if (ctx->http.ca_file && ctx->http.ca_file[0] != '/') {
+		char *abs;
+		if ((rc = ac_path_resolve(ctx, ctx->http.ca_file, &abs)))
+			goto out;
+		free(ctx->http.ca_file);
+		ctx->http.ca_file = abs;
+	}
+out:
+	free(level);
+	config_destroy(&cfg);
+	free(path);
+	return rc;
+}
+
+/* ---- services ------------------------------------------------------------ */
+
+static int s_svc_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct ac_service *)a)->name, ((const struct ac_service *)b)->name);
+}
+
+static int s_scan(struct ac_ctx *ctx)
+{
+	char *dir;
+	DIR *d;
+	struct dirent *de;
+	size_t cap = 0;
+
+	if (asprintf(&dir, "%s/conf.d", ctx->confdir) < 0)
+		return ac_error(APICRED_ERR_NOMEM, "out of memory");
+	d = opendir(dir);
+	if (!d) {
+		ac_log(ctx, errno == ENOENT ? LOG_INFO : LOG_WARNING, NULL,
+		       "no services: cannot open %s: %s", dir, strerror(errno));
+		free(dir);
+		return APICRED_OK;
+	}
+	while ((de = readdir(d))) {
+		size_t len = strlen(de->d_name);
+		char *name;
+		struct ac_service *svc;
+
+		if (len <= 5 || strcmp(de->d_name + len - 5, ".conf") != 0)
+			continue;
+		name = strndup(de->d_name, len - 5);
+		if (!name)
+			goto nomem;
+		if (!ac_name_valid(name)) {
+			ac_log(ctx, LOG_WARNING, NULL, "ignoring %s/%s: not a valid service name",
+			       dir, de->d_name);
+			free(name);
+			continue;
+		}
+		if (ctx->nservices == cap) {
+			struct ac_service *p = realloc(ctx->services,
+			                               (cap = cap ? 2 * cap : 16) * sizeof(*p));
+			if (!p) {
+				free(name);
+				goto nomem;
+			}
+			ctx->services = p;
+		}
+		svc = &ctx->services[ctx->nservices];
+		memset(svc, 0, sizeof(*svc));
+		svc->name = name;
+		if (asprintf(&svc->path, "%s/%s", dir, de->d_name) < 0) {
+			free(name);
+			goto nomem;
+		}
+		ctx->nservices++;
+	}
+	closedir(d);
+	free(dir);
+	if (ctx->nservices)
+		qsort(ctx->services, ctx->nservices, sizeof(*ctx->services), s_svc_cmp);
+	for (size_t i = 0; i < ctx->nservices; i++) {
+		struct ac_service *svc = &ctx->services[i];
+		struct ac_stack *st;
+		pthread_mutex_init(&svc->reload_mu, NULL);
+		st = ac_stack_load(ctx, svc);
+		if (!st)
+			return ac_error(APICRED_ERR_NOMEM, "out of memory");
+		atomic_init(&svc->stack, st);
+		atomic_init(&svc->next_check_ms, ac_now_mono(ctx) + ctx->check_interval_ms);
+	}
+	return APICRED_OK;
+nomem:
+	closedir(d);
+	free(dir);
+	return ac_error(APICRED_ERR_NOMEM, "out of memory");
+}
+
+struct ac_service *ac_service_find(struct ac_ctx *ctx, const char *name)
+{
+	size_t lo = 0, hi = ctx->nservices;
+
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		int c = strcmp(name, ctx->services[mid].name);
+		if (c == 0)
+			return &ctx->services[mid];
+		if (c < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	if (!ac_name_valid(name))
+		ac_error(APICRED_ERR_BAD_NAME, "%s: not a valid service name "
+		         "([A-Za-z0-9][A-Za-z0-9._-]*, no \"..\")", name);
+	else
+		ac_error(APICRED_ERR_NO_SERVICE, "%s: no such service (no %s/conf.d/%s.conf)", name,
+		         ctx->confdir, name);
+	return NULL;
+}
+
+void ac_service_maybe_reload(struct ac_ctx *ctx, struct ac_service *svc, bool force)
+{
+	int64_t now = ac_now_mono(ctx), next = atomic_load_explicit(&svc->next_check_ms,
+	                                                            memory_order_relaxed);
+	struct ac_stack *old, *st;
+
+	if (!force && (now < next ||
+	               !atomic_compare_exchange_strong(&svc->next_check_ms, &next,
+	                                               now + ctx->check_interval_ms)))
+		return;
+	pthread_mutex_lock(&svc->reload_mu);
+	old = atomic_load(&svc->stack);
+	if (!force && !ac_watch_changed(old)) {
+		pthread_mutex_unlock(&svc->reload_mu);
+		return;
+	}
+	st = ac_stack_load(ctx, svc);
+	if (st) {
+		atomic_store_explicit(&svc->stack, st, memory_order_release);
+		ac_stack_retire(ctx, old);
+		ac_log(ctx, LOG_INFO, svc->name, "configuration reloaded (a file changed)");
+	}
+	pthread_mutex_unlock(&svc->reload_mu);
+}
+
+void ac_stack_retire(struct ac_ctx *ctx, struct ac_stack *st)
+{
+	ac_bg_dequeue_stack(ctx, st);
+	ac_ebr_retire(ctx, st, ac_stack_free);
+}
+
+/* ---- the public functions ------------------------------------------------ */
+
+API int apicred_open_opts(apicred_ctx **out, const apicred_options *opts)
+{
+	apicred_options o = { 0 };
+	struct ac_ctx *ctx;
+	char *moduledir = NULL;
+	const char *env;
+	int rc;
+
+	if (!out)
+		return ac_error(APICRED_ERR_INVALID, "apicred_open: ctx is NULL");
+	*out = NULL;
+	if (opts) {
+		if (opts->size < offsetof(apicred_options, flags))
+			return ac_error(APICRED_ERR_INVALID, "apicred_open: options.size not set");
+		memcpy(&o, opts, opts->size < sizeof(o) ? opts->size : sizeof(o));
+	}
+	pthread_once(&s_atfork_once, s_atfork);
+	ac_http_global_init();
+
+	apicred_ctx *c = calloc(1, sizeof(*c));
+	if (!c)
+		return ac_error(APICRED_ERR_NOMEM, "out of memory");
+	ctx = &c->c;
+	ctx->flags = o.flags;
+	ctx->log = o.log;
+	ctx->log_user = o.log_user;
+	ctx->log_level = LOG_NOTICE;
+	ctx->clock_mono_ms = o.clock_mono_ms;
+	ctx->clock_wall_ms = o.clock_wall_ms;
+	ctx->random = o.random;
+	ctx->hook_user = o.hook_user;
+	ctx->http.connect_timeout_ms = 10000;
+	ctx->http.timeout_ms = 30000;
+	ctx->http.max_body = 64 * 1024;
+	ctx->http.retries = 2;
+	ctx->refresh_ahead_ms = 300 * 1000;
+	ctx->default_ttl_ms = 3600 * 1000;
+	ctx->check_interval_ms = 2 * 1000;
+	ctx->backoff_max_ms = 300 * 1000;
+	ctx->bg.fork_gen = atomic_load(&s_fork_gen);
+	pthread_mutex_init(&ctx->modules_mu, NULL);
+	pthread_mutex_init(&ctx->bg.mu, NULL);
+	pthread_cond_init(&ctx->bg.cv, NULL);
+
+	/* secure_getenv: a setuid program can never be pointed elsewhere. */
+	env = secure_getenv("APICRED_CONFDIR");
+	ctx->confdir = ac_strdup(o.confdir ? o.confdir : env && *env ? env : APICRED_CONFDIR);
+	if (!ctx->confdir) {
+		rc = ac_error(APICRED_ERR_NOMEM, "out of memory");
+		goto fail;
+	}
+	if ((rc = s_read_global(ctx, &moduledir)) != APICRED_OK)
+		goto fail;
+	env = secure_getenv("APICRED_MODULEDIR");
+	ctx->moduledir = ac_strdup(o.moduledir ? o.moduledir : env && *env ? env :
+	                           moduledir ? moduledir : APICRED_MODULEDIR);
+	free(moduledir);
+	moduledir = NULL;
+	if (!ctx->moduledir) {
+		rc = ac_error(APICRED_ERR_NOMEM, "out of memory");
+		goto fail;
+	}
+	if ((rc = s_scan(ctx)) != APICRED_OK)
+		goto fail;
+	ac_error_clear();
+	*out = c;
+	return APICRED_OK;
+fail:
+	free(moduledir);
+	{
+		/* apicred_close would clobber the message; keep it. */
+		char keep[1024];
+		snprintf(keep, sizeof(keep), "%s", apicred_errmsg());
+		apicred_close(c);
+		ac_error(rc, "%s", keep);
+	}
+	return rc;
+}
+
+API int apicred_open(apicred_ctx **ctx, const char *confdir, unsigned flags)
+{
+	apicred_options o = { .size = sizeof(o), .confdir = confdir, .flags = flags };
+
+	return apicred_open_opts(ctx, &o);
+}
+
+API void apicred_close(apicred_ctx *c)
+{
+	struct ac_ctx *ctx;
+
+	if (!c)
+		return;
+	ctx = &c->c;
+	ac_bg_stop(ctx);
+	for (size_t i = 0; i < ctx->nservices; i++) {
+		struct ac_service *svc = &ctx->services[i];
+		ac_stack_free(atomic_load(&svc->stack));
+		pthread_mutex_destroy(&svc->reload_mu);
+		free(svc->name);
+		free(svc->path);
+	}
+	ac_ebr_drain(ctx);
+	ac_modules_free(ctx);
+	free(ctx->services);
+	free(ctx->confdir);
+	free(ctx->moduledir);
+	free(ctx->http.ca_file);
+	free(ctx->http.ca_path);
+	free(ctx->http.proxy);
+	pthread_mutex_destroy(&ctx->modules_mu);
+	pthread_mutex_destroy(&ctx->bg.mu);
+	pthread_cond_destroy(&ctx->bg.cv);
+	free(c);
+}
+
+API int apicred_reload(apicred_ctx *c)
+{
+	if (!c)
+		return ac_error(APICRED_ERR_INVALID, "apicred_reload: ctx is NULL");
+	ac_fork_check(&c->c);
+	for (size_t i = 0; i < c->c.nservices; i++) {
+		struct ac_service *svc = &c->c.services[i];
+		bool changed;
+		ac_ebr_enter();
+		changed = ac_watch_changed(atomic_load(&svc->stack));
+		ac_ebr_leave();
+		if (changed)
+			ac_service_maybe_reload(&c->c, svc, true);
+	}
+	return APICRED_OK;
+}
+
+API size_t apicred_service_count(const apicred_ctx *c)
+{
+	return c ? c->c.nservices : 0;
+}
+
+API const char *apicred_service_name(const apicred_ctx *c, size_t index)
+{
+	return c && index < c->c.nservices ? c->c.services[index].name : NULL;
+}

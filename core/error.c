@@ -1,0 +1,76 @@
+/*
+ * error.c - stable codes, and a per-thread detail message that says which
+ * service, layer, file:line or HTTP status was at fault.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "internal.h"
+
+static _Thread_local char s_msg[1024];
+
+static const char *const s_text[] = {
+	[APICRED_OK] = "success",
+	[APICRED_ERR_NOMEM] = "out of memory",
+	[APICRED_ERR_INVALID] = "invalid argument",
+	[APICRED_ERR_CONFIG] = "configuration error",
+	[APICRED_ERR_NO_SERVICE] = "no such service",
+	[APICRED_ERR_BAD_NAME] = "invalid service name",
+	[APICRED_ERR_PROVIDER] = "provider missing or failed to load",
+	[APICRED_ERR_ABI] = "provider built for another ABI version",
+	[APICRED_ERR_SECRET] = "secret missing, unreadable or unsafe",
+	[APICRED_ERR_HTTP] = "network or HTTP transport failure",
+	[APICRED_ERR_AUTH] = "the server refused the credentials",
+	[APICRED_ERR_PROTOCOL] = "unexpected reply from the server",
+	[APICRED_ERR_TLS] = "TLS failure",
+	[APICRED_ERR_UNAVAILABLE] = "service temporarily unavailable",
+	[APICRED_ERR_UNSUPPORTED] = "operation not supported",
+	[APICRED_ERR_ORIGIN] = "URL outside the service's origin",
+	[APICRED_ERR_EXISTS] = "would overwrite existing data",
+	[APICRED_ERR_INTERNAL] = "internal error",
+};
+
+__attribute__((visibility("default")))
+const char *apicred_strerror(int code)
+{
+	if (code >= 0 && (size_t)code < sizeof(s_text) / sizeof(s_text[0]) && s_text[code])
+		return s_text[code];
+	return "unknown error";
+}
+
+__attribute__((visibility("default")))
+const char *apicred_errmsg(void)
+{
+	return s_msg;
+}
+
+void ac_error_clear(void)
+{
+	s_msg[0] = '\0';
+}
+
+int ac_verror(int code, const char *prefix, const char *fmt, va_list ap)
+{
+	char tmp[sizeof(s_msg)];
+	int n = 0;
+
+	/* fmt may print the previous message (wrapping it): format aside. */
+	if (prefix)
+		n = snprintf(tmp, sizeof(tmp), "%s", prefix);
+	if (n >= 0 && (size_t)n < sizeof(tmp))
+		vsnprintf(tmp + n, sizeof(tmp) - (size_t)n, fmt, ap);
+	memcpy(s_msg, tmp, sizeof(s_msg));
+	return code;
+}
+
+int ac_error(int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	ac_verror(code, NULL, fmt, ap);
+	va_end(ap);
+	return code;
+}

@@ -1,0 +1,372 @@
+/*
+ * host.c - the services the core offers each provider layer (provider.h's
+ * struct apicred_host). The host is embedded first in struct ac_layer, so
+ * every service finds its layer with a cast.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+
+#include <curl/curl.h>
+#include <jansson.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#include "internal.h"
+
+static struct ac_layer *s_layer(const apicred_host *h)
+{
+	return (struct ac_layer *)(uintptr_t)h;
+}
+
+struct ac_ctx *ac_layer_ctx(const struct ac_layer *L)
+{
+	return L->stack->ctx;
+}
+
+int ac_layer_error(const struct ac_layer *L, int code, const char *fmt, ...)
+{
+	char prefix[256];
+	va_list ap;
+
+	snprintf(prefix, sizeof(prefix), "%s: layer %d (%s): ", L->stack->svc->name,
+	         L->index + 1, L->provider);
+	va_start(ap, fmt);
+	ac_verror(code, prefix, fmt, ap);
+	va_end(ap);
+	return code;
+}
+
+/* ---- configuration ------------------------------------------------------- */
+
+static const apicred_schema *s_entry(const struct ac_layer *L, const char *key)
+{
+	return ac_schema_find(L->mod->vt.schema, key);
+}
+
+static const char *s_cfg_str(const apicred_host *h, const char *key)
+{
+	struct ac_layer *L = s_layer(h);
+	const apicred_schema *e;
+	const char *v;
+
+	if (config_setting_lookup_string(L->cfg, key, &v))
+		return v;
+	e = s_entry(L, key);
+	return e ? e->def : NULL;
+}
+
+static int s_cfg_int(const apicred_host *h, const char *key, long long *value)
+{
+	struct ac_layer *L = s_layer(h);
+	const apicred_schema *e;
+	long long ll;
+
+	if (config_setting_lookup_int64(L->cfg, key, &ll)) {
+		*value = ll;
+		return 1;
+	}
+	e = s_entry(L, key);
+	if (e && e->def) {
+		*value = strtoll(e->def, NULL, 10);
+		return 1;
+	}
+	return 0;
+}
+
+static int s_cfg_bool(const apicred_host *h, const char *key)
+{
+	struct ac_layer *L = s_layer(h);
+	const apicred_schema *e;
+	int b;
+
+	if (config_setting_lookup_bool(L->cfg, key, &b))
+		return b != 0;
+	e = s_entry(L, key);
+	return e && e->def && strcmp(e->def, "true") == 0;
+}
+
+static size_t s_cfg_count(const apicred_host *h, const char *key)
+{
+	config_setting_t *s = config_setting_get_member(s_layer(h)->cfg, key);
+
+	if (!s)
+		return 0;
+	if (config_setting_type(s) == CONFIG_TYPE_STRING)
+		return 1;
+	return (size_t)config_setting_length(s);
+}
+
+static int s_cfg_item(const apicred_host *h, const char *key, size_t i,
+                      const char **name, const char **value)
+{
+	config_setting_t *s = config_setting_get_member(s_layer(h)->cfg, key), *e;
+
+	if (!s)
+		return APICRED_ERR_INVALID;
+	if (config_setting_type(s) == CONFIG_TYPE_STRING) {
+		if (i != 0)
+			return APICRED_ERR_INVALID;
+		e = s;
+	} else {
+		e = config_setting_get_elem(s, (unsigned)i);
+	}
+	if (!e || config_setting_type(e) != CONFIG_TYPE_STRING)
+		return APICRED_ERR_INVALID;
+	if (name)
+		*name = config_setting_type(s) == CONFIG_TYPE_GROUP ? config_setting_name(e) : NULL;
+	if (value)
+		*value = config_setting_get_string(e);
+	return APICRED_OK;
+}
+
+static int s_cfg_line(const apicred_host *h, const char *key)
+{
+	struct ac_layer *L = s_layer(h);
+	config_setting_t *s = key ? config_setting_get_member(L->cfg, key) : L->cfg;
+
+	return s ? config_setting_source_line(s) : config_setting_source_line(L->cfg);
+}
+
+/* ---- secrets and files --------------------------------------------------- */
+
+static int s_secret(const apicred_host *h, const char *key, char **value, size_t *len)
+{
+	struct ac_layer *L = s_layer(h);
+	const char *ref = s_cfg_str(h, key);
+
+	if (!ref)
+		return ac_layer_error(L, APICRED_ERR_CONFIG, "secret '%s' is not configured", key);
+	return ac_secret_resolve(L, key, ref, value, len);
+}
+
+static void s_secret_free(const apicred_host *h, char *value, size_t len)
+{
+	ac_secret_free(value, len);
+}
+
+static int s_secret_store(const apicred_host *h, const char *key, const char *value,
+                          size_t len, int force)
+{
+	return ac_secret_store(s_layer(h), key, value, len, force);
+}
+
+static int s_path(const apicred_host *h, const char *key, char **path)
+{
+	struct ac_layer *L = s_layer(h);
+	const char *ref = s_cfg_str(h, key);
+	int rc;
+
+	*path = NULL;
+	if (!ref)
+		return ac_layer_error(L, APICRED_ERR_CONFIG, "'%s' is not configured", key);
+	rc = ac_path_resolve(L->stack->ctx, ref, path);
+	if (rc == APICRED_OK)
+		ac_watch_add(L->stack, *path);
+	return rc;
+}
+
+/* ---- HTTP, JSON, encodings ----------------------------------------------- */
+
+static int s_http(const apicred_host *h, const apicred_http_request *req,
+                  apicred_http_response *resp)
+{
+	return ac_http(s_layer(h), req, resp);
+}
+
+static void s_http_free(const apicred_host *h, apicred_http_response *resp)
+{
+	ac_http_free(resp);
+}
+
+static int s_http_error(const apicred_host *h, const apicred_http_response *resp,
+                        const char *what)
+{
+	return ac_http_error(s_layer(h), resp, what);
+}
+
+static int s_json_get(const apicred_host *h, const char *body, size_t len,
+                      const char *path, char **value)
+{
+	struct ac_layer *L = s_layer(h);
+	json_error_t jerr;
+	json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr), *v;
+	char key[128];
+
+	*value = NULL;
+	if (!root || !json_is_object(root)) {
+		json_decref(root);
+		return ac_layer_error(L, APICRED_ERR_PROTOCOL, "reply is not a JSON object%s%s",
+		                      root ? "" : ": ", root ? "" : jerr.text);
+	}
+	v = root;
+	for (const char *p = path; v && *p;) {
+		const char *dot = strchr(p, '.');
+		size_t n = dot ? (size_t)(dot - p) : strlen(p);
+		if (n >= sizeof(key) || !json_is_object(v)) {
+			v = NULL;
+			break;
+		}
+		memcpy(key, p, n);
+		key[n] = '\0';
+		v = json_object_get(v, key);
+		p = dot ? dot + 1 : p + n;
+	}
+	if (json_is_string(v)) {
+		*value = strndup(json_string_value(v), json_string_length(v));
+	} else if (json_is_integer(v)) {
+		if (asprintf(value, "%" JSON_INTEGER_FORMAT, json_integer_value(v)) < 0)
+			*value = NULL;
+	} else if (json_is_real(v)) {
+		if (asprintf(value, "%.17g", json_real_value(v)) < 0)
+			*value = NULL;
+	} else if (json_is_boolean(v)) {
+		*value = ac_strdup(json_is_true(v) ? "true" : "false");
+	} else {
+		json_decref(root);
+		return -1; /* absent, null or a container */
+	}
+	json_decref(root);
+	return *value ? APICRED_OK : ac_error(APICRED_ERR_NOMEM, "out of memory");
+}
+
+static int s_base64(const apicred_host *h, const void *in, size_t len, char **out)
+{
+	size_t cap = 4 * ((len + 2) / 3) + 1;
+
+	if (len > INT32_MAX)
+		return ac_error(APICRED_ERR_INVALID, "base64: input too long");
+	*out = malloc(cap);
+	if (!*out)
+		return ac_error(APICRED_ERR_NOMEM, "out of memory");
+	EVP_EncodeBlock((unsigned char *)*out, in, (int)len);
+	return APICRED_OK;
+}
+
+static int s_hex(const apicred_host *h, const void *in, size_t len, char **out)
+{
+	/* OPENSSL_buf2hexstr puts ':' between bytes; we want bare lowercase. */
+	static const char digits[] = "0123456789abcdef";
+	const unsigned char *p = in;
+
+	*out = malloc(2 * len + 1);
+	if (!*out)
+		return ac_error(APICRED_ERR_NOMEM, "out of memory");
+	for (size_t i = 0; i < len; i++) {
+		(*out)[2 * i] = digits[p[i] >> 4];
+		(*out)[2 * i + 1] = digits[p[i] & 15];
+	}
+	(*out)[2 * len] = '\0';
+	return APICRED_OK;
+}
+
+static int s_form_escape(const apicred_host *h, const char *in, char **out)
+{
+	/* curl_easy_escape gives RFC 3986 (%20); forms want '+' for spaces. */
+	char *e = curl_easy_escape(NULL, in, 0), *w;
+	size_t n = 0;
+
+	*out = NULL;
+	if (!e)
+		return ac_error(APICRED_ERR_NOMEM, "out of memory");
+	for (const char *p = e; *p; n++)
+		p += strncmp(p, "%20", 3) == 0 ? 3 : 1;
+	*out = w = malloc(n + 1);
+	if (w) {
+		for (const char *p = e; *p;) {
+			if (strncmp(p, "%20", 3) == 0) {
+				*w++ = '+';
+				p += 3;
+			} else {
+				*w++ = *p++;
+			}
+		}
+		*w = '\0';
+	}
+	OPENSSL_cleanse(e, strlen(e));
+	curl_free(e);
+	return *out ? APICRED_OK : ac_error(APICRED_ERR_NOMEM, "out of memory");
+}
+
+/* ---- clocks, random, log ------------------------------------------------- */
+
+static int64_t s_now_mono(const apicred_host *h)
+{
+	return ac_now_mono(s_layer(h)->stack->ctx);
+}
+
+static int64_t s_now_wall(const apicred_host *h)
+{
+	return ac_now_wall(s_layer(h)->stack->ctx);
+}
+
+static int s_random(const apicred_host *h, unsigned char *buf, size_t len)
+{
+	return ac_random(s_layer(h)->stack->ctx, buf, len);
+}
+
+static void s_log(const apicred_host *h, int level, const char *fmt, ...)
+{
+	struct ac_layer *L = s_layer(h);
+	char msg[768];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	ac_log(L->stack->ctx, level, L->stack->svc->name, "layer %d (%s): %s", L->index + 1,
+	       L->provider, msg);
+}
+
+static int s_error(const apicred_host *h, int code, const char *fmt, ...)
+{
+	struct ac_layer *L = s_layer(h);
+	char prefix[256];
+	va_list ap;
+
+	snprintf(prefix, sizeof(prefix), "%s: layer %d (%s): ", L->stack->svc->name,
+	         L->index + 1, L->provider);
+	va_start(ap, fmt);
+	ac_verror(code, prefix, fmt, ap);
+	va_end(ap);
+	return code;
+}
+
+static const apicred_host s_template = {
+	.size = sizeof(apicred_host),
+	.cfg_str = s_cfg_str,
+	.cfg_int = s_cfg_int,
+	.cfg_bool = s_cfg_bool,
+	.cfg_count = s_cfg_count,
+	.cfg_item = s_cfg_item,
+	.cfg_line = s_cfg_line,
+	.secret = s_secret,
+	.secret_free = s_secret_free,
+	.secret_store = s_secret_store,
+	.path = s_path,
+	.http = s_http,
+	.http_free = s_http_free,
+	.http_error = s_http_error,
+	.json_get = s_json_get,
+	.base64 = s_base64,
+	.hex = s_hex,
+	.form_escape = s_form_escape,
+	.now_mono_ms = s_now_mono,
+	.now_wall_ms = s_now_wall,
+	.random = s_random,
+	.log = s_log,
+	.error = s_error,
+	.add_header = ac_out_header,
+	.add_query = ac_out_query,
+	.add_tls = ac_out_tls,
+};
+
+void ac_host_setup(struct ac_layer *L)
+{
+	L->host = s_template;
+	L->host.service = L->stack->svc->name;
+	L->host.layer = L->index + 1;
+}

@@ -1,0 +1,472 @@
+/*
+ * http.c - the core's HTTP(S) client for providers' own requests (token
+ * endpoints, logins), and the code that puts TLS material on a CURL handle
+ * (shared with apicred_curl_apply). Peer verification is always on; plain
+ * http:// is refused unless the layer allows it and the host is loopback;
+ * redirects are never followed, so credentials cannot be bounced elsewhere.
+ */
+#include "config.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <syslog.h>
+
+#include <curl/curl.h>
+#include <jansson.h>
+#include <openssl/crypto.h>
+
+#include "internal.h"
+
+static pthread_once_t s_once = PTHREAD_ONCE_INIT;
+
+static void s_global_init(void)
+{
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+void ac_http_global_init(void)
+{
+	pthread_once(&s_once, s_global_init);
+}
+
+/* ---- URLs ---------------------------------------------------------------- */
+
+struct s_url {
+	char *scheme, *host, *port, *path;
+};
+
+static void s_url_free(struct s_url *u)
+{
+	curl_free(u->scheme);
+	curl_free(u->host);
+	curl_free(u->port);
+	curl_free(u->path);
+}
+
+static bool s_url_parse(const char *url, struct s_url *out)
+{
+	CURLU *u = curl_url();
+	bool ok;
+
+	memset(out, 0, sizeof(*out));
+	if (!u)
+		return false;
+	ok = curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
+	     curl_url_get(u, CURLUPART_SCHEME, &out->scheme, 0) == CURLUE_OK &&
+	     curl_url_get(u, CURLUPART_HOST, &out->host, 0) == CURLUE_OK &&
+	     curl_url_get(u, CURLUPART_PORT, &out->port, CURLU_DEFAULT_PORT) == CURLUE_OK &&
+	     curl_url_get(u, CURLUPART_PATH, &out->path, 0) == CURLUE_OK &&
+	     (strcmp(out->scheme, "https") == 0 || strcmp(out->scheme, "http") == 0);
+	curl_url_cleanup(u);
+	if (!ok)
+		s_url_free(out);
+	else
+		for (char *p = out->host; *p; p++)
+			*p = (char)tolower((unsigned char)*p);
+	return ok;
+}
+
+char *ac_url_origin(const char *url)
+{
+	struct s_url u;
+	char *o;
+
+	if (!url || !s_url_parse(url, &u))
+		return NULL;
+	if (asprintf(&o, "%s://%s:%s", u.scheme, u.host, u.port) < 0)
+		o = NULL;
+	s_url_free(&u);
+	return o;
+}
+
+bool ac_url_same_origin(const char *origin, const char *url)
+{
+	char *o;
+	bool same;
+
+	if (!origin || !url)
+		return false;
+	o = ac_url_origin(url);
+	same = o && strcmp(o, origin) == 0;
+	free(o);
+	return same;
+}
+
+char *ac_url_redact(const char *url)
+{
+	struct s_url u;
+	char *r;
+
+	if (!url || !s_url_parse(url, &u))
+		return ac_strdup("(invalid URL)");
+	/* The query may hold secrets (signatures, tokens): never print it. */
+	if (asprintf(&r, "%s://%s:%s%s", u.scheme, u.host, u.port, u.path) < 0)
+		r = NULL;
+	s_url_free(&u);
+	return r;
+}
+
+static bool s_loopback(const char *host)
+{
+	return strcmp(host, "127.0.0.1") == 0 || strcmp(host, "[::1]") == 0 ||
+	       strcmp(host, "::1") == 0 || strcmp(host, "localhost") == 0;
+}
+
+/* ---- TLS material -------------------------------------------------------- */
+
+int ac_curl_tls(void *easy, const apicred_cred *cred, const char *ca_file, const char *ca_path)
+{
+	CURL *c = easy;
+	const char *v;
+	size_t n = apicred_cred_count(cred, APICRED_TLS);
+	CURLcode rc = CURLE_OK;
+
+	curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
+	curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
+	if (ca_file)
+		rc |= curl_easy_setopt(c, CURLOPT_CAINFO, ca_file);
+	if (ca_path)
+		rc |= curl_easy_setopt(c, CURLOPT_CAPATH, ca_path);
+	for (size_t i = 0; i < n; i++) {
+		const char *name;
+		size_t len;
+		apicred_cred_item(cred, APICRED_TLS, i, &name, &v, &len);
+		if (strcmp(name, "cert") == 0) {
+			struct curl_blob b = { (void *)(uintptr_t)v, len, CURL_BLOB_COPY };
+			rc |= curl_easy_setopt(c, CURLOPT_SSLCERT_BLOB, &b);
+			rc |= curl_easy_setopt(c, CURLOPT_SSLCERTTYPE, "PEM");
+		} else if (strcmp(name, "key") == 0) {
+			struct curl_blob b = { (void *)(uintptr_t)v, len, CURL_BLOB_COPY };
+			rc |= curl_easy_setopt(c, CURLOPT_SSLKEY_BLOB, &b);
+			rc |= curl_easy_setopt(c, CURLOPT_SSLKEYTYPE, "PEM");
+		} else if (strcmp(name, "ca_file") == 0) {
+			rc |= curl_easy_setopt(c, CURLOPT_CAINFO, v);
+		} else if (strcmp(name, "ca_path") == 0) {
+			rc |= curl_easy_setopt(c, CURLOPT_CAPATH, v);
+		} else if (strcmp(name, "pinned_pubkey") == 0) {
+			rc |= curl_easy_setopt(c, CURLOPT_PINNEDPUBLICKEY, v);
+		} else if (strcmp(name, "min_tls") == 0) {
+			long ver = strcmp(v, "1.3") == 0 ? CURL_SSLVERSION_TLSv1_3 : CURL_SSLVERSION_TLSv1_2;
+			rc |= curl_easy_setopt(c, CURLOPT_SSLVERSION, ver);
+		}
+	}
+	if (rc != CURLE_OK)
+		return ac_error(APICRED_ERR_TLS, "libcurl refused the TLS settings (is it built with "
+		                "OpenSSL and new enough for in-memory certificates?)");
+	return APICRED_OK;
+}
+
+/* ---- requests ------------------------------------------------------------ */
+
+struct s_body {
+	char *data;
+	size_t len, cap, max;
+	bool too_big;
+	int64_t retry_after_ms;
+};
+
+static size_t s_write(char *ptr, size_t size, size_t nmemb, void *user)
+{
+	struct s_body *b = user;
+	size_t n = size * nmemb;
+
+	if (b->len + n > b->max) {
+		b->too_big = true;
+		return 0; /* aborts the transfer */
+	}
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 4096;
+		char *p;
+		while (cap < b->len + n + 1)
+			cap *= 2;
+		p = realloc(b->data, cap);
+		if (!p)
+			return 0;
+		b->data = p;
+		b->cap = cap;
+	}
+	memcpy(b->data + b->len, ptr, n);
+	b->len += n;
+	b->data[b->len] = '\0';
+	return n;
+}
+
+static size_t s_header(char *ptr, size_t size, size_t nmemb, void *user)
+{
+	struct s_body *b = user;
+	size_t n = size * nmemb;
+
+	if (n > 12 && strncasecmp(ptr, "Retry-After:", 12) == 0) {
+		char v[64];
+		size_t len = n - 12 < sizeof(v) - 1 ? n - 12 : sizeof(v) - 1;
+		char *end;
+		long long secs;
+
+		memcpy(v, ptr + 12, len);
+		v[len] = '\0';
+		secs = strtoll(v, &end, 10);
+		if (end != v && secs >= 0) {
+			b->retry_after_ms = secs * 1000;
+		} else {
+			time_t when = curl_getdate(v, NULL); /* HTTP-date form */
+			if (when > 0)
+				b->retry_after_ms = when > time(NULL) ? (int64_t)(when - time(NULL)) * 1000 : 0;
+		}
+	}
+	return n;
+}
+
+/* Collects what the layers above add, when this request may carry it. */
+static int s_carried(struct ac_layer *L, const char *method, const char *url,
+                     apicred_cred **out)
+{
+	struct ac_stack *st = L->stack;
+	apicred_request r = APICRED_REQUEST_INIT;
+	int rc;
+
+	*out = NULL;
+	if (L->carry == AC_CARRY_NEVER ||
+	    (L->carry == AC_CARRY_SAME_ORIGIN && !ac_url_same_origin(st->origin, url)))
+		return APICRED_OK;
+	if ((rc = apicred_cred_new(out)) != APICRED_OK)
+		return rc;
+	r.method = method;
+	r.url = url;
+	rc = ac_stack_apply(st, (size_t)L->index, &r, *out, true);
+	if (rc != APICRED_OK) {
+		apicred_cred_free(*out);
+		*out = NULL;
+	}
+	return rc;
+}
+
+int ac_http(struct ac_layer *L, const apicred_http_request *req, apicred_http_response *resp)
+{
+	struct ac_ctx *ctx = L->stack->ctx;
+	struct s_body body = { .max = ctx->http.max_body, .retry_after_ms = -1 };
+	struct curl_slist *hdrs = NULL;
+	apicred_cred *carried = NULL;
+	char errbuf[CURL_ERROR_SIZE] = "", *url = NULL, *shown = NULL, *line;
+	struct s_url u;
+	CURL *c = NULL;
+	CURLcode cc;
+	long status = 0;
+	int rc;
+
+	memset(resp, 0, sizeof(*resp));
+	resp->retry_after_ms = -1;
+	if (!req || !req->url || !req->method)
+		return ac_layer_error(L, APICRED_ERR_INVALID, "HTTP request without method or URL");
+	if (req->size >= offsetof(apicred_http_request, max_body) + sizeof(size_t) && req->max_body)
+		body.max = req->max_body;
+	if (!s_url_parse(req->url, &u))
+		return ac_layer_error(L, APICRED_ERR_CONFIG, "not an absolute http(s) URL");
+	if (strcmp(u.scheme, "http") == 0 && !(L->insecure_http && s_loopback(u.host))) {
+		s_url_free(&u);
+		return ac_layer_error(L, APICRED_ERR_CONFIG, "refusing plain http:// (set "
+		                      "insecure_http = true, allowed for loopback hosts only)");
+	}
+	s_url_free(&u);
+	shown = ac_url_redact(req->url);
+
+	rc = s_carried(L, req->method, req->url, &carried);
+	if (rc != APICRED_OK)
+		goto out;
+	if (carried && apicred_cred_count(carried, APICRED_QUERY)) {
+		if ((rc = apicred_cred_url(carried, req->url, &url)) != APICRED_OK)
+			goto out;
+	} else if (!(url = ac_strdup(req->url))) {
+		rc = ac_error(APICRED_ERR_NOMEM, "out of memory");
+		goto out;
+	}
+
+	for (const char *const *h = req->headers; h && *h; h++)
+		if (!(hdrs = curl_slist_append(hdrs, *h)))
+			goto nomem;
+	if (req->content_type) {
+		if (asprintf(&line, "Content-Type: %s", req->content_type) < 0)
+			goto nomem;
+		hdrs = curl_slist_append(hdrs, line);
+		free(line);
+		if (!hdrs)
+			goto nomem;
+	}
+	for (size_t i = 0; carried && i < apicred_cred_count(carried, APICRED_HEADER); i++) {
+		const char *n, *v;
+		apicred_cred_item(carried, APICRED_HEADER, i, &n, &v, NULL);
+		if (asprintf(&line, "%s: %s", n, v) < 0)
+			goto nomem;
+		hdrs = curl_slist_append(hdrs, line);
+		OPENSSL_cleanse(line, strlen(line));
+		free(line);
+		if (!hdrs)
+			goto nomem;
+	}
+
+	ac_http_global_init();
+	if (!(c = curl_easy_init()))
+		goto nomem;
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "https,http");
+	curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, ctx->http.connect_timeout_ms);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, ctx->http.timeout_ms);
+	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, s_write);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &body);
+	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, s_header);
+	curl_easy_setopt(c, CURLOPT_HEADERDATA, &body);
+	curl_easy_setopt(c, CURLOPT_USERAGENT, "apicred/" PACKAGE_VERSION);
+	if (ctx->http.proxy)
+		curl_easy_setopt(c, CURLOPT_PROXY, ctx->http.proxy);
+	if (hdrs)
+		curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+	if (strcmp(req->method, "GET") == 0) {
+		curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
+	} else {
+		if (strcmp(req->method, "POST") != 0)
+			curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, req->method);
+		if (req->body || strcmp(req->method, "POST") == 0) {
+			curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
+			curl_easy_setopt(c, CURLOPT_POSTFIELDS, req->body ? req->body : "");
+		}
+	}
+	rc = ac_curl_tls(c, carried, ctx->http.ca_file, ctx->http.ca_path);
+	if (rc != APICRED_OK) {
+		rc = ac_layer_error(L, rc, "%s", apicred_errmsg());
+		goto out;
+	}
+
+	cc = curl_easy_perform(c);
+	if (body.too_big) {
+		rc = ac_layer_error(L, APICRED_ERR_PROTOCOL, "%s %s: reply larger than %zu bytes",
+		                    req->method, shown, body.max);
+		goto out;
+	}
+	if (cc != CURLE_OK) {
+		int code = APICRED_ERR_HTTP;
+		switch (cc) {
+		case CURLE_SSL_CONNECT_ERROR: case CURLE_PEER_FAILED_VERIFICATION:
+		case CURLE_SSL_CERTPROBLEM: case CURLE_SSL_CIPHER: case CURLE_SSL_CACERT_BADFILE:
+		case CURLE_SSL_PINNEDPUBKEYNOTMATCH: case CURLE_SSL_ISSUER_ERROR:
+		case CURLE_SSL_CRL_BADFILE: case CURLE_SSL_ENGINE_INITFAILED:
+		case CURLE_SSL_CLIENTCERT: case CURLE_USE_SSL_FAILED:
+			code = APICRED_ERR_TLS;
+			break;
+		default:
+			break;
+		}
+		rc = ac_layer_error(L, code, "%s %s: %s%s%s", req->method, shown,
+		                    curl_easy_strerror(cc), *errbuf ? ": " : "", errbuf);
+		goto out;
+	}
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+	{
+		char *ct = NULL;
+		curl_easy_getinfo(c, CURLINFO_CONTENT_TYPE, &ct);
+		resp->content_type = ac_strdup(ct);
+	}
+	resp->status = status;
+	resp->body = body.data ? body.data : calloc(1, 1);
+	resp->body_len = body.len;
+	resp->retry_after_ms = body.retry_after_ms;
+	body.data = NULL;
+	if (!resp->body)
+		goto nomem;
+	ac_log(ctx, LOG_DEBUG, L->stack->svc->name, "layer %d (%s): %s %s -> HTTP %ld, %zu bytes",
+	       L->index + 1, L->provider, req->method, shown, status, resp->body_len);
+	rc = APICRED_OK;
+	goto out;
+nomem:
+	rc = ac_error(APICRED_ERR_NOMEM, "out of memory");
+out:
+	if (c)
+		curl_easy_cleanup(c);
+	for (struct curl_slist *l = hdrs; l; l = l->next)
+		OPENSSL_cleanse(l->data, strlen(l->data));
+	curl_slist_free_all(hdrs);
+	if (body.data) {
+		OPENSSL_cleanse(body.data, body.len);
+		free(body.data);
+	}
+	if (url) {
+		OPENSSL_cleanse(url, strlen(url));
+		free(url);
+	}
+	apicred_cred_free(carried);
+	free(shown);
+	if (rc != APICRED_OK)
+		ac_http_free(resp);
+	return rc;
+}
+
+void ac_http_free(apicred_http_response *resp)
+{
+	if (!resp)
+		return;
+	if (resp->body) {
+		OPENSSL_cleanse(resp->body, resp->body_len);
+		free(resp->body);
+	}
+	free(resp->content_type);
+	resp->body = NULL;
+	resp->content_type = NULL;
+	resp->body_len = 0;
+}
+
+/* The server's own words: JSON error/error_description/message, else the
+ * first line of the body, printable characters only, capped. */
+static void s_server_text(const apicred_http_response *resp, char *out, size_t cap)
+{
+	json_t *root = json_loadb(resp->body ? resp->body : "", resp->body_len, 0, NULL);
+	const char *e = NULL, *d = NULL;
+	size_t n = 0;
+
+	out[0] = '\0';
+	if (json_is_object(root)) {
+		json_t *err = json_object_get(root, "error");
+		e = json_string_value(err);
+		if (json_is_object(err)) /* {"error": {"message": ...}} */
+			e = json_string_value(json_object_get(err, "message"));
+		d = json_string_value(json_object_get(root, "error_description"));
+		if (!e)
+			e = json_string_value(json_object_get(root, "message"));
+		if (!e)
+			e = json_string_value(json_object_get(root, "reason"));
+		if (!e && !d)
+			e = json_string_value(json_object_get(root, "status_message"));
+	}
+	if (e || d) {
+		snprintf(out, cap, "%s%s%s", e ? e : "", e && d ? ": " : "", d ? d : "");
+	} else if (resp->body) {
+		for (const char *p = resp->body; *p && *p != '\n' && *p != '\r' && n + 1 < cap; p++)
+			out[n++] = *p;
+		out[n] = '\0';
+	}
+	json_decref(root);
+	for (char *p = out; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
+	if (strlen(out) >= 200)
+		strcpy(out + 196, "...");
+}
+
+int ac_http_error(struct ac_layer *L, const apicred_http_response *resp, const char *what)
+{
+	char text[512];
+	int code;
+
+	s_server_text(resp, text, sizeof(text));
+	if (resp->status == 429 || resp->status >= 500)
+		code = APICRED_ERR_UNAVAILABLE;
+	else if (resp->status >= 400)
+		code = APICRED_ERR_AUTH;
+	else
+		code = APICRED_ERR_PROTOCOL;
+	return ac_layer_error(L, code, "%s: HTTP %ld%s%s", what ? what : "request", resp->status,
+	                      *text ? ": " : " (empty body)", text);
+}

@@ -1,0 +1,302 @@
+/*
+ * internal.h - what the core's files share. Nothing here is ABI.
+ *
+ * Object graph (one ctx):
+ *   ctx -> services[] (sorted, fixed after open)
+ *   service -> stack (atomic pointer; replaced whole on reload, old one
+ *              retired through the EBR domain so readers never see it freed)
+ *   stack -> layers[] -> provider module, provider state, cached session
+ *
+ * Locking: a layer's mu guards its fetch bookkeeping (fetching, back-off,
+ * last error); sessions are published with atomic stores and read without
+ * locks. Functions suffixed _inlock expect the caller to hold that lock.
+ * No lock is held during network I/O.
+ */
+#ifndef APICRED_INTERNAL_H
+#define APICRED_INTERNAL_H
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <libconfig.h>
+
+#include <apicred/apicred.h>
+#include <apicred/provider.h>
+
+#define AC_HIDDEN __attribute__((visibility("hidden")))
+#define AC_MAX_LAYERS 16
+
+struct ac_ctx;
+struct ac_stack;
+
+/* ---- errors and logging (error.c, log.c) --------------------------------- */
+
+int ac_error(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int ac_verror(int code, const char *prefix, const char *fmt, va_list ap);
+void ac_error_clear(void);
+void ac_log(struct ac_ctx *ctx, int level, const char *service, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+void ac_vlog(struct ac_ctx *ctx, int level, const char *service, const char *fmt, va_list ap);
+int ac_log_level(const char *name); /* -1 if unknown */
+
+/* ---- epoch-based reclamation (ebr.c) ------------------------------------- */
+
+/* Readers bracket every use of a stack or session with enter/leave (nesting
+ * allowed); writers unpublish an object, then retire it; it is freed once
+ * no reader that could have seen it remains. */
+void ac_ebr_enter(void);
+void ac_ebr_leave(void);
+void ac_ebr_retire(void *owner, void *ptr, void (*fn)(void *));
+void ac_ebr_drain(void *owner); /* frees owner's objects; no reader may exist */
+
+/* ---- modules (loader.c) -------------------------------------------------- */
+
+struct ac_module {
+	struct ac_module *next;
+	char *name;
+	char *path;
+	void *handle;
+	apicred_vtable_v1 vt;
+	int code;   /* APICRED_OK if usable */
+	char *why;  /* reason when not */
+};
+
+struct ac_module *ac_module_get(struct ac_ctx *ctx, const char *name);
+void ac_modules_free(struct ac_ctx *ctx);
+bool ac_name_valid(const char *name);
+
+/* ---- sessions and layers (cache.c, stack.c) ------------------------------ */
+
+struct ac_session {
+	void *data;
+	struct ac_layer *layer;  /* for session_free */
+	uint64_t gen;            /* per layer, increasing */
+	int64_t refresh_at_ms;   /* monotonic */
+	int64_t expires_ms;      /* monotonic hard expiry */
+	int64_t wall_expires_s;  /* for apicred_cred_expires_at */
+	atomic_bool invalid;     /* dropped by feedback */
+};
+
+enum ac_control { AC_REQUIRED, AC_OPTIONAL, AC_SUFFICIENT };
+enum ac_carry { AC_CARRY_SAME_ORIGIN, AC_CARRY_ALWAYS, AC_CARRY_NEVER };
+
+struct ac_layer {
+	apicred_host host;          /* first: the provider's handle to us */
+	struct ac_stack *stack;
+	int index;                  /* 0-based */
+	const char *provider;       /* name, from the config */
+	struct ac_module *mod;      /* NULL when failed */
+	void *state;
+	config_setting_t *cfg;      /* the layer's group */
+	enum ac_control control;
+	enum ac_carry carry;
+	bool insecure_http;
+	int64_t default_ttl_ms;
+	int64_t refresh_ahead_ms;
+	int fail_code;              /* fail closed: a layer that could not init */
+	char *fail_msg;
+
+	/* cache */
+	_Atomic(struct ac_session *) session;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	bool fetching;              /* under mu */
+	bool queued;                /* in the refresher's queue; under ctx->bg.mu */
+	int64_t due_ms;             /* when the refresher should run it */
+	struct ac_layer *qnext;
+	uint64_t gen;
+	int failures;
+	int64_t retry_at_ms;
+	int last_code;
+	char *last_msg;
+};
+
+struct ac_watch {
+	struct ac_watch *next;
+	char *path;
+	dev_t dev;
+	ino_t ino;
+	off_t size;
+	int64_t mtime_ns;
+	bool missing;
+};
+
+struct ac_stack {
+	struct ac_ctx *ctx;
+	struct ac_service *svc;
+	config_t cfg;
+	bool cfg_loaded;
+	int fail_code;             /* file-level failure (syntax, validation) */
+	char *fail_msg;
+	char *description;
+	char *origin;              /* "https://host:port" from url, or NULL */
+	char *origin_short;        /* the same without a default port */
+	size_t nheaders;
+	char **headers;            /* static: name, value, name, value ... */
+	size_t nlayers;
+	struct ac_layer *layers;
+	struct ac_watch *watches;
+	bool literal_ok;           /* the service file is private */
+	bool retired;              /* under ctx->bg.mu: never queue its layers again */
+};
+
+struct ac_service {
+	char *name;
+	char *path;
+	_Atomic(struct ac_stack *) stack;
+	_Atomic int64_t next_check_ms;
+	pthread_mutex_t reload_mu;
+};
+
+/* ---- the context (ctx.c) ------------------------------------------------- */
+
+struct ac_http_conf {
+	long connect_timeout_ms;
+	long timeout_ms;
+	size_t max_body;
+	int retries;
+	char *ca_file;
+	char *ca_path;
+	char *proxy;
+};
+
+struct ac_ctx {
+	char *confdir;
+	char *moduledir;
+	unsigned flags;
+	apicred_log_fn log;
+	void *log_user;
+	int log_level;
+	int64_t (*clock_mono_ms)(void *);
+	int64_t (*clock_wall_ms)(void *);
+	int (*random)(void *, unsigned char *, size_t);
+	void *hook_user;
+
+	struct ac_http_conf http;
+	int64_t refresh_ahead_ms;
+	int64_t default_ttl_ms;
+	int64_t check_interval_ms;
+	int64_t backoff_max_ms;
+
+	size_t nservices;
+	struct ac_service *services;
+
+	pthread_mutex_t modules_mu;
+	struct ac_module *modules;
+
+	struct {                    /* the background refresher */
+		pthread_mutex_t mu;
+		pthread_cond_t cv;
+		pthread_t thread;
+		bool running;
+		bool stop;
+		unsigned long fork_gen;
+		struct ac_layer *queue;
+	} bg;
+};
+
+struct apicred_ctx { struct ac_ctx c; };
+
+int64_t ac_now_mono(struct ac_ctx *ctx);
+int64_t ac_now_wall(struct ac_ctx *ctx);
+int ac_random(struct ac_ctx *ctx, unsigned char *buf, size_t len);
+struct ac_service *ac_service_find(struct ac_ctx *ctx, const char *name);
+void ac_fork_check(struct ac_ctx *ctx);
+
+/* ---- config and stacks (config.c, stack.c) ------------------------------- */
+
+struct ac_stack *ac_stack_load(struct ac_ctx *ctx, struct ac_service *svc);
+void ac_stack_free(void *stack);
+void ac_stack_retire(struct ac_ctx *ctx, struct ac_stack *st);
+int ac_stack_error(struct ac_stack *st); /* sets the detail; APICRED_OK if fine */
+bool ac_watch_changed(struct ac_stack *st);
+int ac_watch_add(struct ac_stack *st, const char *path);
+void ac_service_maybe_reload(struct ac_ctx *ctx, struct ac_service *svc, bool force);
+const apicred_schema *ac_schema_find(const apicred_schema *schema, const char *name);
+struct ac_ctx *ac_layer_ctx(const struct ac_layer *L);
+
+/* Walks layers [0, upto) adding their output to cred. */
+int ac_stack_apply(struct ac_stack *st, size_t upto, const apicred_request *req,
+                   apicred_cred *cred, bool with_static);
+
+/* ---- cache (cache.c) ----------------------------------------------------- */
+
+int ac_layer_session(struct ac_layer *L, struct ac_session **out);
+void ac_layer_cache_init(struct ac_layer *L);
+void ac_layer_cache_fini(struct ac_layer *L);
+void ac_layer_invalidate(struct ac_layer *L, uint64_t gen);
+void ac_bg_dequeue_stack(struct ac_ctx *ctx, struct ac_stack *st);
+void ac_bg_stop(struct ac_ctx *ctx);
+void ac_bg_after_fork(struct ac_ctx *ctx);
+
+/* ---- credentials (cred.c) ------------------------------------------------ */
+
+struct ac_item {
+	apicred_kind kind;
+	size_t name_off, value_off, value_len;
+};
+
+struct ac_used {
+	const struct ac_layer *layer;
+	uint64_t gen;
+};
+
+struct apicred_cred {
+	char *arena;
+	size_t used, cap;
+	struct ac_item *items;
+	size_t nitems, capitems;
+	struct ac_used layers[AC_MAX_LAYERS];
+	size_t nlayers;
+	int64_t expires_at;
+	void *slist; /* struct curl_slist * of apicred_curl_apply */
+};
+
+struct apicred_out {
+	apicred_cred *cred;
+	struct ac_layer *layer; /* for messages; NULL for static headers */
+};
+
+void ac_cred_reset(apicred_cred *cred);
+int ac_cred_add(apicred_cred *cred, apicred_kind kind, const char *name,
+                const void *value, size_t len);
+void ac_cred_truncate(apicred_cred *cred, size_t nitems);
+int ac_out_header(apicred_out *out, const char *name, const char *value);
+int ac_out_query(apicred_out *out, const char *name, const char *value);
+int ac_out_tls(apicred_out *out, const char *name, const void *value, size_t len);
+bool ac_header_value_ok(const char *v, size_t len);
+
+/* ---- HTTP (http.c) ------------------------------------------------------- */
+
+/* Applies the TLS items of cred to a CURL handle. */
+int ac_curl_tls(void *easy, const apicred_cred *cred, const char *ca_file, const char *ca_path);
+int ac_http(struct ac_layer *L, const apicred_http_request *req, apicred_http_response *resp);
+void ac_http_free(apicred_http_response *resp);
+int ac_http_error(struct ac_layer *L, const apicred_http_response *resp, const char *what);
+char *ac_url_origin(const char *url); /* "scheme://host:port" lowercased; NULL if bad */
+bool ac_url_same_origin(const char *origin, const char *url);
+char *ac_url_redact(const char *url); /* scheme://host[:port]/path without query */
+void ac_http_global_init(void);
+
+/* ---- secrets and host services (secret.c, host.c) ------------------------ */
+
+int ac_secret_resolve(struct ac_layer *L, const char *key, const char *ref,
+                      char **value, size_t *len);
+int ac_secret_store(struct ac_layer *L, const char *key, const char *value,
+                    size_t len, int force);
+int ac_path_resolve(struct ac_ctx *ctx, const char *ref, char **out);
+void ac_secret_free(char *value, size_t len);
+int ac_read_file(const char *path, size_t max, char **data, size_t *len,
+                 bool secret, const char *what);
+void ac_host_setup(struct ac_layer *L);
+int ac_layer_error(const struct ac_layer *L, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+char *ac_strdup(const char *s);
+
+#endif /* APICRED_INTERNAL_H */

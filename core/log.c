@@ -1,0 +1,55 @@
+/*
+ * log.c - logging through the application's callback, or syslog/stderr.
+ */
+#include "config.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+#include <syslog.h>
+
+#include "internal.h"
+
+static const struct { const char *name; int level; } s_levels[] = {
+	{ "error", LOG_ERR }, { "warning", LOG_WARNING }, { "notice", LOG_NOTICE },
+	{ "info", LOG_INFO }, { "debug", LOG_DEBUG },
+};
+
+int ac_log_level(const char *name)
+{
+	for (size_t i = 0; i < sizeof(s_levels) / sizeof(s_levels[0]); i++)
+		if (strcasecmp(name, s_levels[i].name) == 0)
+			return s_levels[i].level;
+	return -1;
+}
+
+void ac_vlog(struct ac_ctx *ctx, int level, const char *service, const char *fmt, va_list ap)
+{
+	char msg[1024];
+
+	if (ctx && level > ctx->log_level)
+		return;
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	if (ctx && ctx->log) {
+		ctx->log(ctx->log_user, level, service, msg);
+	} else if (ctx && (ctx->flags & APICRED_OPEN_LOG_STDERR)) {
+		const char *lv = "debug";
+		for (size_t i = 0; i < sizeof(s_levels) / sizeof(s_levels[0]); i++)
+			if (s_levels[i].level == level)
+				lv = s_levels[i].name;
+		fprintf(stderr, "apicred[%s]: %s%s%s\n", lv, service ? service : "",
+		        service ? ": " : "", msg);
+	} else {
+		syslog(LOG_AUTHPRIV | level, "apicred: %s%s%s", service ? service : "",
+		       service ? ": " : "", msg);
+	}
+}
+
+void ac_log(struct ac_ctx *ctx, int level, const char *service, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	ac_vlog(ctx, level, service, fmt, ap);
+	va_end(ap);
+}

@@ -1,0 +1,378 @@
+/*
+ * stack.c - walking a service's stack: apicred_get, apicred_report,
+ * apicred_curl_apply, checks and provisioning.
+ */
+#include "config.h"
+
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <syslog.h>
+
+#include <curl/curl.h>
+#include <openssl/crypto.h>
+
+#include "internal.h"
+
+#define API __attribute__((visibility("default")))
+
+static const char *s_control_name[] = { "required", "optional", "sufficient" };
+
+static int s_layer_apply(struct ac_layer *L, const apicred_request *req, apicred_cred *cred)
+{
+	apicred_out out = { cred, L };
+	struct ac_session *s = NULL;
+	int rc;
+
+	if (L->fail_code)
+		return ac_error(L->fail_code, "%s", L->fail_msg ? L->fail_msg : "layer failed");
+	if (L->mod->vt.fetch && (rc = ac_layer_session(L, &s)) != APICRED_OK)
+		return rc;
+	rc = L->mod->vt.apply(L->state, &L->host, s ? s->data : NULL, req, &out);
+	if (rc != APICRED_OK)
+		return rc;
+	if (cred->nlayers < AC_MAX_LAYERS)
+		cred->layers[cred->nlayers++] = (struct ac_used){ L, s ? s->gen : 0 };
+	if (s && (cred->expires_at == 0 || s->wall_expires_s < cred->expires_at))
+		cred->expires_at = s->wall_expires_s;
+	return APICRED_OK;
+}
+
+int ac_stack_apply(struct ac_stack *st, size_t upto, const apicred_request *req,
+                   apicred_cred *cred, bool with_static)
+{
+	int rc;
+
+	for (size_t i = 0; with_static && i < st->nheaders; i++) {
+		rc = ac_cred_add(cred, APICRED_HEADER, st->headers[2 * i], st->headers[2 * i + 1],
+		                 strlen(st->headers[2 * i + 1]));
+		if (rc != APICRED_OK)
+			return rc;
+	}
+	for (size_t i = 0; i < upto; i++) {
+		struct ac_layer *L = &st->layers[i];
+		size_t mark = cred->nitems;
+
+		rc = s_layer_apply(L, req, cred);
+		if (rc == APICRED_OK) {
+			if (L->control == AC_SUFFICIENT)
+				break;
+			continue;
+		}
+		ac_cred_truncate(cred, mark);
+		if (L->control == AC_REQUIRED)
+			return rc;
+		/* Never a silent skip: say which layer and why. */
+		ac_log(st->ctx, LOG_NOTICE, st->svc->name, "%s layer %d (%s) skipped: %s",
+		       s_control_name[L->control], L->index + 1, L->provider, apicred_errmsg());
+	}
+	return APICRED_OK;
+}
+
+/* Same origin as the service's url: a prefix test first, so the common
+ * case parses nothing; anything unusual goes through libcurl's parser. */
+static bool s_origin_ok(const struct ac_stack *st, const char *url)
+{
+	const char *o[2] = { st->origin, st->origin_short };
+
+	for (int i = 0; i < 2; i++) {
+		size_t n = o[i] ? strlen(o[i]) : 0;
+		if (n && strncasecmp(url, o[i], n) == 0 && strchr("/?#", url[n]))
+			return true;
+	}
+	return ac_url_same_origin(st->origin, url);
+}
+
+/* Copies an application request of any (older, shorter) version. */
+static const apicred_request *s_request(const apicred_request *req, apicred_request *tmp)
+{
+	static const apicred_request empty = APICRED_REQUEST_INIT;
+
+	if (!req)
+		return &empty;
+	if (req->size >= sizeof(*req))
+		return req;
+	*tmp = empty;
+	memcpy(tmp, req, req->size > sizeof(size_t) ? req->size : sizeof(size_t));
+	tmp->size = sizeof(*tmp);
+	return tmp;
+}
+
+static struct ac_service *s_service(struct ac_ctx *ctx, const char *name)
+{
+	struct ac_service *svc;
+
+	ac_fork_check(ctx);
+	svc = ac_service_find(ctx, name);
+	if (svc)
+		ac_service_maybe_reload(ctx, svc, false);
+	return svc;
+}
+
+API int apicred_get(apicred_ctx *ctx, const char *service, const apicred_request *req,
+                    apicred_cred *cred)
+{
+	apicred_request tmp;
+	struct ac_service *svc;
+	struct ac_stack *st;
+	int rc;
+
+	if (!ctx || !service || !cred)
+		return ac_error(APICRED_ERR_INVALID, "apicred_get: NULL argument");
+	req = s_request(req, &tmp);
+	if (!(svc = s_service(&ctx->c, service)))
+		return ac_name_valid(service) ? APICRED_ERR_NO_SERVICE : APICRED_ERR_BAD_NAME;
+	ac_cred_reset(cred);
+
+	ac_ebr_enter();
+	st = atomic_load_explicit(&svc->stack, memory_order_acquire);
+	if (st->fail_code)
+		rc = ac_error(st->fail_code, "%s", st->fail_msg ? st->fail_msg : "service failed");
+	else if (st->origin && req->url && !s_origin_ok(st, req->url))
+		rc = ac_error(APICRED_ERR_ORIGIN, "%s: refusing to send credentials outside the "
+		              "service's origin %s", service,
+		              st->origin_short ? st->origin_short : st->origin);
+	else
+		rc = ac_stack_apply(st, st->nlayers, req, cred, true);
+	ac_ebr_leave();
+	if (rc != APICRED_OK)
+		ac_cred_reset(cred);
+	return rc;
+}
+
+API int apicred_report(apicred_ctx *ctx, const char *service, const apicred_cred *cred,
+                       long http_status, const void *body, size_t body_len, int *retry)
+{
+	struct ac_service *svc;
+	struct ac_stack *st;
+	bool changed = false, ours = cred == NULL;
+
+	if (retry)
+		*retry = 0;
+	if (!ctx || !service)
+		return ac_error(APICRED_ERR_INVALID, "apicred_report: NULL argument");
+	if (!(svc = s_service(&ctx->c, service)))
+		return ac_name_valid(service) ? APICRED_ERR_NO_SERVICE : APICRED_ERR_BAD_NAME;
+
+	ac_ebr_enter();
+	st = atomic_load_explicit(&svc->stack, memory_order_acquire);
+	for (size_t i = 0; i < st->nlayers; i++) {
+		struct ac_layer *L = &st->layers[i];
+		struct ac_session *s = atomic_load(&L->session);
+		uint64_t gen = s ? s->gen : 0;
+		bool used = cred == NULL;
+
+		for (size_t k = 0; cred && k < cred->nlayers; k++)
+			if (cred->layers[k].layer == L) {
+				used = ours = true;
+				gen = cred->layers[k].gen;
+			}
+		if (!used || L->fail_code || !L->mod->vt.feedback)
+			continue;
+		if (L->mod->vt.fetch && (!s || s->gen != gen)) {
+			changed = true; /* already replaced since: just retry */
+			continue;
+		}
+		switch (L->mod->vt.feedback(L->state, &L->host, s ? s->data : NULL, http_status,
+		                            body, body_len)) {
+		case APICRED_FEEDBACK_INVALIDATE:
+			ac_log(&ctx->c, LOG_INFO, service, "layer %d (%s): HTTP %ld: dropping the "
+			       "cached session", L->index + 1, L->provider, http_status);
+			ac_layer_invalidate(L, gen);
+			changed = true;
+			break;
+		case APICRED_FEEDBACK_CHANGED:
+			changed = true;
+			break;
+		default:
+			break;
+		}
+	}
+	ac_ebr_leave();
+	/* Credentials from a stack replaced since (config reload): new ones differ. */
+	if (!ours)
+		changed = true;
+	if (retry)
+		*retry = changed;
+	return APICRED_OK;
+}
+
+API int apicred_curl_apply(apicred_ctx *ctx, const char *service, void *curl_easy,
+                           const apicred_request *req, apicred_cred *cred)
+{
+	struct curl_slist *list = NULL;
+	char *url = NULL;
+	int rc;
+
+	if (!curl_easy || !req || !req->url)
+		return ac_error(APICRED_ERR_INVALID, "apicred_curl_apply: a CURL handle and a "
+		                "request with a url are required");
+	rc = apicred_get(ctx, service, req, cred);
+	if (rc != APICRED_OK)
+		return rc;
+	rc = apicred_cred_url(cred, req->url, &url);
+	if (rc != APICRED_OK)
+		goto fail;
+	if (curl_easy_setopt(curl_easy, CURLOPT_URL, url) != CURLE_OK) {
+		rc = ac_error(APICRED_ERR_INVALID, "%s: libcurl refused the URL", service);
+		goto fail;
+	}
+	for (const char *const *h = req->size >= sizeof(*req) ? req->headers : NULL; h && *h; h++)
+		if (!(list = curl_slist_append(list, *h)))
+			goto nomem;
+	for (size_t i = 0; i < apicred_cred_count(cred, APICRED_HEADER); i++) {
+		const char *n, *v;
+		char *line;
+		struct curl_slist *l;
+
+		apicred_cred_item(cred, APICRED_HEADER, i, &n, &v, NULL);
+		if (asprintf(&line, "%s: %s", n, v) < 0)
+			goto nomem;
+		l = curl_slist_append(list, line);
+		OPENSSL_cleanse(line, strlen(line));
+		free(line);
+		if (!l)
+			goto nomem;
+		list = l;
+	}
+	cred->slist = list; /* freed (wiped) with cred or by the next get */
+	list = NULL;
+	curl_easy_setopt(curl_easy, CURLOPT_HTTPHEADER, cred->slist);
+	curl_easy_setopt(curl_easy, CURLOPT_FOLLOWLOCATION, 0L);
+	rc = ac_curl_tls(curl_easy, cred, ctx->c.http.ca_file, ctx->c.http.ca_path);
+	if (rc != APICRED_OK)
+		rc = ac_error(rc, "%s: %s", service, apicred_errmsg());
+	goto out;
+nomem:
+	rc = ac_error(APICRED_ERR_NOMEM, "out of memory");
+fail:
+	ac_cred_reset(cred);
+out:
+	if (list) {
+		for (struct curl_slist *l = list; l; l = l->next)
+			OPENSSL_cleanse(l->data, strlen(l->data));
+		curl_slist_free_all(list);
+	}
+	free(url);
+	return rc;
+}
+
+API int apicred_check(apicred_ctx *ctx, const char *service)
+{
+	struct ac_service *svc;
+	int rc;
+
+	if (!ctx || !service)
+		return ac_error(APICRED_ERR_INVALID, "apicred_check: NULL argument");
+	if (!(svc = s_service(&ctx->c, service)))
+		return ac_name_valid(service) ? APICRED_ERR_NO_SERVICE : APICRED_ERR_BAD_NAME;
+	ac_ebr_enter();
+	rc = ac_stack_error(atomic_load(&svc->stack));
+	ac_ebr_leave();
+	return rc;
+}
+
+API const char *apicred_service_description(apicred_ctx *ctx, const char *service)
+{
+	struct ac_service *svc;
+	const char *d;
+
+	if (!ctx || !service || !(svc = ac_service_find(&ctx->c, service)))
+		return NULL;
+	/* Stacks are only replaced by reloads, which this thread is not doing. */
+	d = atomic_load(&svc->stack)->description;
+	return d;
+}
+
+API int apicred_provision(apicred_ctx *ctx, const char *service, unsigned flags, char **report)
+{
+	struct ac_service *svc;
+	struct ac_stack *st;
+	char *all = NULL;
+	int rc = APICRED_OK, done = 0;
+
+	if (report)
+		*report = NULL;
+	if (!ctx || !service)
+		return ac_error(APICRED_ERR_INVALID, "apicred_provision: NULL argument");
+	if (!(svc = s_service(&ctx->c, service)))
+		return ac_name_valid(service) ? APICRED_ERR_NO_SERVICE : APICRED_ERR_BAD_NAME;
+	ac_ebr_enter();
+	st = atomic_load(&svc->stack);
+	if (st->fail_code)
+		rc = ac_error(st->fail_code, "%s", st->fail_msg ? st->fail_msg : "service failed");
+	for (size_t i = 0; rc == APICRED_OK && i < st->nlayers; i++) {
+		struct ac_layer *L = &st->layers[i];
+		char *part = NULL;
+
+		if (L->fail_code || !L->mod->vt.provision)
+			continue;
+		done++;
+		rc = L->mod->vt.provision(L->state, &L->host, flags, &part);
+		if (part) {
+			char *joined;
+			if (asprintf(&joined, "%s%s", all ? all : "", part) >= 0) {
+				free(all);
+				all = joined;
+			}
+			free(part);
+		}
+	}
+	ac_ebr_leave();
+	if (rc == APICRED_OK && !done)
+		rc = ac_error(APICRED_ERR_UNSUPPORTED, "%s: no layer of this service can provision",
+		              service);
+	if (rc == APICRED_OK && !(flags & APICRED_PROVISION_SHOW))
+		ac_service_maybe_reload(&ctx->c, svc, true); /* pick up the new secrets */
+	if (report)
+		*report = all;
+	else
+		free(all);
+	return rc;
+}
+
+static int s_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+API int apicred_providers(apicred_ctx *ctx, apicred_provider_fn fn, void *user)
+{
+	DIR *d;
+	struct dirent *de;
+	char **names = NULL;
+	size_t n = 0, cap = 0;
+
+	if (!ctx || !fn)
+		return ac_error(APICRED_ERR_INVALID, "apicred_providers: NULL argument");
+	d = opendir(ctx->c.moduledir);
+	if (!d)
+		return ac_error(APICRED_ERR_PROVIDER, "cannot open module directory %s: %m",
+		                ctx->c.moduledir);
+	while ((de = readdir(d))) {
+		size_t len = strlen(de->d_name);
+		if (len < 4 || strcmp(de->d_name + len - 3, ".so") != 0)
+			continue;
+		if (n == cap) {
+			char **p = realloc(names, (cap = cap ? 2 * cap : 16) * sizeof(*names));
+			if (!p)
+				break;
+			names = p;
+		}
+		if (!(names[n] = strndup(de->d_name, len - 3)))
+			break;
+		n++;
+	}
+	closedir(d);
+	qsort(names, n, sizeof(*names), s_cmp);
+	for (size_t i = 0; i < n; i++) {
+		struct ac_module *m = ac_module_get(&ctx->c, names[i]);
+		if (m)
+			fn(user, m->name, m->path, m->code, m->why ? m->why : "");
+		free(names[i]);
+	}
+	free(names);
+	return APICRED_OK;
+}

@@ -1,0 +1,116 @@
+#define _GNU_SOURCE
+/*
+ * counter: a test provider with a session, steered by the test through an
+ * exported control block, so the core's cache can be tested without a
+ * network: fetches are counted, can fail, can block until released.
+ */
+#include <pthread.h>
+#include <sched.h>
+#include <time.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <apicred/provider.h>
+
+struct counter_control {
+	atomic_int fetches;     /* fetches started */
+	atomic_int fail;        /* apicred_err to return, 0 = succeed */
+	atomic_llong lifetime_ms;
+	atomic_llong retry_after_ms;
+	atomic_bool block;      /* fetch waits until cleared */
+	atomic_int blocked;     /* fetches currently waiting */
+	atomic_int delay_ms;    /* real sleep inside fetch, to make callers overlap */
+};
+
+__attribute__((visibility("default"))) struct counter_control counter_control;
+
+static const apicred_schema s_schema[] = {
+	{ "label", APICRED_T_STRING, 0, "tok", NULL, "token prefix" },
+	{ NULL, 0, 0, NULL, NULL, NULL }
+};
+
+struct s_state { const char *label; };
+
+static int s_init(const apicred_host *host, void **state)
+{
+	struct s_state *st = calloc(1, sizeof(*st));
+
+	if (!st)
+		return APICRED_ERR_NOMEM;
+	st->label = host->cfg_str(host, "label");
+	*state = st;
+	return APICRED_OK;
+}
+
+static int s_fetch(void *state, const apicred_host *host, const void *previous,
+                   apicred_session *out)
+{
+	struct s_state *st = state;
+	int n = atomic_fetch_add(&counter_control.fetches, 1) + 1;
+	int fail = atomic_load(&counter_control.fail);
+	char *tok;
+
+	if (atomic_load(&counter_control.block)) {
+		atomic_fetch_add(&counter_control.blocked, 1);
+		while (atomic_load(&counter_control.block))
+			sched_yield();
+		atomic_fetch_sub(&counter_control.blocked, 1);
+	}
+	if (atomic_load(&counter_control.delay_ms)) {
+		struct timespec ts = { 0, atomic_load(&counter_control.delay_ms) * 1000000L };
+		nanosleep(&ts, NULL);
+	}
+	if (fail) {
+		out->retry_after_ms = atomic_load(&counter_control.retry_after_ms);
+		return host->error(host, fail, "fetch %d failed as told", n);
+	}
+	if (asprintf(&tok, "%s-%d", st->label, n) < 0)
+		return APICRED_ERR_NOMEM;
+	out->data = tok;
+	out->lifetime_ms = atomic_load(&counter_control.lifetime_ms);
+	return APICRED_OK;
+}
+
+static void s_session_free(void *state, void *data)
+{
+	free(data);
+}
+
+static int s_apply(void *state, const apicred_host *host, const void *session,
+                   const apicred_request *req, apicred_out *out)
+{
+	return host->add_header(out, "Authorization", session);
+}
+
+static apicred_feedback s_feedback(void *state, const apicred_host *host, const void *session,
+                                   long status, const void *body, size_t len)
+{
+	return status == 401 ? APICRED_FEEDBACK_INVALIDATE : APICRED_FEEDBACK_NONE;
+}
+
+static void s_fini(void *state)
+{
+	free(state);
+}
+
+static const apicred_vtable_v1 s_vtable = {
+	.name = "counter",
+	.schema = s_schema,
+	.init = s_init,
+	.fetch = s_fetch,
+	.session_free = s_session_free,
+	.apply = s_apply,
+	.feedback = s_feedback,
+	.fini = s_fini,
+};
+
+__attribute__((visibility("default")))
+int apicred_provider_initvt(int major, int minor, void *vtable)
+{
+	if (major != APICRED_PROVIDER_MAJOR)
+		return APICRED_ERR_ABI;
+	*(apicred_vtable_v1 *)vtable = s_vtable;
+	return APICRED_OK;
+}

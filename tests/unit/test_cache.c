@@ -1,0 +1,481 @@
+/*
+ * test_cache.c - the core's session cache, through the public API and the
+ * real loader, with the `counter` test provider (tests/modules/counter.c)
+ * and an injected clock: single flight, refresh ahead without waiting,
+ * lifetime rules, stale-if-error with back-off, 401 reports, reloads under
+ * load, fork.
+ */
+#include <dlfcn.h>
+#include <pthread.h>
+#include <sched.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include <apicred/apicred.h>
+
+struct counter_control {
+	atomic_int fetches;
+	atomic_int fail;
+	atomic_llong lifetime_ms;
+	atomic_llong retry_after_ms;
+	atomic_bool block;
+	atomic_int blocked;
+	atomic_int delay_ms;
+};
+
+static char s_dir[256], s_moddir[300], s_confdir[300];
+static _Atomic int64_t s_clock = 1000000;
+static struct counter_control *s_ctl;
+
+static int64_t s_mono(void *u) { return atomic_load(&s_clock); }
+static int64_t s_wall(void *u) { return 1700000000000LL + atomic_load(&s_clock); }
+
+/* Writes like a careful admin: a new file renamed over the old one. */
+static void s_write(const char *rel, const char *text)
+{
+	char path[512], tmp[520];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", s_confdir, rel);
+	snprintf(tmp, sizeof(tmp), "%s.new", path);
+	f = fopen(tmp, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+	chmod(tmp, 0600);
+	assert_int_equal(rename(tmp, path), 0);
+}
+
+static apicred_ctx *s_open(unsigned flags)
+{
+	apicred_options o = { .size = sizeof(o), .confdir = s_confdir, .moduledir = s_moddir,
+	                      .flags = flags, .clock_mono_ms = s_mono, .clock_wall_ms = s_wall };
+	apicred_ctx *ctx = NULL;
+
+	assert_int_equal(apicred_open_opts(&ctx, &o), APICRED_OK);
+	return ctx;
+}
+
+static const char *s_get(apicred_ctx *ctx, apicred_cred *cred)
+{
+	int rc = apicred_get(ctx, "svc", NULL, cred);
+	if (rc != APICRED_OK)
+		return NULL;
+	return apicred_cred_find(cred, APICRED_HEADER, "Authorization");
+}
+
+/* Waits (bounded) for a background event: never for an expiry. */
+static void s_wait_fetches(int n)
+{
+	for (int i = 0; i < 5000 && atomic_load(&s_ctl->fetches) < n; i++)
+		usleep(1000);
+	assert_int_equal(atomic_load(&s_ctl->fetches), n);
+}
+
+static void s_wait_token(apicred_ctx *ctx, apicred_cred *cred, const char *want)
+{
+	const char *got = NULL;
+
+	for (int i = 0; i < 5000; i++) {
+		got = s_get(ctx, cred);
+		if (got && strcmp(got, want) == 0)
+			return;
+		usleep(1000);
+	}
+	assert_string_equal(got ? got : "(none)", want);
+}
+
+static int s_setup(void **state)
+{
+	char src[512], dst[512];
+	const char *top = getenv("top_builddir");
+
+	atomic_store(&s_ctl->fetches, 0);
+	atomic_store(&s_ctl->fail, 0);
+	atomic_store(&s_ctl->lifetime_ms, 600000);
+	atomic_store(&s_ctl->retry_after_ms, 0);
+	atomic_store(&s_ctl->block, false);
+	atomic_store(&s_ctl->delay_ms, 0);
+	atomic_store(&s_clock, 1000000);
+	(void)top; (void)src; (void)dst;
+	s_write("apicred.conf", "cache = { refresh_ahead = 300; default_ttl = 100; "
+	                        "check_interval = 0; backoff_max = 60; };\n"
+	                        "http = { retries = 0; };\n");
+	s_write("conf.d/svc.conf", "stack = ( { provider = \"counter\"; } );\n");
+	return 0;
+}
+
+static int s_group_setup(void **state)
+{
+	const char *top = getenv("top_builddir");
+	char src[512], dst[512];
+	void *h;
+
+	snprintf(s_dir, sizeof(s_dir), "/tmp/apicred-cache-XXXXXX");
+	assert_non_null(mkdtemp(s_dir));
+	snprintf(s_moddir, sizeof(s_moddir), "%s/modules", s_dir);
+	snprintf(s_confdir, sizeof(s_confdir), "%s/conf", s_dir);
+	mkdir(s_moddir, 0700);
+	mkdir(s_confdir, 0700);
+	snprintf(dst, sizeof(dst), "%s/conf.d", s_confdir);
+	mkdir(dst, 0700);
+	snprintf(src, sizeof(src), "%s/tests/modules/.libs/counter.so", top ? top : ".");
+	snprintf(dst, sizeof(dst), "%s/counter.so", s_moddir);
+	assert_int_equal(symlink(src, dst), 0);
+	/* The same file the core will load: one copy, one control block. */
+	h = dlopen(dst, RTLD_NOW | RTLD_LOCAL);
+	assert_non_null(h);
+	s_ctl = dlsym(h, "counter_control");
+	assert_non_null(s_ctl);
+	return 0;
+}
+
+static int s_group_teardown(void **state)
+{
+	char cmd[600];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", s_dir);
+	return system(cmd);
+}
+
+/* ---- single flight ------------------------------------------------------- */
+
+struct s_many { apicred_ctx *ctx; atomic_int ok; atomic_int same; };
+
+static void *s_many_main(void *arg)
+{
+	struct s_many *m = arg;
+	apicred_cred *cred;
+	const char *tok;
+
+	apicred_cred_new(&cred);
+	tok = s_get(m->ctx, cred);
+	if (tok) {
+		atomic_fetch_add(&m->ok, 1);
+		atomic_fetch_add(&m->same, strcmp(tok, "tok-1") == 0);
+	}
+	apicred_cred_free(cred);
+	return NULL;
+}
+
+static void test_cold_64_threads_one_fetch(void **state)
+{
+	struct s_many m = { .ctx = s_open(0) };
+	pthread_t t[64];
+
+	atomic_store(&s_ctl->delay_ms, 50); /* the callers overlap the fetch */
+	for (int i = 0; i < 64; i++)
+		assert_int_equal(pthread_create(&t[i], NULL, s_many_main, &m), 0);
+	for (int i = 0; i < 64; i++)
+		pthread_join(t[i], NULL);
+	assert_int_equal(atomic_load(&s_ctl->fetches), 1);
+	assert_int_equal(atomic_load(&m.ok), 64);
+	assert_int_equal(atomic_load(&m.same), 64);
+	apicred_close(m.ctx);
+}
+
+/* ---- lifetimes and refresh ahead ----------------------------------------- */
+
+static void test_fresh_cache_does_not_fetch(void **state)
+{
+	apicred_ctx *ctx = s_open(0);
+	apicred_cred *cred;
+
+	apicred_cred_new(&cred);
+	for (int i = 0; i < 1000; i++)
+		assert_string_equal(s_get(ctx, cred), "tok-1");
+	assert_int_equal(atomic_load(&s_ctl->fetches), 1);
+	/* expires_at is wall time + lifetime */
+	assert_int_equal(apicred_cred_expires_at(cred), (1700000000000LL + 1000000 + 600000) / 1000);
+	apicred_cred_free(cred);
+	apicred_close(ctx);
+}
+
+static void test_refresh_ahead_nobody_waits(void **state)
+{
+	apicred_ctx *ctx = s_open(0);
+	apicred_cred *cred;
+
+	apicred_cred_new(&cred);
+	assert_string_equal(s_get(ctx, cred), "tok-1");
+	/* 600 s token, refresh_ahead 300 s: refresh starts at 300 s. */
+	atomic_fetch_add(&s_clock, 299000);
+	assert_string_equal(s_get(ctx, cred), "tok-1");
+	assert_int_equal(atomic_load(&s_ctl->fetches), 1);
+
+	atomic_store(&s_ctl->block, true); /* the refresh hangs on the network */
+	atomic_fetch_add(&s_clock, 2000);
+	for (int i = 0; i < 100; i++) /* returns at once with the valid token */
+		assert_string_equal(s_get(ctx, cred), "tok-1");
+	s_wait_fetches(2);
+	assert_string_equal(s_get(ctx, cred), "tok-1");
+	atomic_store(&s_ctl->block, false);
+	s_wait_token(ctx, cred, "tok-2");
+	assert_int_equal(atomic_load(&s_ctl->fetches), 2);
+	apicred_cred_free(cred);
+	apicred_close(ctx);
+}
+
+static void test_refresh_ahead_without_thread(void **state)
+{
+	apicred_ctx *ctx = s_open(APICRED_OPEN_NO_BACKGROUND);
+	apicred_cred *cred;
+
+	apicred_cred_new(&cred);
+	assert_string_equal(s_get(ctx, cred), "tok-1");
+	atomic_fetch_add(&s_clock, 301000);
+	/* The caller that notices refreshes; its result is the new token. */
+	assert_string_equal(s_get(ctx, cred), "tok-1");
+	assert_string_equal(s_get(ctx, cred), "tok-2");
+	assert_int_equal(atomic_load(&s_ctl->fetches), 2);
+	apicred_cred_free(cred);
+	apicred_close(ctx);
+}
+
+static void test_short_token_refreshes_at_half_life(void **state)
+{
+	apicred_ctx *ctx = s_open(APICRED_OPEN_NO_BACKGROUND);
+	apicred_cred *cred;
+
+	apicred_cred_new(&cred);
+	atomic_store(&s_ctl->lifetime_ms, 300000); /* VDMS: 300 s tokens */
+	assert_string_equal(s_get(ctx, cred), "tok-1");
+	atomic_fetch_add(&s_clock, 149000);
+	assert_string_equal(s_get(ctx, cred), "tok-1");
+	assert_int_equal(atomic_load(&s_ctl->fetches), 1); /* not every call */
+	atomic_fetch_add(&s_clock, 2000);
+	s_get(ctx, cred);
+	assert_int_equal(atomic_load(&s_ctl->fetches), 2);
+	apicred_cred_free(cred);
+	apicred_close(ctx);
+}
+
+static void test_no_lifetime_gets_default_ttl(void **state)
+{
+	apicred_ctx *ctx = s_open(APICRED_OPEN_NO_BACKGROUND);
+	apicred_cred *cred;
+
+	apicred_cred_new(&cred);
+	atomic_store(&s_ctl->lifetime_ms, 0); /* server gave no expires_in */
+	assert_string_equal(s_get(ctx, cred), "tok-1");
+	/* default_ttl 100 s: refresh from 50 s, hard expiry at 100 s */
+	atomic_fetch_add(&s_clock, 49000);
+	assert_string_equal(s_get(ctx, cred), "tok-1");
+	assert_int_equal(atomic_load(&s_ctl->fetches), 1);
+	atomic_fetch_add(&s_clock, 52000);
+	assert_string_equal(s_get(ctx, cred), "tok-2");
+	apicred_cred_free(cred);
+	apicred_close(ctx);
+}
+
+/* ---- failures ------------------------------------------------------------ */
+
+static void test_stale_if_error(void **state)
+{
+	apicred_ctx *ctx = s_open(0);
+	apicred_cred *cred;
+
+	apicred_cred_new(&cred);
+	assert_string_equal(s_get(ctx, cred), "tok-1");
+	atomic_store(&s_ctl->fail, APICRED_ERR_UNAVAILABLE);
+	atomic_fetch_add(&s_clock, 400000); /* in the refresh window */
+	assert_string_equal(s_get(ctx, cred), "tok-1");
+	s_wait_fetches(2);
+	/* The refresh failed: the old token is still served until expiry. */
+	for (int i = 0; i < 10; i++)
+		assert_string_equal(s_get(ctx, cred), "tok-1");
+	/* Past hard expiry: a clear error naming service and layer, and inside
+	 * the back-off no new fetch (no storm). */
+	atomic_fetch_add(&s_clock, 199999 + 1);
+	assert_int_equal(apicred_get(ctx, "svc", NULL, cred), APICRED_ERR_UNAVAILABLE);
+	assert_non_null(strstr(apicred_errmsg(), "svc: layer 1 (counter)"));
+	int before = atomic_load(&s_ctl->fetches);
+	for (int i = 0; i < 10; i++) {
+		assert_int_equal(apicred_get(ctx, "svc", NULL, cred), APICRED_ERR_UNAVAILABLE);
+		assert_non_null(strstr(apicred_errmsg(), "next attempt in"));
+	}
+	assert_int_equal(atomic_load(&s_ctl->fetches), before);
+	/* The server recovers; after the back-off the next caller fetches. */
+	atomic_store(&s_ctl->fail, 0);
+	atomic_fetch_add(&s_clock, 61000);
+	const char *t = s_get(ctx, cred);
+	assert_non_null(t);
+	assert_string_not_equal(t, "tok-1");
+	char want[32];
+	snprintf(want, sizeof(want), "tok-%d", atomic_load(&s_ctl->fetches));
+	assert_string_equal(t, want); /* the one fetch that succeeded */
+	apicred_cred_free(cred);
+	apicred_close(ctx);
+}
+
+static void test_retry_after_honoured(void **state)
+{
+	apicred_ctx *ctx = s_open(APICRED_OPEN_NO_BACKGROUND);
+	apicred_cred *cred;
+
+	apicred_cred_new(&cred);
+	atomic_store(&s_ctl->fail, APICRED_ERR_UNAVAILABLE);
+	atomic_store(&s_ctl->retry_after_ms, 120000); /* longer than back-off_max */
+	assert_int_equal(apicred_get(ctx, "svc", NULL, cred), APICRED_ERR_UNAVAILABLE);
+	atomic_store(&s_ctl->fail, 0);
+	atomic_fetch_add(&s_clock, 90000); /* back-off (<= 60 s) over, Retry-After not */
+	assert_int_equal(apicred_get(ctx, "svc", NULL, cred), APICRED_ERR_UNAVAILABLE);
+	assert_non_null(strstr(apicred_errmsg(), "next attempt in 30 s"));
+	assert_int_equal(atomic_load(&s_ctl->fetches), 1);
+	atomic_fetch_add(&s_clock, 31000);
+	assert_string_equal(s_get(ctx, cred), "tok-2");
+	apicred_cred_free(cred);
+	apicred_close(ctx);
+}
+
+static void test_auth_failure_not_retried_in_background(void **state)
+{
+	apicred_ctx *ctx = s_open(0);
+	apicred_cred *cred;
+
+	apicred_cred_new(&cred);
+	assert_string_equal(s_get(ctx, cred), "tok-1");
+	atomic_store(&s_ctl->fail, APICRED_ERR_AUTH);
+	atomic_fetch_add(&s_clock, 400000);
+	assert_string_equal(s_get(ctx, cred), "tok-1");
+	s_wait_fetches(2);
+	/* A 4xx is not cured by retrying: nothing is scheduled. */
+	atomic_fetch_add(&s_clock, 100000);
+	usleep(200000);
+	assert_int_equal(atomic_load(&s_ctl->fetches), 2);
+	apicred_cred_free(cred);
+	apicred_close(ctx);
+}
+
+static void test_report_401_drops_only_the_failed_token(void **state)
+{
+	apicred_ctx *ctx = s_open(APICRED_OPEN_NO_BACKGROUND);
+	apicred_cred *old, *cur;
+	int retry = 0;
+
+	apicred_cred_new(&old);
+	apicred_cred_new(&cur);
+	assert_string_equal(s_get(ctx, old), "tok-1");
+	assert_int_equal(apicred_report(ctx, "svc", old, 401, NULL, 0, &retry), APICRED_OK);
+	assert_int_equal(retry, 1);
+	assert_string_equal(s_get(ctx, cur), "tok-2");
+	/* Late 401s for tok-1 (other threads' requests) do not drop tok-2. */
+	for (int i = 0; i < 10; i++) {
+		assert_int_equal(apicred_report(ctx, "svc", old, 401, NULL, 0, &retry), APICRED_OK);
+		assert_int_equal(retry, 1);
+	}
+	assert_string_equal(s_get(ctx, cur), "tok-2");
+	assert_int_equal(atomic_load(&s_ctl->fetches), 2);
+	/* A 200 changes nothing. */
+	assert_int_equal(apicred_report(ctx, "svc", cur, 200, NULL, 0, &retry), APICRED_OK);
+	assert_int_equal(retry, 0);
+	apicred_cred_free(old);
+	apicred_cred_free(cur);
+	apicred_close(ctx);
+}
+
+/* ---- reload under load, fork --------------------------------------------- */
+
+struct s_load { apicred_ctx *ctx; atomic_bool stop; atomic_int bad; };
+
+static void *s_load_main(void *arg)
+{
+	struct s_load *l = arg;
+	apicred_cred *cred;
+
+	apicred_cred_new(&cred);
+	while (!atomic_load(&l->stop)) {
+		const char *t = s_get(l->ctx, cred);
+		if (!t || (strncmp(t, "a-", 2) != 0 && strncmp(t, "b-", 2) != 0))
+			atomic_fetch_add(&l->bad, 1);
+	}
+	apicred_cred_free(cred);
+	return NULL;
+}
+
+static void test_reload_while_in_use(void **state)
+{
+	struct s_load l = { .ctx = NULL };
+	pthread_t t[4];
+
+	s_write("conf.d/svc.conf", "stack = ( { provider = \"counter\"; label = \"a\"; } );\n");
+	l.ctx = s_open(0);
+	for (int i = 0; i < 4; i++)
+		pthread_create(&t[i], NULL, s_load_main, &l);
+	for (int i = 0; i < 200; i++) {
+		/* Each rewrite changes the size or mtime: the stack is replaced while
+		 * readers use it; the sanitizers catch any use after free. */
+		s_write("conf.d/svc.conf", i % 2 ? "stack = ( { provider = \"counter\"; label = \"a\"; } );\n"
+		                                 : "stack = ( { provider = \"counter\"; label = \"b\"; } ); # b\n");
+		assert_int_equal(apicred_reload(l.ctx), APICRED_OK);
+	}
+	atomic_store(&l.stop, true);
+	for (int i = 0; i < 4; i++)
+		pthread_join(t[i], NULL);
+	assert_int_equal(atomic_load(&l.bad), 0);
+	assert_true(atomic_load(&s_ctl->fetches) > 1);
+	apicred_close(l.ctx);
+}
+
+static void test_fork_child_keeps_working(void **state)
+{
+	apicred_ctx *ctx = s_open(0);
+	apicred_cred *cred;
+	int status;
+	pid_t pid;
+
+	apicred_cred_new(&cred);
+	assert_string_equal(s_get(ctx, cred), "tok-1");
+	atomic_fetch_add(&s_clock, 400000);
+	assert_string_equal(s_get(ctx, cred), "tok-1"); /* starts the refresher */
+	s_wait_fetches(2);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		/* The child has no refresher thread; it must start its own. */
+		atomic_fetch_add(&s_clock, 400000);
+		const char *t = s_get(ctx, cred);
+		int ok = t && strncmp(t, "tok-", 4) == 0;
+		for (int i = 0; i < 2000 && atomic_load(&s_ctl->fetches) < 3; i++)
+			usleep(1000);
+		_exit(ok && atomic_load(&s_ctl->fetches) >= 3 ? 0 : 1);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	apicred_cred_free(cred);
+	apicred_close(ctx);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup(test_cold_64_threads_one_fetch, s_setup),
+		cmocka_unit_test_setup(test_fresh_cache_does_not_fetch, s_setup),
+		cmocka_unit_test_setup(test_refresh_ahead_nobody_waits, s_setup),
+		cmocka_unit_test_setup(test_refresh_ahead_without_thread, s_setup),
+		cmocka_unit_test_setup(test_short_token_refreshes_at_half_life, s_setup),
+		cmocka_unit_test_setup(test_no_lifetime_gets_default_ttl, s_setup),
+		cmocka_unit_test_setup(test_stale_if_error, s_setup),
+		cmocka_unit_test_setup(test_retry_after_honoured, s_setup),
+		cmocka_unit_test_setup(test_auth_failure_not_retried_in_background, s_setup),
+		cmocka_unit_test_setup(test_report_401_drops_only_the_failed_token, s_setup),
+		cmocka_unit_test_setup(test_reload_while_in_use, s_setup),
+		cmocka_unit_test_setup(test_fork_child_keeps_working, s_setup),
+	};
+
+	return cmocka_run_group_tests_name("cache", tests, s_group_setup, s_group_teardown);
+}
