@@ -41,7 +41,7 @@
 #define BENCH_OPENSSL "openssl"
 #endif
 
-static char s_sb[512], s_ca[1024], s_conf[1024];
+static char s_sb[1600], s_ca[1600], s_conf[1600];
 static const char *s_moduledir;
 
 #define S_DIE(...) do { fprintf(stderr, "bench_get: " __VA_ARGS__); \
@@ -144,7 +144,7 @@ static size_t s_write(char *data, size_t size, size_t n, void *user)
 static char *s_ctl(const char *method, const char *path, const char *body)
 {
 	struct s_buf b = { NULL, 0 };
-	char url[1024];
+	char url[2048];
 	CURL *c = curl_easy_init();
 
 	snprintf(url, sizeof(url), "%s%s", s_sb, path);

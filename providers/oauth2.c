@@ -553,6 +553,7 @@ static int s_fetch(void *state, const apicred_host *host, const void *previous,
 	req.body = r->body;
 	req.body_len = r->body_len;
 	req.content_type = "application/x-www-form-urlencoded";
+	req.max_body = (size_t)st->max_body; /* the core refuses a longer reply */
 
 	rc = host->http(host, &req, &resp);
 	if (!st->ready)
@@ -566,10 +567,6 @@ static int s_fetch(void *state, const apicred_host *host, const void *previous,
 		rc = host->http_error(host, &resp, "token endpoint");
 		if (resp.retry_after_ms > 0)
 			out->retry_after_ms = resp.retry_after_ms;
-	} else if ((long long)resp.body_len > st->max_body) {
-		rc = host->error(host, APICRED_ERR_PROTOCOL,
-		                 "token response of %zu bytes exceeds max_body (%lld)",
-		                 resp.body_len, st->max_body);
 	} else {
 		rc = s_parse_token(st, host, &resp, out);
 	}

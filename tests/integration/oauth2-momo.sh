@@ -36,13 +36,13 @@ is "provision: user file mode 0600" "$(mode "$CONF/secrets/momo.user")" 600
 is "provision: key file mode 0600" "$(mode "$CONF/secrets/momo.key")" 600
 like "provision: report names the user" "$OUT" "*$user*"
 no_secret "provision: API key not printed" "$OUT$ERR" "$key"
-is "provision: X-Reference-Id is the stored user" "$(last momo-apiuser header.x-reference-id)" "$user"
+is "provision: X-Reference-Id is the stored user" "$(last momo-apiuser headers.x-reference-id)" "$user"
 is "provision: subscription key carried (same origin)" \
-	"$(last momo-apiuser header.ocp-apim-subscription-key)" sb-momo-subkey-abcdef
+	"$(last momo-apiuser headers.ocp-apim-subscription-key)" sb-momo-subkey-abcdef
 like "provision: providerCallbackHost sent" "$(last momo-apiuser body)" '*"providerCallbackHost"*"clinic.example"*'
 is "provision: API key asked for that user" "$(last momo-apikey path)" "/momo/v1_0/apiuser/$user/apikey"
 is "provision: subscription key on the apikey request" \
-	"$(last momo-apikey header.ocp-apim-subscription-key)" sb-momo-subkey-abcdef
+	"$(last momo-apikey headers.ocp-apim-subscription-key)" sb-momo-subkey-abcdef
 
 run apicred provision momo-collection
 ok "provision again: refused" test "$RC" -ne 0
@@ -64,9 +64,9 @@ like "momo get: subscription key" "$OUT" '*Ocp-Apim-Subscription-Key: sb-momo-su
 like "momo get: Bearer although token_type is access_token" "$OUT" '*Authorization: Bearer ?*'
 like "momo get: static X-Target-Environment" "$OUT" '*X-Target-Environment: sandbox*'
 want=$(printf '%s:%s' "$user" "$key" | base64 | tr -d '\n')
-is "momo token: Basic(user:key)" "$(last momo-token header.authorization)" "Basic $want"
+is "momo token: Basic(user:key)" "$(last momo-token headers.authorization)" "Basic $want"
 is "momo token: subscription key carried" \
-	"$(last momo-token header.ocp-apim-subscription-key)" sb-momo-subkey-abcdef
+	"$(last momo-token headers.ocp-apim-subscription-key)" sb-momo-subkey-abcdef
 
 rtp='{"amount":"5","currency":"EUR","externalId":"6353636","payer":{"partyIdType":"MSISDN","partyId":"46733123454"},"payerMessage":"hi","payeeNote":"hi"}'
 ctl reset
@@ -123,7 +123,7 @@ is "vdms: request succeeds" "$RC" 0
 body=$(last vdms-token body)
 is "vdms: post auth, id in the body" "$(form_field "$body" client_id)" sb-vdms-client
 is "vdms: scope" "$(form_field "$body" scope)" ec.rules
-is "vdms: no Basic" "$(last vdms-token header.authorization)" ""
+is "vdms: no Basic" "$(last vdms-token headers.authorization)" ""
 
 sample vdms-rules "s#https://id.vdms.io/#$SB/vdms/#g;s#https://api.vdms.io/#$SB/vdms/#g;s#scope = ( \"ec.rules\" );#scope = ( \"ec.rules\", \"ec.purge\" );#"
 run apicred get vdms-rules
@@ -143,7 +143,7 @@ secret_file totsco.client sb-client
 secret_file totsco.secret 's3cr:t+/%&=é'
 run apicred request totsco-hub "$SB/api/letterbox"
 is "totsco: request with the token succeeds" "$RC" 0
-like "totsco: basic auth" "$(last token header.authorization)" 'Basic *'
+like "totsco: basic auth" "$(last token headers.authorization)" 'Basic *'
 
 # Every sample checks clean once its secrets exist.
 run apicred check momo-collection vdms-rules totsco-hub

@@ -26,11 +26,11 @@ is "basic: get succeeds" "$RC" 0
 like "basic: Bearer token" "$OUT" 'Authorization: Bearer ?*'
 # RFC 6749 2.3.1: each part form-encoded, then joined and base64-encoded.
 want=$(printf '%s' 'sb-client:s3cr%3At%2B%2F%25%26%3D%C3%A9' | base64 | tr -d '\n')
-is "basic: id and secret form-encoded before base64" "$(last token header.authorization)" "Basic $want"
+is "basic: id and secret form-encoded before base64" "$(last token headers.authorization)" "Basic $want"
 body=$(last token body)
 is "basic: grant_type" "$(form_field "$body" grant_type)" client_credentials
 is "basic: no secret in the body" "$(form_field "$body" client_secret)" ""
-is "basic: form content type" "$(last token header.content-type)" application/x-www-form-urlencoded
+is "basic: form content type" "$(last token headers.content-type)" application/x-www-form-urlencoded
 no_secret "basic: no secret in the output" "$OUT$ERR" "$AWKWARD" 's3cr%3A'
 
 service_file genpost <<EOF
@@ -44,7 +44,7 @@ like "post: Bearer token" "$OUT" 'Authorization: Bearer ?*'
 body=$(last token body)
 is "post: client_id in the body" "$(form_field "$body" client_id)" sb-client
 is "post: secret form-encoded in the body" "$(form_field "$body" client_secret)" 's3cr%3At%2B%2F%25%26%3D%C3%A9'
-is "post: no Authorization header" "$(last token header.authorization)" ""
+is "post: no Authorization header" "$(last token headers.authorization)" ""
 
 # A refused secret is an error; the other method is never tried behind it.
 secret_file bad.secret 's3cr:t+/%&=e'
@@ -78,8 +78,8 @@ is "fields: scope list space-separated, form-encoded" "$(form_field "$body" scop
 is "fields: audience" "$(form_field "$body" audience)" 'https%3A%2F%2Fapi.example%2F'
 is "fields: resource" "$(form_field "$body" resource)" 'urn%3Aexample%3Ares'
 is "fields: params" "$(form_field "$body" tenant)" 'a+b%26c%3Dd'
-is "fields: extra header 1" "$(last token header.x-trace)" t-42
-is "fields: extra header 2" "$(last token header.x-other)" yes
+is "fields: extra header 1" "$(last token headers.x-trace)" t-42
+is "fields: extra header 2" "$(last token headers.x-other)" yes
 
 service_file badparam <<EOF
 url = "$SB/";
@@ -117,13 +117,13 @@ case $OUT in *Bearer*|*Authorization*) ok "shaped: no Bearer, no Authorization" 
 
 for tt in access_token BEARER bearer; do
 	ctl reset
-	ctl_set "{\"token_type\": \"$tt\"}"
+	ctl set "{\"token_type\": \"$tt\"}"
 	run apicred get gen
 	like "token_type $tt: sent as Bearer" "$OUT" 'Authorization: Bearer ?*'
 done
 
 ctl reset
-ctl_set '{"token_type": "mac"}'
+ctl set '{"token_type": "mac"}'
 run apicred get gen
 ok "token_type mac: refused without prefix" test "$RC" -ne 0
 like "token_type mac: points at prefix" "$ERR" '*prefix*'
@@ -170,8 +170,8 @@ is "expires_in as a string: accepted" "$RC" 0
 confdir_new
 secret_file gen.id sb-client
 secret_file gen.secret "$AWKWARD"
-cat >>"$CONF/apicred.conf" <<EOF
-http = { timeout = 1; connect_timeout = 1; retries = 0; };
+cat >"$CONF/apicred.conf" <<EOF
+http = { ca_file = "$SB_CA"; timeout = 1; connect_timeout = 1; retries = 0; };
 EOF
 service_file gen <<EOF
 url = "$SB/";
@@ -182,7 +182,7 @@ ctl reset
 ctl fault token slow 5 4
 run apicred get gen
 ok "slow: fails" test "$RC" -ne 0
-like "slow: says time-out" "$ERR" '*[Tt]ime*'
+like "slow: says time-out" "$ERR" '*gen*[Tt]ime*'
 ctl fault token slow 0
 
 done_testing
