@@ -69,32 +69,36 @@ is "momo token: subscription key carried" \
 	"$(last momo-token headers.ocp-apim-subscription-key)" sb-momo-subkey-abcdef
 
 rtp='{"amount":"5","currency":"EUR","externalId":"6353636","payer":{"partyIdType":"MSISDN","partyId":"46733123454"},"payerMessage":"hi","payeeNote":"hi"}'
-ctl reset
-run apicred request momo-collection "$SB/momo/collection/v1_0/requesttopay" -X POST \
-	-H 'X-Reference-Id: 0b0e2e1c-4f4e-4a4e-8e8e-1234567890ab' \
-	-H 'Content-Type: application/json' -d "$rtp"
+# (No `ctl reset` from here on: it would forget the provisioned user.)
+rtp_request() { # REFERENCE-ID
+	tok0=$(count momo-token) rtp0=$(count momo-rtp)
+	run apicred request momo-collection "$SB/momo/collection/v1_0/requesttopay" -X POST \
+		-H "X-Reference-Id: $1" -H 'Content-Type: application/json' -d "$rtp"
+	toks=$(($(count momo-token) - tok0)) rtps=$(($(count momo-rtp) - rtp0))
+}
+
+rtp_request 0b0e2e1c-4f4e-4a4e-8e8e-1234567890ab
 is "requesttopay: succeeds" "$RC" 0
-is "requesttopay: one token request" "$(count momo-token)" 1
-is "requesttopay: one call" "$(count momo-rtp)" 1
+is "requesttopay: one token request" "$toks" 1
+is "requesttopay: one call" "$rtps" 1
+is "requesttopay: Bearer sent" "$(last momo-rtp headers.authorization | cut -c1-7)" "Bearer "
+is "requesttopay: subscription key sent" "$(last momo-rtp headers.ocp-apim-subscription-key)" sb-momo-subkey-abcdef
+is "requesttopay: target environment sent" "$(last momo-rtp headers.x-target-environment)" sandbox
+is "requesttopay: the application's header kept" "$(last momo-rtp headers.x-reference-id)" 0b0e2e1c-4f4e-4a4e-8e8e-1234567890ab
 
 # The API refuses the token once: the tool reports the 401, the token is
 # dropped, a new one is fetched and the call repeated, once.
-ctl reset
 ctl fault momo-rtp invalid_client 1
-run apicred request momo-collection "$SB/momo/collection/v1_0/requesttopay" -X POST \
-	-H 'X-Reference-Id: 0b0e2e1c-4f4e-4a4e-8e8e-1234567890ac' \
-	-H 'Content-Type: application/json' -d "$rtp"
+rtp_request 0b0e2e1c-4f4e-4a4e-8e8e-1234567890ac
 is "requesttopay after 401: succeeds on the retry" "$RC" 0
-is "requesttopay after 401: a second token" "$(count momo-token)" 2
-is "requesttopay after 401: two calls" "$(count momo-rtp)" 2
+is "requesttopay after 401: a second token" "$toks" 2
+is "requesttopay after 401: two calls" "$rtps" 2
 
-ctl reset
 ctl fault momo-rtp invalid_client 2
-run apicred request momo-collection "$SB/momo/collection/v1_0/requesttopay" -X POST \
-	-H 'X-Reference-Id: 0b0e2e1c-4f4e-4a4e-8e8e-1234567890ad' \
-	-H 'Content-Type: application/json' -d "$rtp"
+rtp_request 0b0e2e1c-4f4e-4a4e-8e8e-1234567890ad
 ok "requesttopay refused twice: fails" test "$RC" -ne 0
-is "requesttopay refused twice: retried only once" "$(count momo-rtp)" 2
+is "requesttopay refused twice: retried only once" "$rtps" 2
+ctl fault momo-rtp invalid_client 0
 
 # ---- MoMo: --force and a bad subscription key -----------------------------------
 
