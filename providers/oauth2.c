@@ -84,8 +84,8 @@ static const apicred_schema s_schema[] = {
 
 /* ---- state ----------------------------------------------------------- */
 
-/* The token request minus nothing: built once, reused by every fetch.
- * body and headers[1] (Basic) hold secrets and are wiped on release. */
+/* The token request, built once and reused by every fetch. The body (post)
+ * and the Basic header hold secrets: both are wiped on release. */
 struct s_req {
 	char *body;
 	size_t body_len;
@@ -94,7 +94,6 @@ struct s_req {
 };
 
 struct s_state {
-	const apicred_host *host;
 	const char *token_url;   /* strings owned by the config */
 	const char *header;
 	const char *prefix;      /* explicit prefix, or NULL */
@@ -110,7 +109,6 @@ struct s_state {
 /* A token with the header value built around it: "Bearer <token>". */
 struct s_session {
 	size_t value_len;
-	size_t token_off;        /* the token starts at value + token_off */
 	char value[];
 };
 
@@ -368,7 +366,6 @@ static int s_init(const apicred_host *host, void **state)
 	st = calloc(1, sizeof(*st));
 	if (!st)
 		return host->error(host, APICRED_ERR_NOMEM, "out of memory");
-	st->host = host;
 	st->token_url = host->cfg_str(host, "token_url");
 	st->header = host->cfg_str(host, "header");
 	st->prefix = host->cfg_str(host, "prefix");
@@ -520,7 +517,6 @@ static int s_parse_token(const struct s_state *st, const apicred_host *host,
 	memcpy(s->value, prefix, plen);
 	memcpy(s->value + plen, token, tlen + 1);
 	s->value_len = plen + tlen;
-	s->token_off = plen;
 	out->data = s;
 	out->lifetime_ms = s_lifetime_ms(host, resp->body, resp->body_len);
 	rc = APICRED_OK;
