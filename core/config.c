@@ -324,8 +324,8 @@ static void s_init_layers(struct ac_stack *st)
 			L->state = NULL;
 			L->fail_code = rc;
 			L->fail_msg = ac_strdup(*apicred_errmsg() ? apicred_errmsg() : apicred_strerror(rc));
-			ac_log(st->ctx, LOG_ERR, st->svc->name, "layer %d (%s) failed to initialise: %s",
-			       L->index + 1, L->provider, L->fail_msg ? L->fail_msg : "");
+			/* fail_msg already names service and layer. */
+			ac_log(st->ctx, LOG_ERR, NULL, "%s", L->fail_msg ? L->fail_msg : "layer failed");
 		}
 	}
 }
@@ -365,7 +365,7 @@ struct ac_stack *ac_stack_load(struct ac_ctx *ctx, struct ac_service *svc)
 			s_init_layers(st);
 	}
 	if (st->fail_code)
-		ac_log(ctx, LOG_ERR, svc->name, "service not usable: %s",
+		ac_log(ctx, LOG_ERR, NULL, "%s",
 		       st->fail_msg ? st->fail_msg : apicred_strerror(st->fail_code));
 	return st;
 }

@@ -54,14 +54,15 @@ void ac_error_clear(void)
 int ac_verror(int code, const char *prefix, const char *fmt, va_list ap)
 {
 	char tmp[sizeof(s_msg)];
-	int n = 0;
+	const char *colon = prefix ? strstr(prefix, ": ") : NULL;
 
 	/* fmt may print the previous message (wrapping it): format aside. */
-	if (prefix)
-		n = snprintf(tmp, sizeof(tmp), "%s", prefix);
-	if (n >= 0 && (size_t)n < sizeof(tmp))
-		vsnprintf(tmp + n, sizeof(tmp) - (size_t)n, fmt, ap);
-	memcpy(s_msg, tmp, sizeof(s_msg));
+	vsnprintf(tmp, sizeof(tmp), fmt, ap);
+	/* A message that already names the service is not prefixed twice. */
+	if (prefix && !(colon && strncmp(tmp, prefix, (size_t)(colon - prefix) + 2) == 0))
+		snprintf(s_msg, sizeof(s_msg), "%s%s", prefix, tmp);
+	else
+		memcpy(s_msg, tmp, sizeof(s_msg));
 	return code;
 }
 

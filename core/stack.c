@@ -35,7 +35,8 @@ static int s_layer_apply(struct ac_layer *L, const apicred_request *req, apicred
 		return rc;
 	if (cred->nlayers < AC_MAX_LAYERS)
 		cred->layers[cred->nlayers++] = (struct ac_used){ L, s ? s->gen : 0 };
-	if (s && (cred->expires_at == 0 || s->wall_expires_s < cred->expires_at))
+	/* A session without data stands for "none needed" (provider.h). */
+	if (s && s->data && (cred->expires_at == 0 || s->wall_expires_s < cred->expires_at))
 		cred->expires_at = s->wall_expires_s;
 	return APICRED_OK;
 }

@@ -205,7 +205,10 @@ typedef enum apicred_feedback {
 typedef int (*apicred_init_fn)(const apicred_host *host, void **state);
 
 /* Optional. Obtains a new session, e.g. a token. previous is the current
- * session's data (still valid, e.g. for a refresh token) or NULL. */
+ * session's data (still valid, e.g. for a refresh token) or NULL. A layer
+ * whose configuration needs no session (tcx without a token) returns
+ * APICRED_OK with data NULL and a long lifetime: apicred_cred_expires_at
+ * does not count such a session. */
 typedef int (*apicred_fetch_fn)(void *state, const apicred_host *host,
                                 const void *previous, apicred_session *out);
 

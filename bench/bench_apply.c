@@ -1,0 +1,156 @@
+/*
+ * bench_apply.c - what signing costs per request: apicred_get on a fresh
+ * cache (the session is cached, so this is the core's hot path plus the
+ * provider's apply) for hmac and tcx, with 10 request parameters, next to
+ * the apikey provider as the baseline of the core alone.
+ *
+ * Real clocks and OpenSSL's random bytes (no test hooks). The hmac login is
+ * answered once by a local HTTP server on 127.0.0.1 (tests/unit/signing_util.c).
+ * Target: <= 5 us per call for hmac and tcx param mode. Figures, not
+ * assertions: the exit status only says whether the bench could run.
+ */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <apicred/apicred.h>
+
+#include "../tests/unit/signing_util.h"
+
+#ifndef BENCH_MODULEDIR
+#define BENCH_MODULEDIR "providers/.libs"
+#endif
+
+#define S_BATCH 10000
+#define S_BATCHES 21
+
+static int64_t s_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static int s_cmp(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* Median over batches of ns per apicred_get. */
+static double s_measure(apicred_ctx *ctx, const char *service, const apicred_request *req,
+                        apicred_cred *cred, const char *check_header)
+{
+	double per[S_BATCHES];
+	int64_t t0;
+
+	for (int i = 0; i < 1000; i++) {
+		if (apicred_get(ctx, service, req, cred) != APICRED_OK) {
+			fprintf(stderr, "bench_apply: %s: %s\n", service, apicred_errmsg());
+			exit(1);
+		}
+	}
+	if (!apicred_cred_find(cred, APICRED_HEADER, check_header)) {
+		fprintf(stderr, "bench_apply: %s: no %s header\n", service, check_header);
+		exit(1);
+	}
+	for (int b = 0; b < S_BATCHES; b++) {
+		t0 = s_ns();
+		for (int i = 0; i < S_BATCH; i++)
+			apicred_get(ctx, service, req, cred);
+		per[b] = (double)(s_ns() - t0) / S_BATCH;
+	}
+	qsort(per, S_BATCHES, sizeof(per[0]), s_cmp);
+	return per[S_BATCHES / 2];
+}
+
+int main(void)
+{
+	static const char q10[] = "https://api.example/v1/items?page=2&per_page=50&sort=-created"
+	                          "&filter%5Bstatus%5D=active&q=hello+world&lang=en&tz=UTC"
+	                          "&fields=id,name,price&_ts=1700000000&Z=%C3%A9t%C3%A9";
+	static const char q10s[] = "https://api.example/v1/items?page=2&per_page=50&sort=-created"
+	                           "&status=active&q=hello+world&lang=en&tz=UTC"
+	                           "&fields=id,name,price&_ts=1700000000&Z=%C3%A9t%C3%A9";
+	static const char j10[] = "{\"page\":2,\"per_page\":50,\"sort\":\"-created\",\"status\":\"active\","
+	                          "\"q\":\"hello world\",\"lang\":\"en\",\"tz\":\"UTC\",\"price\":12.5,"
+	                          "\"gift\":false,\"_ts\":1700000000}";
+	const char *moduledir = getenv("APICRED_TEST_MODULEDIR");
+	apicred_options o = { .size = sizeof(o) };
+	apicred_request get = APICRED_REQUEST_INIT, post = APICRED_REQUEST_INIT;
+	apicred_request gets = APICRED_REQUEST_INIT;
+	struct sg_server srv;
+	apicred_ctx *ctx;
+	apicred_cred *cred;
+	char *confdir;
+	double base, hq, hb, tp, tj, tt;
+
+	sg_server_start(&srv);
+	sg_server_answer(&srv, 200, "{\"auth_token\":\"bench-token-0123456789abcdef\"}");
+	confdir = sg_confdir_new();
+	sg_service(confdir, "key",
+	           "stack = ( { provider = \"apikey\"; key = \"k-0123456789abcdef\"; } );\n");
+	sg_service(confdir, "hmacq",
+	           "stack = ( { provider = \"hmac\"; insecure_http = true;\n"
+	           "  auth_url = \"http://127.0.0.1:%d/api/v1/auth\";\n"
+	           "  app_token = \"bench-app-token\"; app_secret = \"bench-secret-0123456789abcdef\"; } );\n",
+	           srv.port);
+	sg_service(confdir, "hmacb",
+	           "stack = ( { provider = \"hmac\"; insecure_http = true; sign = \"query+body\";\n"
+	           "  auth_url = \"http://127.0.0.1:%d/api/v1/auth\";\n"
+	           "  app_token = \"bench-app-token\"; app_secret = \"bench-secret-0123456789abcdef\"; } );\n",
+	           srv.port);
+	sg_service(confdir, "tcxp",
+	           "stack = ( { provider = \"tcx\"; type = \"owtc\"; mode = \"param\";\n"
+	           "  app_id = \"bench-app\"; app_public = \"bench-public-key\"; } );\n");
+	sg_service(confdir, "tcxt",
+	           "stack = ( { provider = \"tcx\"; type = \"ftc\"; mode = \"time\";\n"
+	           "  app_id = \"bench-app\"; app_public = \"bench-public-key\";\n"
+	           "  master_key = \"bench-master\"; } );\n");
+
+	o.confdir = confdir;
+	o.moduledir = moduledir && *moduledir ? moduledir : BENCH_MODULEDIR;
+	o.flags = APICRED_OPEN_NO_BACKGROUND | APICRED_OPEN_LOG_STDERR;
+	if (apicred_open_opts(&ctx, &o) != APICRED_OK || apicred_cred_new(&cred) != APICRED_OK) {
+		fprintf(stderr, "bench_apply: %s\n", apicred_errmsg());
+		return 1;
+	}
+	get.url = q10;
+	gets.url = q10s;
+	post.method = "POST";
+	post.url = "https://api.example/v1/items";
+	post.body = j10;
+	post.body_len = strlen(j10);
+	post.content_type = "application/json";
+
+	base = s_measure(ctx, "key", &get, cred, "X-API-Key");
+	hq = s_measure(ctx, "hmacq", &get, cred, "Signature");
+	hb = s_measure(ctx, "hmacb", &post, cred, "Signature");
+	tp = s_measure(ctx, "tcxp", &gets, cred, "X-TCX-APP-PASS");
+	tj = s_measure(ctx, "tcxp", &post, cred, "X-TCX-APP-PASS");
+	tt = s_measure(ctx, "tcxt", &get, cred, "X-TCX-APP-PASS");
+
+	printf("apicred_get on a fresh cache, ns/call (median of %d batches of %d):\n",
+	       S_BATCHES, S_BATCH);
+	printf("  %-44s %8.0f ns\n", "apikey (baseline: the core alone)", base);
+	printf("  %-44s %8.0f ns%s\n", "hmac, sign=query, 10 query parameters", hq,
+	       hq <= 5000 ? "  (target <= 5000: met)" : "  (target <= 5000: MISSED)");
+	printf("  %-44s %8.0f ns\n", "hmac, sign=query+body, 10-member JSON body", hb);
+	printf("  %-44s %8.0f ns%s\n", "tcx owtc param, 10 query parameters", tp,
+	       tp <= 5000 ? "  (target <= 5000: met)" : "  (target <= 5000: MISSED)");
+	printf("  %-44s %8.0f ns\n", "tcx owtc param, 10-member JSON body", tj);
+	printf("  %-44s %8.0f ns\n", "tcx ftc time", tt);
+	if (sg_server_count(&srv) != 2)
+		fprintf(stderr, "bench_apply: expected 2 logins, saw %zu\n", sg_server_count(&srv));
+
+	apicred_cred_free(cred);
+	apicred_close(ctx);
+	sg_server_stop(&srv);
+	sg_rmrf(confdir);
+	free(confdir);
+	return 0;
+}

@@ -1,0 +1,1037 @@
+/*
+ * tcx: verzth TCX headers (seed 003), as the TCX v3 server checks them.
+ *
+ *   { provider = "tcx"; type = "owtc"; mode = "param";
+ *     app_id = "my-app"; app_public = "file:secrets/tcx.public"; }
+ *   { provider = "tcx"; type = "twtc"; mode = "time"; base_url = "https://api.example/";
+ *     app_id = "my-app"; app_public = "file:secrets/tcx.public"; }
+ *   { provider = "tcx"; type = "ftc"; mode = "none"; master_key = "file:secrets/tcx.master";
+ *     app_id = "my-app"; app_public = "file:secrets/tcx.public"; }
+ *
+ * Every request carries X-TCX-TYPE, X-TCX-APP-ID and
+ *   X-TCX-APP-PASS = base64(hex(sha1(J + app_public + dyn)) ":" dyn)
+ * with a fresh dyn of 32 characters from [a-z0-9] (the server lowercases
+ * dyn before hashing, so uppercase would never match). J depends on the
+ * server's mode:
+ *   none   ""
+ *   time   YYYYMMDDHHmmss (UTC), also sent as the query parameter tcx_datetime
+ *   param  every request parameter as PHP/Laravel sees them: the query string
+ *          and a form or JSON body (the body wins on a clash), decoded, sorted
+ *          by key in byte order and joined as "k=v&" for each pair (the
+ *          trailing '&' is kept: the server's rtrim() result is discarded).
+ * twtc adds X-TCX-TOKEN = base64(access token) from POST base_url/tcx/authorize,
+ * renewed with tcx/reauthorize; ftc adds X-TCX-TOKEN = base64(master_key).
+ *
+ * TCX servers answer HTTP 200 with {"status":0,"status_code":...} when they
+ * refuse; fetch and feedback turn those bodies into clear errors and log lines.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* timegm, memmem */
+#endif
+#include <math.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <syslog.h>
+#include <time.h>
+
+#include <jansson.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#include <apicred/provider.h>
+
+/* ---- schema ---------------------------------------------------------- */
+
+static const apicred_schema s_schema[] = {
+	{ "type", APICRED_T_STRING, APICRED_F_REQUIRED, NULL, "owtc|twtc|ftc",
+	  "owtc: app pass only; twtc: plus an access token from tcx/authorize; ftc: plus the master key" },
+	{ "mode", APICRED_T_STRING, APICRED_F_REQUIRED, NULL, "param|time|none",
+	  "what the app pass covers; must be the server's setting" },
+	{ "app_id", APICRED_T_STRING, APICRED_F_REQUIRED, NULL, NULL,
+	  "application id (X-TCX-APP-ID)" },
+	{ "app_public", APICRED_T_STRING, APICRED_F_REQUIRED | APICRED_F_SECRET, NULL, NULL,
+	  "application public key, hashed into the app pass (file:PATH, env:NAME or literal)" },
+	{ "base_url", APICRED_T_STRING, 0, NULL, NULL,
+	  "twtc: the server's base URL; tcx/authorize and tcx/reauthorize are below it" },
+	{ "master_key", APICRED_T_STRING, APICRED_F_SECRET, NULL, NULL,
+	  "ftc: the master access token" },
+	{ NULL, 0, 0, NULL, NULL, NULL }
+};
+
+/* ---- state ----------------------------------------------------------- */
+
+enum s_type { S_OWTC, S_TWTC, S_FTC };
+enum s_mode { S_PARAM, S_TIME, S_NONE };
+
+static const char *const s_type_hdr[] = { "OWTC", "TWTC", "FTC" };
+
+struct s_state {
+	const apicred_host *host;
+	enum s_type type;
+	enum s_mode mode;
+	const char *app_id;        /* owned by the config */
+	char *app_public;          /* secret */
+	size_t app_public_len;
+	char *master_b64;          /* ftc: base64(master key), a secret */
+	char *authorize_url;       /* twtc */
+	char *reauthorize_url;
+	EVP_MD *sha1;
+};
+
+/* A twtc access token; token_b64 is what X-TCX-TOKEN carries. */
+struct s_session {
+	char *token;
+	char *token_b64;
+	char *refresh;             /* NULL when the server gave none */
+	atomic_bool refused;       /* set by feedback on TCXTFX */
+};
+
+/* ---- TCX status bodies ----------------------------------------------- */
+
+/* What each failure number means, for errors a person can act on. The
+ * 405000..105002 family answers tcx/authorize, 405100.. tcx/reauthorize,
+ * the rest the protected routes. */
+static const struct {
+	const char *number, *code, *hint;
+	int err;
+} s_status[] = {
+	{ "705000", "TCXREQ", "the request carried no TCX headers", APICRED_ERR_AUTH },
+	{ "205001", "TCXRJC", "the server does not accept this type (check type)", APICRED_ERR_AUTH },
+	{ "405002", "TCXAFX", "app_id unknown, invalid or inactive", APICRED_ERR_AUTH },
+	{ "505003", "TCXPFX", "app pass did not match (check app_public, and that mode is the server's)", APICRED_ERR_AUTH },
+	{ "505004", "TCXMKF", "master key not valid (check master_key)", APICRED_ERR_AUTH },
+	{ "505005", "TCXTFX", "access token not valid", APICRED_ERR_AUTH },
+	{ "405000", "TCXCRQ", "app_id and app_pass missing from the authorize request", APICRED_ERR_AUTH },
+	{ "505001", "TCXAFX", "app_id or app pass rejected (check app_id, app_public, and that mode is the server's)", APICRED_ERR_AUTH },
+	{ "105002", "TCXERX", "server fault", APICRED_ERR_UNAVAILABLE },
+	{ "405100", "TCXCRQ", "app_id and refresh token missing from the reauthorize request", APICRED_ERR_AUTH },
+	{ "505101", "TCXAFX", "refresh token rejected", APICRED_ERR_AUTH },
+	{ "105102", "TCXERX", "server fault", APICRED_ERR_UNAVAILABLE },
+};
+#define S_NSTATUS (sizeof(s_status) / sizeof(s_status[0]))
+
+/* If body is a TCX failure body ({"status":0,...}), describes it in msg and
+ * returns the error code to use; returns APICRED_OK otherwise. *tfx tells
+ * whether the access token was refused. */
+static int s_failure(const apicred_host *host, const char *body, size_t len,
+                     char *msg, size_t msglen, int *tfx)
+{
+	char *status = NULL, *code = NULL, *number = NULL, *text = NULL;
+	const char *hint = "unknown TCX status";
+	int err = APICRED_ERR_AUTH;
+	size_t i;
+
+	*tfx = 0;
+	/* Only a JSON object can be one (and json_get must not record an
+	 * error for every HTML page a feedback sees). */
+	for (i = 0; i < len && strchr(" \t\r\n", body[i]); i++)
+		;
+	if (i == len || body[i] != '{' ||
+	    host->json_get(host, body, len, "status", &status) != APICRED_OK)
+		return APICRED_OK;
+	if (strcmp(status, "0") != 0 && strcmp(status, "false") != 0) {
+		free(status);
+		return APICRED_OK;
+	}
+	free(status);
+	host->json_get(host, body, len, "status_code", &code);
+	host->json_get(host, body, len, "status_number", &number);
+	host->json_get(host, body, len, "status_message", &text);
+	/* By number, else by code name: older servers number differently
+	 * (TCXTFX was 104), and a name is shared by several numbers. */
+	for (i = 0; i < 2 * S_NSTATUS; i++) {
+		const char *want = i < S_NSTATUS ? s_status[i].number : s_status[i - S_NSTATUS].code;
+		const char *got = i < S_NSTATUS ? number : code;
+
+		if (got && strcmp(got, want) == 0) {
+			hint = s_status[i % S_NSTATUS].hint;
+			err = s_status[i % S_NSTATUS].err;
+			break;
+		}
+	}
+	*tfx = code && strcmp(code, "TCXTFX") == 0;
+	snprintf(msg, msglen, "%.16s %.16s \"%.200s\": %s", code ? code : "?",
+	         number ? number : "?", text ? text : "", hint);
+	free(code);
+	free(number);
+	free(text);
+	return err;
+}
+
+/* ---- init ------------------------------------------------------------ */
+
+static void s_fini(void *state);
+
+static int s_init(const apicred_host *host, void **state)
+{
+	const char *type = host->cfg_str(host, "type");
+	const char *mode = host->cfg_str(host, "mode");
+	const char *base = host->cfg_str(host, "base_url");
+	int has_master = host->cfg_str(host, "master_key") != NULL;
+	struct s_state *st;
+	char *master;
+	size_t master_len, n;
+	int rc;
+
+	st = calloc(1, sizeof(*st));
+	if (!st)
+		return host->error(host, APICRED_ERR_NOMEM, "out of memory");
+	st->host = host;
+	st->type = strcmp(type, "twtc") == 0 ? S_TWTC : strcmp(type, "ftc") == 0 ? S_FTC : S_OWTC;
+	st->mode = strcmp(mode, "time") == 0 ? S_TIME : strcmp(mode, "none") == 0 ? S_NONE : S_PARAM;
+	st->app_id = host->cfg_str(host, "app_id");
+
+	if (st->type == S_TWTC && st->mode == S_PARAM) {
+		rc = host->error(host, APICRED_ERR_CONFIG,
+		                 "type = \"twtc\" cannot use mode = \"param\" (line %d): the server "
+		                 "checks the tcx/authorize pass over all of that request's parameters, "
+		                 "app_pass itself included, so no pass can ever match; set the server "
+		                 "and this layer to mode \"time\" or \"none\"",
+		                 host->cfg_line(host, "mode"));
+		goto fail;
+	}
+	if ((st->type == S_TWTC) != (base != NULL)) {
+		rc = host->error(host, APICRED_ERR_CONFIG, base
+		                 ? "base_url (line %d) is only used with type = \"twtc\""
+		                 : "type = \"twtc\" (line %d) needs base_url, the server's base URL",
+		                 host->cfg_line(host, base ? "base_url" : "type"));
+		goto fail;
+	}
+	if ((st->type == S_FTC) != has_master) {
+		rc = host->error(host, APICRED_ERR_CONFIG, has_master
+		                 ? "master_key (line %d) is only used with type = \"ftc\""
+		                 : "type = \"ftc\" (line %d) needs master_key, the master access token",
+		                 host->cfg_line(host, has_master ? "master_key" : "type"));
+		goto fail;
+	}
+	if (st->app_id[0] == '\0') {
+		rc = host->error(host, APICRED_ERR_CONFIG, "app_id (line %d) is empty",
+		                 host->cfg_line(host, "app_id"));
+		goto fail;
+	}
+
+	if (base) {
+		if (strncmp(base, "https://", 8) != 0 && strncmp(base, "http://", 7) != 0) {
+			rc = host->error(host, APICRED_ERR_CONFIG, "base_url (line %d): not an http(s) URL",
+			                 host->cfg_line(host, "base_url"));
+			goto fail;
+		}
+		n = strlen(base) + sizeof("/tcx/reauthorize");
+		st->authorize_url = malloc(n);
+		st->reauthorize_url = malloc(n);
+		if (!st->authorize_url || !st->reauthorize_url) {
+			rc = host->error(host, APICRED_ERR_NOMEM, "out of memory");
+			goto fail;
+		}
+		/* The routes sit below the base whether or not it ends in '/'. */
+		n = strlen(base);
+		snprintf(st->authorize_url, n + sizeof("/tcx/reauthorize"), "%s%stcx/authorize",
+		         base, n && base[n - 1] == '/' ? "" : "/");
+		snprintf(st->reauthorize_url, n + sizeof("/tcx/reauthorize"), "%s%stcx/reauthorize",
+		         base, n && base[n - 1] == '/' ? "" : "/");
+	}
+
+	rc = host->secret(host, "app_public", &st->app_public, &st->app_public_len);
+	if (rc != APICRED_OK)
+		goto fail;
+	if (st->app_public_len == 0) {
+		rc = host->error(host, APICRED_ERR_SECRET, "app_public: the secret is empty");
+		goto fail;
+	}
+	if (has_master) {
+		rc = host->secret(host, "master_key", &master, &master_len);
+		if (rc != APICRED_OK)
+			goto fail;
+		rc = master_len == 0
+		   ? host->error(host, APICRED_ERR_SECRET, "master_key: the secret is empty")
+		   : host->base64(host, master, master_len, &st->master_b64);
+		host->secret_free(host, master, master_len);
+		if (rc != APICRED_OK)
+			goto fail;
+	}
+
+	st->sha1 = EVP_MD_fetch(NULL, "SHA1", NULL);
+	if (!st->sha1) {
+		rc = host->error(host, APICRED_ERR_INTERNAL, "OpenSSL has no SHA-1");
+		goto fail;
+	}
+	*state = st;
+	return APICRED_OK;
+
+fail:
+	s_fini(st);
+	return rc;
+}
+
+/* ---- the app pass ---------------------------------------------------- */
+
+#define S_DYN_LEN 32
+
+/* 32 characters from [a-z0-9]: bytes >= 252 are dropped so each of the
+ * 36 characters is equally likely. */
+static int s_dyn(const apicred_host *host, char dyn[S_DYN_LEN + 1])
+{
+	static const char alphabet[] = "0123456789abcdefghijklmnopqrstuvwxyz";
+	unsigned char buf[48];
+	size_t n = 0, i;
+	int rc, rounds = 0;
+
+	while (n < S_DYN_LEN) {
+		/* A source that keeps giving bytes >= 252 is broken: no hang. */
+		if (++rounds > 16)
+			return host->error(host, APICRED_ERR_INTERNAL,
+			                   "the random source gives no usable bytes");
+		rc = host->random(host, buf, sizeof(buf));
+		if (rc != APICRED_OK)
+			return rc;
+		for (i = 0; i < sizeof(buf) && n < S_DYN_LEN; i++)
+			if (buf[i] < 252)
+				dyn[n++] = alphabet[buf[i] % 36];
+	}
+	dyn[S_DYN_LEN] = '\0';
+	OPENSSL_cleanse(buf, sizeof(buf));
+	return APICRED_OK;
+}
+
+/* base64(hex(sha1(J + app_public + dyn)) ":" dyn) */
+static int s_pass(const struct s_state *st, const apicred_host *host,
+                  const char *j, size_t jlen, char **pass)
+{
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+	char dyn[S_DYN_LEN + 1], plain[2 * EVP_MAX_MD_SIZE + 1 + S_DYN_LEN + 1], *hex = NULL;
+	EVP_MD_CTX *ctx;
+	int rc, ok;
+
+	rc = s_dyn(host, dyn);
+	if (rc != APICRED_OK)
+		return rc;
+	ctx = EVP_MD_CTX_new();
+	ok = ctx && EVP_DigestInit_ex(ctx, st->sha1, NULL) &&
+	     EVP_DigestUpdate(ctx, j, jlen) &&
+	     EVP_DigestUpdate(ctx, st->app_public, st->app_public_len) &&
+	     EVP_DigestUpdate(ctx, dyn, S_DYN_LEN) &&
+	     EVP_DigestFinal_ex(ctx, md, &mdlen);
+	EVP_MD_CTX_free(ctx);
+	if (!ok)
+		return host->error(host, APICRED_ERR_INTERNAL, "SHA-1 failed");
+	rc = host->hex(host, md, mdlen, &hex);
+	if (rc != APICRED_OK)
+		return rc;
+	snprintf(plain, sizeof(plain), "%s:%s", hex, dyn);
+	free(hex);
+	return host->base64(host, plain, strlen(plain), pass);
+}
+
+/* tcx_datetime: the wall clock as YYYYMMDDHHmmss in UTC. */
+static void s_datetime(const apicred_host *host, char out[15])
+{
+	time_t t = (time_t)(host->now_wall_ms(host) / 1000);
+	struct tm tm;
+
+	if (!gmtime_r(&t, &tm) || strftime(out, 15, "%Y%m%d%H%M%S", &tm) != 14)
+		strcpy(out, "19700101000000");
+}
+
+/* ---- param mode: the parameters as the PHP server sees them ---------- */
+
+struct s_kv {
+	const char *k, *v;
+	size_t klen, vlen, seq;
+};
+
+struct s_params {
+	struct s_kv *kv;
+	size_t n, cap;
+	char *buf;        /* decoded query and form text, number casts */
+	size_t used, size;
+};
+
+static int s_hexval(int c)
+{
+	return c >= '0' && c <= '9' ? c - '0'
+	     : c >= 'a' && c <= 'f' ? c - 'a' + 10
+	     : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* urldecode(): '+' is a space, %XX a byte, a stray '%' stays. */
+static size_t s_urldecode(const char *in, size_t len, char *out)
+{
+	size_t i, o = 0;
+
+	for (i = 0; i < len; i++) {
+		if (in[i] == '+') {
+			out[o++] = ' ';
+		} else if (in[i] == '%' && i + 2 < len &&
+		           s_hexval((unsigned char)in[i + 1]) >= 0 &&
+		           s_hexval((unsigned char)in[i + 2]) >= 0) {
+			out[o++] = (char)(s_hexval((unsigned char)in[i + 1]) * 16 +
+			                  s_hexval((unsigned char)in[i + 2]));
+			i += 2;
+		} else {
+			out[o++] = in[i];
+		}
+	}
+	return o;
+}
+
+static int s_push(const apicred_host *host, struct s_params *p, const char *k,
+                  size_t klen, const char *v, size_t vlen)
+{
+	if (p->n == p->cap) {
+		size_t cap = p->cap ? 2 * p->cap : 16;
+		struct s_kv *kv = realloc(p->kv, cap * sizeof(*kv));
+
+		if (!kv)
+			return host->error(host, APICRED_ERR_NOMEM, "out of memory");
+		p->kv = kv;
+		p->cap = cap;
+	}
+	p->kv[p->n] = (struct s_kv){ k, v, klen, vlen, p->n };
+	p->n++;
+	return APICRED_OK;
+}
+
+/* parse_str(): pairs split on '&', decoded, then PHP's variable-name rules:
+ * leading spaces dropped, ' ' and '.' become '_', an empty name is skipped.
+ * A name with '[' would become a PHP array, which the server's pass cannot
+ * cover ("Array"): refused. */
+static int s_parse_form(const apicred_host *host, struct s_params *p,
+                        const char *s, size_t len, const char *what)
+{
+	const char *end = s + len, *amp, *eq;
+	char *k, *v;
+	size_t klen, vlen, i;
+	int rc;
+
+	while (s < end) {
+		amp = memchr(s, '&', (size_t)(end - s));
+		if (!amp)
+			amp = end;
+		eq = memchr(s, '=', (size_t)(amp - s));
+		if (!eq)
+			eq = amp;
+		k = p->buf + p->used;
+		klen = s_urldecode(s, (size_t)(eq - s), k);
+		v = k + klen;
+		vlen = eq < amp ? s_urldecode(eq + 1, (size_t)(amp - eq - 1), v) : 0;
+		p->used += klen + vlen;
+		while (klen && *k == ' ') {
+			k++;
+			klen--;
+		}
+		for (i = 0; i < klen; i++) {
+			if (k[i] == ' ' || k[i] == '.')
+				k[i] = '_';
+			else if (k[i] == '[')
+				return host->error(host, APICRED_ERR_UNSUPPORTED,
+				                   "mode \"param\": %s parameter \"%.*s\" is an array, "
+				                   "which a TCX app pass cannot cover", what,
+				                   (int)(klen > 64 ? 64 : klen), k);
+		}
+		if (klen) {
+			rc = s_push(host, p, k, klen, v, vlen);
+			if (rc != APICRED_OK)
+				return rc;
+		}
+		s = amp + 1;
+	}
+	return APICRED_OK;
+}
+
+/* (string)$float with PHP's default precision of 14: %.14G-like, but with
+ * PHP's own exponent form ("1.0E+25", "1.5E-7"). */
+static void s_php_float(double d, char *out, size_t outlen)
+{
+	char e[32], digits[16];
+	int exp, decpt, nd, i, o = 0;
+
+	if (isnan(d)) {
+		snprintf(out, outlen, "NAN");
+		return;
+	}
+	if (isinf(d)) {
+		snprintf(out, outlen, d > 0 ? "INF" : "-INF");
+		return;
+	}
+	if (d == 0) {
+		snprintf(out, outlen, signbit(d) ? "-0" : "0");
+		return;
+	}
+	/* 14 significant digits, correctly rounded, trailing zeros dropped. */
+	snprintf(e, sizeof(e), "%.13e", fabs(d));
+	digits[0] = e[0];
+	memcpy(digits + 1, e + 2, 13);
+	nd = 14;
+	while (nd > 1 && digits[nd - 1] == '0')
+		nd--;
+	digits[nd] = '\0';
+	exp = atoi(e + 16);
+	decpt = exp + 1;
+
+	if (d < 0)
+		out[o++] = '-';
+	if (decpt < 0 ? decpt < -3 : decpt > 14) {
+		/* d.dddE+x, with ".0" when there is a single digit */
+		snprintf(out + o, outlen - o, "%c.%sE%c%d", digits[0], nd > 1 ? digits + 1 : "0",
+		         exp < 0 ? '-' : '+', exp < 0 ? -exp : exp);
+	} else if (decpt <= 0) {
+		o += snprintf(out + o, outlen - o, "0.");
+		for (i = decpt; i < 0; i++)
+			out[o++] = '0';
+		snprintf(out + o, outlen - o, "%s", digits);
+	} else {
+		for (i = 0; i < decpt; i++)
+			out[o++] = i < nd ? digits[i] : '0';
+		out[o] = '\0';
+		if (nd > decpt)
+			snprintf(out + o, outlen - o, ".%s", digits + decpt);
+	}
+}
+
+/* One JSON value as PHP's string cast gives it. */
+static int s_json_text(const apicred_host *host, struct s_params *p, const char *key,
+                       json_t *v, const char **text, size_t *len)
+{
+	char *out = p->buf + p->used;
+
+	switch (json_typeof(v)) {
+	case JSON_STRING:
+		*text = json_string_value(v);
+		*len = json_string_length(v);
+		return APICRED_OK;
+	case JSON_INTEGER:
+		*len = (size_t)snprintf(out, 32, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+		break;
+	case JSON_REAL:
+		s_php_float(json_real_value(v), out, 32);
+		*len = strlen(out);
+		break;
+	case JSON_TRUE:
+		*len = (size_t)snprintf(out, 32, "1");
+		break;
+	case JSON_FALSE:
+	case JSON_NULL:
+		*len = 0;
+		break;
+	default:
+		return host->error(host, APICRED_ERR_UNSUPPORTED,
+		                   "mode \"param\": JSON body member \"%.64s\" is an %s; only a flat "
+		                   "JSON object can be covered by a TCX app pass", key,
+		                   json_is_array(v) ? "array" : "object");
+	}
+	*text = out;
+	p->used += *len;
+	return APICRED_OK;
+}
+
+/* Laravel's json(): (array) json_decode($body, true). An object gives its
+ * members, a list its indexes, a scalar the key 0; invalid JSON nothing.
+ * Each member needs at most S_JSON_ROOM bytes of buf (number, index key). */
+#define S_JSON_ROOM 56
+
+static json_t *s_load_json(const apicred_host *host, const char *body, size_t len,
+                           size_t *members)
+{
+	json_t *root = json_loadb(body, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
+
+	if (!root)
+		host->log(host, LOG_NOTICE, "mode \"param\": the JSON body does not parse; "
+		          "like the server, the pass covers the query string only");
+	*members = json_is_object(root) ? json_object_size(root)
+	         : json_is_array(root) ? json_array_size(root)
+	         : root && !json_is_null(root) ? 1 : 0;
+	return root;
+}
+
+static int s_parse_json(const apicred_host *host, struct s_params *p, json_t *root)
+{
+	const char *key, *text;
+	char *idx;
+	size_t i, tlen, klen;
+	json_t *v;
+	int rc = APICRED_OK;
+
+	if (json_is_object(root)) {
+		json_object_foreach(root, key, v) {
+			rc = s_json_text(host, p, key, v, &text, &tlen);
+			if (rc == APICRED_OK)
+				rc = s_push(host, p, key, strlen(key), text, tlen);
+			if (rc != APICRED_OK)
+				return rc;
+		}
+	} else if (json_is_array(root)) {
+		for (i = 0; i < json_array_size(root) && rc == APICRED_OK; i++) {
+			idx = p->buf + p->used;
+			klen = (size_t)snprintf(idx, 24, "%zu", i);
+			p->used += klen;
+			rc = s_json_text(host, p, idx, json_array_get(root, i), &text, &tlen);
+			if (rc == APICRED_OK)
+				rc = s_push(host, p, idx, klen, text, tlen);
+		}
+	} else if (root && !json_is_null(root)) {
+		rc = s_json_text(host, p, "0", root, &text, &tlen);
+		if (rc == APICRED_OK)
+			rc = s_push(host, p, "0", 1, text, tlen);
+	}
+	return rc;
+}
+
+static int s_kv_cmp(const void *a, const void *b)
+{
+	const struct s_kv *x = a, *y = b;
+	int c = memcmp(x->k, y->k, x->klen < y->klen ? x->klen : y->klen);
+
+	if (c)
+		return c;
+	if (x->klen != y->klen)
+		return x->klen < y->klen ? -1 : 1;
+	return x->seq < y->seq ? -1 : 1;
+}
+
+static int s_has(const char *s, const char *needle)
+{
+	size_t n = strlen(needle);
+
+	for (; *s; s++)
+		if (strncasecmp(s, needle, n) == 0)
+			return 1;
+	return 0;
+}
+
+/* The body's type: content_type, else a Content-Type line among the
+ * application's headers (a field newer callers may not have), else NULL. */
+static const char *s_content_type(const apicred_request *req)
+{
+	const char *const *h;
+
+	if (req->content_type)
+		return req->content_type;
+	if (req->size < offsetof(apicred_request, headers) + sizeof(req->headers) || !req->headers)
+		return NULL;
+	for (h = req->headers; *h; h++) {
+		if (strncasecmp(*h, "Content-Type:", 13) == 0)
+			return *h + 13 + strspn(*h + 13, " \t");
+	}
+	return NULL;
+}
+
+/* J for mode param. */
+static int s_param_string(const apicred_host *host, const apicred_request *req,
+                          char **j, size_t *jlen)
+{
+	struct s_params p = { 0 };
+	const char *url = req->url, *q = NULL, *body = req->body, *ct = s_content_type(req);
+	const char *method = req->method ? req->method : "GET";
+	size_t qlen = 0, blen = body ? req->body_len : 0, members = 0, i, n;
+	json_t *root = NULL;
+	int json = 0, form = 0, rc;
+	char *o;
+
+	if (url && (q = strchr(url, '?')) != NULL) {
+		const char *hash = strchr(url, '#');
+
+		if (hash && hash < q) {
+			q = NULL;
+		} else {
+			q++;
+			qlen = strcspn(q, "#");
+		}
+	}
+	if (blen) {
+		if (ct) {
+			json = s_has(ct, "/json") || s_has(ct, "+json");
+			form = strncasecmp(ct, "application/x-www-form-urlencoded", 33) == 0;
+			if (strncasecmp(ct, "multipart/", 10) == 0)
+				return host->error(host, APICRED_ERR_UNSUPPORTED,
+				                   "mode \"param\": a multipart body cannot be covered; "
+				                   "send a form or JSON body");
+		} else {
+			/* Guess as the core does: JSON starts with '{' or '['. */
+			for (i = 0; i < blen && strchr(" \t\r\n", body[i]); i++)
+				;
+			json = i < blen && (body[i] == '{' || body[i] == '[');
+			form = !json;
+		}
+		/* Laravel reads a form body for every method but GET and HEAD. */
+		if (form && (strcasecmp(method, "GET") == 0 || strcasecmp(method, "HEAD") == 0))
+			form = 0;
+	}
+
+	if (json)
+		root = s_load_json(host, body, blen, &members);
+	p.size = qlen + (form ? blen : 0) + S_JSON_ROOM * members + 1;
+	p.buf = malloc(p.size);
+	if (!p.buf) {
+		rc = host->error(host, APICRED_ERR_NOMEM, "out of memory");
+		goto done;
+	}
+	rc = qlen ? s_parse_form(host, &p, q, qlen, "query") : APICRED_OK;
+	if (rc == APICRED_OK && form)
+		rc = s_parse_form(host, &p, body, blen, "form");
+	if (rc == APICRED_OK && root)
+		rc = s_parse_json(host, &p, root);
+	if (rc != APICRED_OK)
+		goto done;
+
+	/* Sort by key, then by arrival; the last of equal keys wins, which is
+	 * both parse_str's rule and "the body wins over the query". */
+	if (p.n > 1)
+		qsort(p.kv, p.n, sizeof(*p.kv), s_kv_cmp);
+	n = 1;
+	for (i = 0; i < p.n; i++)
+		n += p.kv[i].klen + p.kv[i].vlen + 2;
+	*j = o = malloc(n);
+	if (!o) {
+		rc = host->error(host, APICRED_ERR_NOMEM, "out of memory");
+		goto done;
+	}
+	for (i = 0; i < p.n; i++) {
+		if (i + 1 < p.n && p.kv[i + 1].klen == p.kv[i].klen &&
+		    memcmp(p.kv[i + 1].k, p.kv[i].k, p.kv[i].klen) == 0)
+			continue;
+		memcpy(o, p.kv[i].k, p.kv[i].klen);
+		o += p.kv[i].klen;
+		*o++ = '=';
+		memcpy(o, p.kv[i].v, p.kv[i].vlen);
+		o += p.kv[i].vlen;
+		*o++ = '&';
+	}
+	*o = '\0';
+	*jlen = (size_t)(o - *j);
+
+done:
+	json_decref(root);
+	free(p.kv);
+	free(p.buf);
+	return rc;
+}
+
+/* ---- fetch (twtc) ---------------------------------------------------- */
+
+static void s_session_free(void *state, void *data)
+{
+	struct s_session *sess = data;
+
+	if (!sess)
+		return;
+	if (sess->token) {
+		OPENSSL_cleanse(sess->token, strlen(sess->token));
+		free(sess->token);
+	}
+	if (sess->token_b64) {
+		OPENSSL_cleanse(sess->token_b64, strlen(sess->token_b64));
+		free(sess->token_b64);
+	}
+	if (sess->refresh) {
+		OPENSSL_cleanse(sess->refresh, strlen(sess->refresh));
+		free(sess->refresh);
+	}
+	free(sess);
+}
+
+static int s_clean(const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			return 0;
+	return 1;
+}
+
+
+/* Records why a call failed: in the thread's error and in why, for the log. */
+static int s_fail(const apicred_host *host, char *why, size_t whylen, int code,
+                  const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(why, whylen, fmt, ap);
+	va_end(ap);
+	return host->error(host, code, "%s", why);
+}
+
+/* "Y-m-d H:i:s" in UTC (the server's app timezone) to a lifetime; 0 (the
+ * layer's default_ttl) when it is absent, garbled or already past. */
+static int64_t s_lifetime(const apicred_host *host, const char *expired)
+{
+	struct tm tm = { 0 };
+	int64_t at, now = host->now_wall_ms(host);
+	char end;
+
+	if (!expired)
+		return 0;
+	if (sscanf(expired, "%4d-%2d-%2d %2d:%2d:%2d%c", &tm.tm_year, &tm.tm_mon, &tm.tm_mday,
+	           &tm.tm_hour, &tm.tm_min, &tm.tm_sec, &end) != 6) {
+		host->log(host, LOG_WARNING, "expired_at \"%.40s\" is not \"Y-m-d H:i:s\": "
+		          "using default_ttl", expired);
+		return 0;
+	}
+	tm.tm_year -= 1900;
+	tm.tm_mon -= 1;
+	at = (int64_t)timegm(&tm) * 1000;
+	if (at <= now) {
+		host->log(host, LOG_WARNING, "expired_at %.40s is already past (server clock or "
+		          "timezone not UTC?): using default_ttl", expired);
+		return 0;
+	}
+	return at - now;
+}
+
+/* POSTs a JSON object and reads {"status":1,"data":{"token","refresh",
+ * "expired_at"}} into a session. keep supplies the token when the answer
+ * has none: reauthorize extends the same token and only rotates refresh. */
+static int s_call(const apicred_host *host, const char *url, const char *what,
+                  json_t *body, const struct s_session *keep, apicred_session *out,
+                  char *why, size_t whylen)
+{
+	apicred_http_request req = { .size = sizeof(req), .method = "POST", .url = url,
+	                             .content_type = "application/json" };
+	apicred_http_response resp = { 0 };
+	struct s_session *sess = NULL;
+	char *text = json_dumps(body, JSON_COMPACT), *status = NULL, *expired = NULL;
+	char msg[300];
+	int rc, tfx;
+
+	if (!text)
+		return s_fail(host, why, whylen, APICRED_ERR_NOMEM, "out of memory");
+	req.body = text;
+	req.body_len = strlen(text);
+	rc = host->http(host, &req, &resp);
+	OPENSSL_cleanse(text, req.body_len); /* carries the refresh token */
+	free(text);
+	if (rc != APICRED_OK) {
+		snprintf(why, whylen, "tcx/%s: request failed", what);
+		return rc;
+	}
+	if (resp.status < 200 || resp.status > 299) {
+		out->retry_after_ms = resp.retry_after_ms > 0 ? resp.retry_after_ms : 0;
+		snprintf(why, whylen, "tcx/%s answered HTTP %ld", what, resp.status);
+		rc = host->http_error(host, &resp, what);
+		goto done;
+	}
+	rc = s_failure(host, resp.body, resp.body_len, msg, sizeof(msg), &tfx);
+	if (rc != APICRED_OK) {
+		rc = s_fail(host, why, whylen, rc, "tcx/%s refused: %s", what, msg);
+		goto done;
+	}
+	rc = host->json_get(host, resp.body, resp.body_len, "status", &status);
+	if (rc != APICRED_OK && rc != -1) {
+		rc = s_fail(host, why, whylen, APICRED_ERR_PROTOCOL,
+		            "tcx/%s answered something that is not a JSON object", what);
+		goto done;
+	}
+	if (rc == -1 || (strcmp(status, "1") != 0 && strcmp(status, "true") != 0)) {
+		rc = s_fail(host, why, whylen, APICRED_ERR_PROTOCOL,
+		            "tcx/%s answered without \"status\":1", what);
+		goto done;
+	}
+
+	sess = calloc(1, sizeof(*sess)); /* refused starts false */
+	if (!sess) {
+		rc = s_fail(host, why, whylen, APICRED_ERR_NOMEM, "out of memory");
+		goto done;
+	}
+	rc = host->json_get(host, resp.body, resp.body_len, "data.token", &sess->token);
+	if (rc == -1 && keep)
+		rc = (sess->token = strdup(keep->token)) ? APICRED_OK : APICRED_ERR_NOMEM;
+	if (rc == APICRED_OK)
+		rc = host->json_get(host, resp.body, resp.body_len, "data.refresh", &sess->refresh);
+	if (rc == -1 && keep && keep->refresh)
+		rc = (sess->refresh = strdup(keep->refresh)) ? APICRED_OK : APICRED_ERR_NOMEM;
+	if (rc == -1 && sess->token)
+		rc = APICRED_OK; /* no refresh token: the next fetch authorizes afresh */
+	if (rc == -1 || (rc == APICRED_OK && (sess->token[0] == '\0' || !s_clean(sess->token) ||
+	                                      (sess->refresh && !s_clean(sess->refresh))))) {
+		rc = s_fail(host, why, whylen, APICRED_ERR_PROTOCOL,
+		            "tcx/%s answered no usable data.token", what);
+		goto done;
+	}
+	if (rc != APICRED_OK) {
+		snprintf(why, whylen, "tcx/%s: bad answer", what);
+		goto done;
+	}
+	rc = host->base64(host, sess->token, strlen(sess->token), &sess->token_b64);
+	if (rc != APICRED_OK)
+		goto done;
+	host->json_get(host, resp.body, resp.body_len, "data.expired_at", &expired);
+	out->lifetime_ms = s_lifetime(host, expired);
+	out->data = sess;
+	sess = NULL;
+
+done:
+	s_session_free(NULL, sess);
+	free(status);
+	free(expired);
+	host->http_free(host, &resp);
+	return rc;
+}
+
+/* owtc and ftc have no session: a placeholder that lasts a year keeps the
+ * core from calling again. twtc renews with the refresh token of the
+ * previous session and authorizes afresh when that fails or when the server
+ * refused the previous token. */
+static int s_fetch(void *state, const apicred_host *host, const void *previous,
+                   apicred_session *out)
+{
+	struct s_state *st = state;
+	const struct s_session *prev = previous;
+	char why[400], dt[15] = "", *pass = NULL, *refresh = NULL;
+	json_t *body;
+	int rc;
+
+	if (st->type != S_TWTC) {
+		out->data = NULL;
+		out->lifetime_ms = 365LL * 86400 * 1000;
+		return APICRED_OK;
+	}
+
+	/* reauthorize extends the same token: pointless once it was refused. */
+	if (prev && prev->refresh && !atomic_load(&prev->refused)) {
+		rc = host->base64(host, prev->refresh, strlen(prev->refresh), &refresh);
+		if (rc != APICRED_OK)
+			return rc;
+		body = json_pack("{s:s, s:s}", "app_id", st->app_id, "token", refresh);
+		OPENSSL_cleanse(refresh, strlen(refresh));
+		free(refresh);
+		if (!body)
+			return host->error(host, APICRED_ERR_NOMEM, "out of memory");
+		rc = s_call(host, st->reauthorize_url, "reauthorize", body, prev, out, why, sizeof(why));
+		json_decref(body);
+		if (rc == APICRED_OK)
+			return rc;
+		host->log(host, LOG_NOTICE, "%s; authorizing afresh", why);
+		out->retry_after_ms = 0;
+	}
+
+	if (st->mode == S_TIME)
+		s_datetime(host, dt);
+	rc = s_pass(st, host, dt, strlen(dt), &pass);
+	if (rc != APICRED_OK)
+		return rc;
+	body = json_pack("{s:s, s:s}", "app_id", st->app_id, "app_pass", pass);
+	free(pass);
+	if (body && st->mode == S_TIME && json_object_set_new(body, "tcx_datetime", json_string(dt))) {
+		json_decref(body);
+		body = NULL;
+	}
+	if (!body)
+		return host->error(host, APICRED_ERR_NOMEM, "out of memory");
+	rc = s_call(host, st->authorize_url, "authorize", body, NULL, out, why, sizeof(why));
+	json_decref(body);
+	return rc;
+}
+
+/* ---- apply ----------------------------------------------------------- */
+
+static int s_apply(void *state, const apicred_host *host, const void *session,
+                   const apicred_request *req, apicred_out *out)
+{
+	const struct s_state *st = state;
+	const struct s_session *sess = session;
+	char dt[15] = "", *j = dt, *pass = NULL;
+	size_t jlen = 0;
+	int rc;
+
+	if (st->type == S_TWTC && !sess)
+		return host->error(host, APICRED_ERR_INTERNAL, "no access token");
+	if (st->mode == S_PARAM) {
+		rc = s_param_string(host, req, &j, &jlen);
+		if (rc != APICRED_OK)
+			return rc;
+	} else if (st->mode == S_TIME) {
+		s_datetime(host, dt);
+		jlen = 14;
+	}
+	rc = s_pass(st, host, j, jlen, &pass);
+	if (j != dt)
+		free(j);
+	if (rc != APICRED_OK)
+		return rc;
+
+	rc = host->add_header(out, "X-TCX-TYPE", s_type_hdr[st->type]);
+	if (rc == APICRED_OK)
+		rc = host->add_header(out, "X-TCX-APP-ID", st->app_id);
+	if (rc == APICRED_OK)
+		rc = host->add_header(out, "X-TCX-APP-PASS", pass);
+	if (rc == APICRED_OK && st->type != S_OWTC)
+		rc = host->add_header(out, "X-TCX-TOKEN",
+		                      st->type == S_TWTC ? sess->token_b64 : st->master_b64);
+	if (rc == APICRED_OK && st->mode == S_TIME)
+		rc = host->add_query(out, "tcx_datetime", dt);
+	free(pass);
+	return rc;
+}
+
+/* ---- feedback -------------------------------------------------------- */
+
+/* Refusals come as HTTP 200 with a status body: say which one in the log,
+ * and drop the access token the server no longer knows (TCXTFX). */
+static apicred_feedback s_feedback(void *state, const apicred_host *host,
+                                   const void *session, long status,
+                                   const void *body, size_t body_len)
+{
+	const struct s_state *st = state;
+	char msg[300];
+	int tfx;
+
+	if (!body || body_len == 0 || !memmem(body, body_len, "TCX", 3))
+		return APICRED_FEEDBACK_NONE;
+	if (s_failure(host, body, body_len, msg, sizeof(msg), &tfx) == APICRED_OK)
+		return APICRED_FEEDBACK_NONE;
+	if (tfx && st->type == S_TWTC && session) {
+		atomic_store(&((struct s_session *)(uintptr_t)session)->refused, true);
+		host->log(host, LOG_WARNING, "server refused the request: %s; dropping the access token", msg);
+		return APICRED_FEEDBACK_INVALIDATE;
+	}
+	host->log(host, LOG_WARNING, "server refused the request: %s", msg);
+	return APICRED_FEEDBACK_NONE;
+}
+
+/* ---- fini ------------------------------------------------------------ */
+
+static void s_fini(void *state)
+{
+	struct s_state *st = state;
+
+	if (!st)
+		return;
+	if (st->app_public)
+		st->host->secret_free(st->host, st->app_public, st->app_public_len);
+	if (st->master_b64) {
+		OPENSSL_cleanse(st->master_b64, strlen(st->master_b64));
+		free(st->master_b64);
+	}
+	free(st->authorize_url);
+	free(st->reauthorize_url);
+	EVP_MD_free(st->sha1);
+	free(st);
+}
+
+/* ---- vtable ---------------------------------------------------------- */
+
+static const apicred_vtable_v1 s_vtable = {
+	.name = "tcx",
+	.schema = s_schema,
+	.init = s_init,
+	.fetch = s_fetch,
+	.session_free = s_session_free,
+	.apply = s_apply,
+	.feedback = s_feedback,
+	.fini = s_fini,
+};
+
+__attribute__((visibility("default")))
+int apicred_provider_initvt(int major, int minor, void *vtable)
+{
+	if (major != APICRED_PROVIDER_MAJOR)
+		return APICRED_ERR_ABI;
+	*(apicred_vtable_v1 *)vtable = s_vtable;
+	return APICRED_OK;
+}

@@ -1,0 +1,111 @@
+#!/bin/sh
+# Build apicred and run its demo or its test suite (Debian 12; as root it
+# installs the Debian packages it needs first).
+#
+#   ./run.sh demo              build, then tools/demo.sh against the local sandbox
+#   ./run.sh test              build, then `make check` (exit status = the suite's)
+#   ./run.sh test-sanitizers   the same with ASan + UBSan, built in _build-san
+#   ./run.sh bench             build, then `make bench`
+#   ./run.sh build             build only
+#
+# Builds go to _build (or to the source tree if it was configured in-tree).
+set -eu
+
+cd "$(dirname "$0")"
+SRCDIR=$(pwd)
+JOBS=$(nproc 2>/dev/null || echo 2)
+PACKAGES="autoconf automake libtool pkg-config make gcc libcurl4-openssl-dev
+libssl-dev libconfig-dev libjansson-dev libcmocka-dev python3 openssl curl"
+
+say() { printf 'run.sh: %s\n' "$*" >&2; }
+
+deps() {
+	command -v dpkg-query >/dev/null 2>&1 || { say "not Debian: install the equivalents of: $(echo $PACKAGES)"; return 0; }
+	missing=
+	for p in $PACKAGES; do
+		dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed' ||
+			missing="$missing $p"
+	done
+	[ -z "$missing" ] && return 0
+	if [ "$(id -u)" != 0 ]; then
+		say "missing Debian packages:$missing"
+		say "install them (sudo apt-get install$missing) or run as root"
+		exit 1
+	fi
+	say "installing:$missing"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -q || say "apt-get update failed; trying the install anyway"
+	# shellcheck disable=SC2086
+	apt-get install -y -q --no-install-recommends $missing
+}
+
+# build DIR [configure options]: autogen, configure (VPATH unless DIR is .), make.
+build() {
+	dir=$1; shift
+	[ -x "$SRCDIR/configure" ] || { say "autogen"; "$SRCDIR/autogen.sh"; }
+	mkdir -p "$dir"
+	if [ ! -f "$dir/Makefile" ]; then
+		say "configure in $dir $*"
+		if [ "$dir" = . ]; then ./configure "$@"; else (cd "$dir" && "$SRCDIR/configure" "$@"); fi
+	fi
+	say "make -j$JOBS in $dir"
+	make -C "$dir" -j"$JOBS"
+}
+
+# The in-tree build, when someone ran ./configure there, else _build
+# (an in-tree configure forbids VPATH builds of the same tree).
+builddir() {
+	if [ -f "$SRCDIR/config.status" ]; then echo .; else echo _build; fi
+}
+
+# check DIR: make check; on failure show the failed tests' logs.
+check() {
+	dir=$1
+	rm -f "$dir/test-suite.log"
+	rc=0
+	make -C "$dir" -j"$JOBS" check || rc=$?
+	if [ "$rc" != 0 ] && [ -f "$dir/test-suite.log" ]; then
+		say "failures (from $dir/test-suite.log):"
+		cat "$dir/test-suite.log" >&2
+	fi
+	return "$rc"
+}
+
+cmd=${1:-}
+case $cmd in
+demo)
+	deps
+	dir=$(builddir)
+	build "$dir"
+	exec env APICRED_BUILDDIR="$SRCDIR/$dir" sh "$SRCDIR/tools/demo.sh"
+	;;
+test)
+	deps
+	dir=$(builddir)
+	build "$dir"
+	check "$dir"
+	;;
+test-sanitizers)
+	deps
+	if [ -f "$SRCDIR/config.status" ]; then
+		say "the source tree is configured in-tree; run 'make distclean' there first"
+		exit 1
+	fi
+	build _build-san --enable-sanitizers
+	check _build-san
+	;;
+bench)
+	deps
+	dir=$(builddir)
+	build "$dir"
+	make -C "$dir" bench
+	;;
+build)
+	deps
+	build "$(builddir)"
+	;;
+*)
+	sed -n '2,13s/^# \{0,1\}//p' "$0" >&2
+	exit 2
+	;;
+esac
