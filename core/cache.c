@@ -35,6 +35,7 @@ void ac_layer_cache_init(struct ac_layer *L)
 	pthread_mutex_init(&L->mu, NULL);
 	pthread_cond_init(&L->cv, NULL);
 	atomic_init(&L->session, NULL);
+	atomic_init(&L->quiet_until_ms, 0);
 }
 
 static void s_session_free(void *p)
@@ -135,12 +136,14 @@ static void s_publish_inlock(struct ac_layer *L, int rc, struct ac_session *s,
 			ac_ebr_retire(L, old, s_session_free);
 		L->failures = 0;
 		L->retry_at_ms = 0;
+		atomic_store(&L->quiet_until_ms, 0);
 		L->last_code = 0;
 		free(L->last_msg);
 		L->last_msg = NULL;
 	} else {
 		L->failures++;
 		L->retry_at_ms = ac_now_mono(ctx) + s_backoff(ctx, L->failures, retry_after_ms);
+		atomic_store(&L->quiet_until_ms, L->retry_at_ms);
 		L->last_code = rc;
 		free(L->last_msg);
 		L->last_msg = ac_strdup(apicred_errmsg());
@@ -294,6 +297,7 @@ static void s_refresh(struct ac_layer *L)
 		return;
 	}
 	L->fetching = true;
+	atomic_store(&L->quiet_until_ms, INT64_MAX);
 	pthread_mutex_unlock(&L->mu);
 
 	rc = s_fetch_once(L, prev ? prev->data : NULL, &s, &retry_after);
@@ -347,8 +351,10 @@ static int s_session_slow(struct ac_layer *L, struct ac_session **out)
 		if (s_valid(s, now)) {
 			bool refresh = now >= s->refresh_at_ms && !L->fetching && now >= L->retry_at_ms;
 			*out = s;
-			if (refresh && s_bg_enqueue(L, now))
+			if (refresh && s_bg_enqueue(L, now)) {
+				atomic_store(&L->quiet_until_ms, INT64_MAX);
 				refresh = false;
+			}
 			pthread_mutex_unlock(&L->mu);
 			if (refresh)
 				s_refresh(L); /* no refresher thread: this caller does it */
@@ -380,9 +386,12 @@ static int s_session_slow(struct ac_layer *L, struct ac_session **out)
 int ac_layer_session(struct ac_layer *L, struct ac_session **out)
 {
 	struct ac_session *s = atomic_load_explicit(&L->session, memory_order_acquire);
+	int64_t now;
 
-	if (s && ac_now_mono(L->stack->ctx) < s->refresh_at_ms &&
-	    !atomic_load_explicit(&s->invalid, memory_order_relaxed)) {
+	if (s && !atomic_load_explicit(&s->invalid, memory_order_relaxed) &&
+	    ((now = ac_now_mono(L->stack->ctx)) < s->refresh_at_ms ||
+	     (now < s->expires_ms &&
+	      now < atomic_load_explicit(&L->quiet_until_ms, memory_order_relaxed)))) {
 		*out = s;
 		return APICRED_OK;
 	}
@@ -400,6 +409,7 @@ void ac_layer_invalidate(struct ac_layer *L, uint64_t gen)
 	if (s && s->gen == gen) {
 		atomic_store(&s->invalid, true);
 		L->retry_at_ms = 0; /* the next caller fetches at once */
+		atomic_store(&L->quiet_until_ms, 0);
 		L->last_code = 0;
 	}
 	pthread_mutex_unlock(&L->mu);

@@ -311,11 +311,14 @@ static void s_init_layers(struct ac_stack *st)
 		struct ac_layer *L = &st->layers[i];
 
 		if (L->mod->code != APICRED_OK) {
-			L->fail_code = L->mod->code;
-			if (asprintf(&L->fail_msg, "%s: layer %d (%s): %s", st->svc->name, L->index + 1,
+			/* Fail closed whatever the layer's control: a provider that is
+			 * missing or will not load is a broken installation, not an
+			 * optional credential that happens to be absent. */
+			st->fail_code = L->mod->code;
+			if (asprintf(&st->fail_msg, "%s: layer %d (%s): %s", st->svc->name, L->index + 1,
 			             L->provider, L->mod->why ? L->mod->why : "unusable") < 0)
-				L->fail_msg = NULL;
-			continue;
+				st->fail_msg = NULL;
+			return;
 		}
 		ac_host_setup(L);
 		ac_error_clear();

@@ -50,6 +50,7 @@ void ac_fork_check(struct ac_ctx *ctx)
 			pthread_mutex_init(&st->layers[k].mu, NULL);
 			pthread_cond_init(&st->layers[k].cv, NULL);
 			st->layers[k].fetching = false;
+			atomic_store(&st->layers[k].quiet_until_ms, 0);
 		}
 	}
 }

@@ -103,6 +103,9 @@ struct ac_layer {
 
 	/* cache */
 	_Atomic(struct ac_session *) session;
+	/* Until then, callers holding a valid session skip the refresh check
+	 * (a refresh is queued or running, or backing off): no lock taken. */
+	_Atomic int64_t quiet_until_ms;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	bool fetching;              /* under mu */

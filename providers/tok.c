@@ -1,0 +1,189 @@
+/*
+ * tok: Edgecast / VDMS REST API tokens, "Authorization: TOK:<token>".
+ *
+ *   { provider = "tok"; token = "file:secrets/edgecast.primary";
+ *     backup_token = "file:secrets/edgecast.backup"; }
+ *
+ * Edgecast lets an account hold a primary and a backup token; rotating the
+ * primary turns the old primary into the backup. A request refused with 403
+ * while the primary is in use makes the layer fail over to the backup until
+ * the layer is re-created: the core does that when the service file or a
+ * file: secret changes, so an admin who writes the new primary into its file
+ * gets it used again without a restart.
+ */
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+
+#include <apicred/provider.h>
+
+/* ---- schema ---------------------------------------------------------- */
+
+static const apicred_schema s_schema[] = {
+	{ "token", APICRED_T_STRING, APICRED_F_REQUIRED | APICRED_F_SECRET, NULL, NULL,
+	  "the primary REST API token (file:PATH, env:NAME or literal)" },
+	{ "backup_token", APICRED_T_STRING, APICRED_F_SECRET, NULL, NULL,
+	  "the backup token, used after the primary is refused with 403" },
+	{ "prefix", APICRED_T_STRING, 0, "TOK:", NULL,
+	  "text before the token in the header value" },
+	{ "header", APICRED_T_STRING, 0, "Authorization", NULL, "header name" },
+	{ NULL, 0, 0, NULL, NULL, NULL }
+};
+
+/* ---- state ----------------------------------------------------------- */
+
+/* Which token apply sends. Only ever moves forward, by compare-and-swap,
+ * so concurrent 403 reports fail over (and log) exactly once. */
+enum s_using {
+	S_PRIMARY = 0,
+	S_BACKUP = 1,         /* failed over */
+	S_BACKUP_REFUSED = 2  /* the backup got a 403 too; still sent */
+};
+
+struct s_state {
+	const apicred_host *host;
+	const char *header;   /* owned by the config */
+	char *value[2];       /* prefix + token, prefix + backup (or NULL): secrets */
+	size_t value_len[2];
+	atomic_int using;     /* enum s_using */
+};
+
+/* ---- init ------------------------------------------------------------ */
+
+/* Reads the secret of key and stores prefix + secret in *value. */
+static int s_load(const apicred_host *host, const char *key, const char *prefix,
+                  char **value, size_t *value_len)
+{
+	size_t plen = strlen(prefix), len;
+	char *secret;
+	int rc;
+
+	rc = host->secret(host, key, &secret, &len);
+	if (rc != APICRED_OK)
+		return rc;
+	if (len == 0) {
+		host->secret_free(host, secret, len);
+		return host->error(host, APICRED_ERR_SECRET, "%s: the secret is empty", key);
+	}
+	/* The core would refuse it in apply too, but the backup is only applied
+	 * on the bad day the primary is refused: find out now. */
+	if (strpbrk(secret, "\r\n") || strlen(secret) != len) {
+		host->secret_free(host, secret, len);
+		return host->error(host, APICRED_ERR_SECRET,
+		                   "%s: the secret contains CR, LF or NUL", key);
+	}
+	*value = malloc(plen + len + 1);
+	if (!*value) {
+		host->secret_free(host, secret, len);
+		return host->error(host, APICRED_ERR_NOMEM, "out of memory");
+	}
+	memcpy(*value, prefix, plen);
+	memcpy(*value + plen, secret, len + 1);
+	*value_len = plen + len;
+	host->secret_free(host, secret, len);
+	return APICRED_OK;
+}
+
+static void s_fini(void *state);
+
+static int s_init(const apicred_host *host, void **state)
+{
+	const char *prefix = host->cfg_str(host, "prefix");
+	struct s_state *st;
+	int rc;
+
+	st = calloc(1, sizeof(*st));
+	if (!st)
+		return host->error(host, APICRED_ERR_NOMEM, "out of memory");
+	st->host = host;
+	st->header = host->cfg_str(host, "header");
+	atomic_init(&st->using, S_PRIMARY);
+
+	rc = s_load(host, "token", prefix, &st->value[0], &st->value_len[0]);
+	if (rc == APICRED_OK && host->cfg_str(host, "backup_token"))
+		rc = s_load(host, "backup_token", prefix, &st->value[1], &st->value_len[1]);
+	if (rc != APICRED_OK) {
+		s_fini(st);
+		return rc;
+	}
+	*state = st;
+	return APICRED_OK;
+}
+
+/* ---- apply ----------------------------------------------------------- */
+
+static int s_apply(void *state, const apicred_host *host, const void *session,
+                   const apicred_request *req, apicred_out *out)
+{
+	struct s_state *st = state;
+	int backup = st->value[1] &&
+		atomic_load_explicit(&st->using, memory_order_relaxed) != S_PRIMARY;
+
+	return host->add_header(out, st->header, st->value[backup]);
+}
+
+/* ---- feedback -------------------------------------------------------- */
+
+/* Edgecast answers 403 to a token it does not accept (401 is not used). */
+static apicred_feedback s_feedback(void *state, const apicred_host *host,
+                                   const void *session, long status,
+                                   const void *body, size_t body_len)
+{
+	struct s_state *st = state;
+	int expected = S_PRIMARY;
+
+	if (status != 403)
+		return APICRED_FEEDBACK_NONE;
+	if (!st->value[1]) {
+		/* Said once per layer, like the failover itself. */
+		if (atomic_compare_exchange_strong(&st->using, &expected, S_BACKUP_REFUSED))
+			host->log(host, LOG_ERR, "the primary token was refused (403) "
+			          "and no backup_token is configured");
+		return APICRED_FEEDBACK_NONE;
+	}
+	if (atomic_compare_exchange_strong(&st->using, &expected, S_BACKUP)) {
+		host->log(host, LOG_WARNING, "the primary token was refused (403): "
+		          "failing over to backup_token until the configuration changes");
+		return APICRED_FEEDBACK_CHANGED;
+	}
+	/* feedback does not learn which token the refused request carried: one
+	 * sent with the primary just before the failover lands here too. */
+	expected = S_BACKUP;
+	if (atomic_compare_exchange_strong(&st->using, &expected, S_BACKUP_REFUSED))
+		host->log(host, LOG_ERR, "refused (403) again after failing over: "
+		          "the backup token may be revoked too");
+	return APICRED_FEEDBACK_NONE;
+}
+
+/* ---- fini ------------------------------------------------------------ */
+
+static void s_fini(void *state)
+{
+	struct s_state *st = state;
+
+	for (int i = 0; i < 2; i++)
+		if (st->value[i])
+			st->host->secret_free(st->host, st->value[i], st->value_len[i]);
+	free(st);
+}
+
+/* ---- vtable ---------------------------------------------------------- */
+
+static const apicred_vtable_v1 s_vtable = {
+	.name = "tok",
+	.schema = s_schema,
+	.init = s_init,
+	.apply = s_apply,
+	.feedback = s_feedback,
+	.fini = s_fini,
+};
+
+__attribute__((visibility("default")))
+int apicred_provider_initvt(int major, int minor, void *vtable)
+{
+	if (major != APICRED_PROVIDER_MAJOR)
+		return APICRED_ERR_ABI;
+	*(apicred_vtable_v1 *)vtable = s_vtable;
+	return APICRED_OK;
+}
