@@ -142,12 +142,18 @@ is "vdms unknown scope: string scope sent as is" "$(form_field "$(last vdms-toke
 
 # ---- TOTSCo -------------------------------------------------------------------------
 
-sample totsco-hub "s#https://hub.totsco.example/oauth2/token#$SB/oauth2/token#;s#https://hub.totsco.example/#$SB/#"
-secret_file totsco.client sb-client
-secret_file totsco.secret 's3cr:t+/%&=é'
-run apicred request totsco-hub "$SB/api/letterbox"
+# The sample is mTLS + OAuth 2.0 (the mtls layer's files from the sandbox's
+# certificates): the hub is the sandbox's mTLS listener.
+sample totsco-hub "s#https://hub.totsco.example/#$SB_MTLS/#g"
+(umask 077 && mkdir -p "$CONF/certs")
+cp "$SB_CERTS/client.pem" "$CONF/certs/totsco-client.pem"
+cp "$SB_CERTS/client.key" "$CONF/certs/totsco-client.key"
+cp "$SB_CA" "$CONF/certs/totsco-ca.pem"
+secret_file totsco.client sb-totsco-client
+secret_file totsco.secret sb-totsco-secret
+run apicred request totsco-hub "$SB_MTLS/api/letterbox"
 is "totsco: request with the token succeeds" "$RC" 0
-like "totsco: basic auth" "$(last token headers.authorization)" 'Basic *'
+like "totsco: basic auth" "$(last mtls-token headers.authorization)" 'Basic *'
 
 # Every sample checks clean once its secrets exist.
 run apicred check momo-collection vdms-rules totsco-hub
