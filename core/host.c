@@ -27,15 +27,21 @@ struct ac_ctx *ac_layer_ctx(const struct ac_layer *L)
 	return L->stack->ctx;
 }
 
-int ac_layer_error(const struct ac_layer *L, int code, const char *fmt, ...)
+static int s_layer_verror(const struct ac_layer *L, int code, const char *fmt, va_list ap)
 {
 	char prefix[256];
-	va_list ap;
 
 	snprintf(prefix, sizeof(prefix), "%s: layer %d (%s): ", L->stack->svc->name,
 	         L->index + 1, L->provider);
+	return ac_verror(code, prefix, fmt, ap);
+}
+
+int ac_layer_error(const struct ac_layer *L, int code, const char *fmt, ...)
+{
+	va_list ap;
+
 	va_start(ap, fmt);
-	ac_verror(code, prefix, fmt, ap);
+	s_layer_verror(L, code, fmt, ap);
 	va_end(ap);
 	return code;
 }
@@ -323,14 +329,10 @@ static void s_log(const apicred_host *h, int level, const char *fmt, ...)
 
 static int s_error(const apicred_host *h, int code, const char *fmt, ...)
 {
-	struct ac_layer *L = s_layer(h);
-	char prefix[256];
 	va_list ap;
 
-	snprintf(prefix, sizeof(prefix), "%s: layer %d (%s): ", L->stack->svc->name,
-	         L->index + 1, L->provider);
 	va_start(ap, fmt);
-	ac_verror(code, prefix, fmt, ap);
+	s_layer_verror(s_layer(h), code, fmt, ap);
 	va_end(ap);
 	return code;
 }

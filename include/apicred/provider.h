@@ -251,6 +251,21 @@ typedef struct apicred_vtable_v1 {
 /* The one exported symbol of a provider module. */
 int apicred_provider_initvt(int major, int minor, void *vtable);
 
+/* Defines apicred_provider_initvt for a provider whose v1 vtable is vt:
+ *     static const apicred_vtable_v1 s_vtable = { .name = "x", ... };
+ *     APICRED_PROVIDER_V1(s_vtable)
+ * A later minor version of the core zeroes the fields appended after v1. */
+#define APICRED_PROVIDER_V1(vt)                                          \
+	__attribute__((visibility("default")))                           \
+	int apicred_provider_initvt(int major, int minor, void *vtable)  \
+	{                                                                \
+		(void)minor;                                             \
+		if (major != APICRED_PROVIDER_MAJOR)                     \
+			return APICRED_ERR_ABI;                          \
+		*(apicred_vtable_v1 *)vtable = (vt);                     \
+		return APICRED_OK;                                       \
+	}
+
 #ifdef __cplusplus
 }
 #endif

@@ -106,11 +106,4 @@ static const apicred_vtable_v1 s_vtable = {
 	.fini = s_fini,
 };
 
-__attribute__((visibility("default")))
-int apicred_provider_initvt(int major, int minor, void *vtable)
-{
-	if (major != APICRED_PROVIDER_MAJOR)
-		return APICRED_ERR_ABI;
-	*(apicred_vtable_v1 *)vtable = s_vtable;
-	return APICRED_OK;
-}
+APICRED_PROVIDER_V1(s_vtable)
