@@ -55,7 +55,7 @@ succeeds() {
 }
 
 # mtls NAME URL LAYER-BODY [MORE-LAYERS]: a service with an mtls layer.
-# The sandbox's certificates live 30 days: warn 7 days ahead only, so that
+# Some sandbox certificates live 30 days: warn 7 days ahead only, so that
 # the expiry warning shows where it is tested and nowhere else.
 mtls() {
 	service_file "$1" <<EOF

@@ -125,8 +125,8 @@ leaf unknownca-server "127.0.0.1" unknown-ca server 30
 
 # Client side.
 ca client-ca "apicred sandbox client CA"
-leaf client "sb-client" client-ca client 30
-leaf client2 "sb-client2" client-ca client 30
+leaf client "sb-client" client-ca client 365
+leaf client2 "sb-client2" client-ca client 365
 leaf other-ca-client "sb-other-ca-client" unknown-ca client 30
 leaf soon "sb-soon" client-ca client 5
 dated expired "sb-expired" client-ca "$(utc '-60 days')" "$(utc '-30 days')"
