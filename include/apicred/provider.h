@@ -110,14 +110,23 @@ typedef struct apicred_http_response {
 struct apicred_host {
 	size_t size; /* sizeof(struct apicred_host): test before using fields */
 
-	/* Configuration (validated, defaults applied). */
-	const char *(*cfg_str)(const apicred_host *h, const char *key);  /* NULL if unset */
-	int (*cfg_int)(const apicred_host *h, const char *key, long long *value); /* 1 if set */
-	int (*cfg_bool)(const apicred_host *h, const char *key);         /* 0 if unset */
-	size_t (*cfg_count)(const apicred_host *h, const char *key);     /* list/group length */
+	/* Configuration (validated, defaults applied). Strings belong to the
+	 * configuration and live as long as the layer.
+	 *   cfg_str:   the value, or NULL if unset
+	 *   cfg_int:   1 and *value if set (or defaulted), 0 if not
+	 *   cfg_bool:  the value; 0 if unset
+	 *   cfg_count: items of a T_LIST (a lone string counts 1) or T_GROUP
+	 *   cfg_item:  APICRED_OK and the i-th item (name NULL for lists), or
+	 *              APICRED_ERR_INVALID past the end
+	 *   cfg_line:  the key's line in the service file (the layer's if
+	 *              key is NULL or unset), for messages */
+	const char *(*cfg_str)(const apicred_host *h, const char *key);
+	int (*cfg_int)(const apicred_host *h, const char *key, long long *value);
+	int (*cfg_bool)(const apicred_host *h, const char *key);
+	size_t (*cfg_count)(const apicred_host *h, const char *key);
 	int (*cfg_item)(const apicred_host *h, const char *key, size_t i,
-	                const char **name, const char **value);         /* name NULL for lists */
-	int (*cfg_line)(const apicred_host *h, const char *key);         /* source line, 0 */
+	                const char **name, const char **value);
+	int (*cfg_line)(const apicred_host *h, const char *key);
 
 	/* Secrets: resolve the reference held by key. The value is NUL-
 	 * terminated, without a trailing newline; free with secret_free, which
