@@ -123,7 +123,8 @@ const char *apicred_service_name(const apicred_ctx *ctx, size_t index);
  * (file:line, provider path, ...) in apicred_errmsg(). */
 int apicred_check(apicred_ctx *ctx, const char *service);
 
-/* The service file's description, or NULL. */
+/* The service file's description, or NULL. Valid until the service is
+ * reloaded (a file changed, or apicred_reload): copy it to keep it. */
 const char *apicred_service_description(apicred_ctx *ctx, const char *service);
 
 /* ---- getting credentials ----------------------------------------------- */
