@@ -70,7 +70,7 @@ typedef enum apicred_err {
 const char *apicred_strerror(int code);
 
 /* Detail of the calling thread's last failure, e.g.
- * "momo-collection: layer 2 (oauth2): token endpoint answered 401: invalid_client".
+ * "momo-collection: layer 2 (oauth2): token endpoint: HTTP 401: invalid_client".
  * Valid until the thread's next apicred call. Never NULL (may be ""). */
 const char *apicred_errmsg(void);
 
