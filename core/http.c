@@ -193,9 +193,15 @@ static size_t s_write(char *ptr, size_t size, size_t nmemb, void *user)
 		char *p;
 		while (cap < b->len + n + 1)
 			cap *= 2;
-		p = realloc(b->data, cap);
+		/* Token replies are secrets: no realloc leaving a copy behind. */
+		p = malloc(cap);
 		if (!p)
 			return 0;
+		if (b->data) {
+			memcpy(p, b->data, b->len);
+			OPENSSL_cleanse(b->data, b->len);
+			free(b->data);
+		}
 		b->data = p;
 		b->cap = cap;
 	}
