@@ -361,6 +361,10 @@ struct ac_stack *ac_stack_load(struct ac_ctx *ctx, struct ac_service *svc)
 			             config_error_line(&st->cfg), config_error_text(&st->cfg)) < 0)
 				st->fail_msg = NULL;
 		}
+	} else if (sb.st_mode & (S_IWGRP | S_IWOTH)) {
+		/* Whoever can write it can send the secrets anywhere. */
+		s_fail(st, APICRED_ERR_CONFIG, NULL, "the service file is group or world writable "
+		       "(mode %04o); refusing to use it", (unsigned)(sb.st_mode & 07777));
 	} else {
 		/* Literal secrets are only allowed in a file nobody else can read. */
 		st->literal_ok = (sb.st_mode & (S_IRGRP | S_IROTH)) == 0;

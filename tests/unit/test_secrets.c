@@ -181,6 +181,21 @@ static void test_literal_secret(void **state)
 	assert_int_equal(apicred_check(f->ctx, "world"), APICRED_ERR_SECRET);
 }
 
+/* A service file others can write could send the secrets anywhere. */
+static void test_writable_service_file(void **state)
+{
+	fx *f = *state;
+
+	fx_module(f, "apikey");
+	fx_secret(f, "k", "sb-secret-writable-conf", 0600);
+	fx_service(f, "gw", 0620, APIKEY_FILE("k"));
+	fx_service(f, "ww", 0602, APIKEY_FILE("k"));
+	fx_open(f);
+	fx_assert_err(f, fx_get(f, "gw"), APICRED_ERR_CONFIG, "gw", "gw.conf", "writable", NULL);
+	fx_assert_err(f, fx_get(f, "ww"), APICRED_ERR_CONFIG, "ww", "ww.conf", "writable", NULL);
+	assert_int_equal(apicred_check(f->ctx, "ww"), APICRED_ERR_CONFIG);
+}
+
 /* A readable service file is fine when it only refers to secrets. */
 static void test_readable_file_with_references(void **state)
 {
@@ -275,6 +290,7 @@ int main(void)
 		T(test_file_secret_unreadable),
 		T(test_file_secret_writable_by_others),
 		T(test_literal_secret),
+		T(test_writable_service_file),
 		T(test_readable_file_with_references),
 		T(test_env_secret),
 		T(test_empty_secret),
