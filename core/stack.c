@@ -41,9 +41,21 @@ static int s_layer_apply(struct ac_layer *L, const apicred_request *req, apicred
 	return APICRED_OK;
 }
 
+static void s_url_free(char *url)
+{
+	if (url) {
+		OPENSSL_cleanse(url, strlen(url));
+		free(url);
+	}
+}
+
 int ac_stack_apply(struct ac_stack *st, size_t upto, const apicred_request *req,
                    apicred_cred *cred, bool with_static)
 {
+	const apicred_request *cur = req;
+	apicred_request eff;
+	char *url = NULL;
+	size_t nquery = 0;
 	int rc;
 
 	for (size_t i = 0; with_static && i < st->nheaders; i++) {
@@ -52,11 +64,24 @@ int ac_stack_apply(struct ac_stack *st, size_t upto, const apicred_request *req,
 		if (rc != APICRED_OK)
 			return rc;
 	}
+	rc = APICRED_OK;
 	for (size_t i = 0; i < upto; i++) {
 		struct ac_layer *L = &st->layers[i];
-		size_t mark = cred->nitems;
+		size_t mark = cred->nitems, q = apicred_cred_count(cred, APICRED_QUERY);
 
-		rc = s_layer_apply(L, req, cred);
+		/* Query parameters from the layers above are part of the URL the
+		 * layers below sign (hmac, tcx): show them the URL as it is sent. */
+		if (q != nquery && req->url) {
+			s_url_free(url);
+			url = NULL;
+			if ((rc = apicred_cred_url(cred, req->url, &url)) != APICRED_OK)
+				break;
+			eff = *req;
+			eff.url = url;
+			cur = &eff;
+			nquery = q;
+		}
+		rc = s_layer_apply(L, cur, cred);
 		if (rc == APICRED_OK) {
 			if (L->control == AC_SUFFICIENT)
 				break;
@@ -64,12 +89,14 @@ int ac_stack_apply(struct ac_stack *st, size_t upto, const apicred_request *req,
 		}
 		ac_cred_truncate(cred, mark);
 		if (L->control == AC_REQUIRED)
-			return rc;
+			break;
 		/* Never a silent skip: say which layer and why. */
 		ac_log(st->ctx, LOG_NOTICE, st->svc->name, "%s layer %d (%s) skipped: %s",
 		       s_control_name[L->control], L->index + 1, L->provider, apicred_errmsg());
+		rc = APICRED_OK;
 	}
-	return APICRED_OK;
+	s_url_free(url);
+	return rc;
 }
 
 /* Same origin as the service's url: a prefix test first, so the common

@@ -185,6 +185,25 @@ static void test_sign_query(void **state)
 	assert_int_equal(sg_server_count(&f->srv), 1);
 }
 
+/* A query parameter from a layer above is part of the URL as sent, so it
+ * is signed too. */
+static void test_sign_query_from_layer_above(void **state)
+{
+	struct fx *f = *state;
+
+	sg_service(f->confdir, "tpvk",
+	           "stack = ( { provider = \"apikey\"; key = \"k-1 2\"; in = \"query\"; },\n"
+	           "  { provider = \"hmac\"; insecure_http = true; sign = \"query\";\n"
+	           "  auth_url = \"http://127.0.0.1:%d/api/v1/auth\";\n"
+	           "  app_token = \"" TOKEN "\"; app_secret = \"" SECRET "\"; } );\n",
+	           f->srv.port);
+	f->ctx = sg_open(f->confdir);
+	assert_int_equal(sg_get(f->ctx, "tpvk", "GET", "https://tpv.example/p?a=1", NULL, NULL),
+	                 APICRED_OK);
+	assert_string_equal(sg_query("api_key"), "k-1 2");
+	assert_string_equal(sg_header("Signature"), s_sig("a=1&api_key=k-1+2") /* as libcurl escapes it */);
+}
+
 static void test_sign_body(void **state)
 {
 	struct fx *f = *state;
@@ -421,6 +440,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_login_escapes_on_the_wire_only, s_setup, s_teardown),
 		cmocka_unit_test_setup_teardown(test_long_secret, s_setup, s_teardown),
 		cmocka_unit_test_setup_teardown(test_sign_query, s_setup, s_teardown),
+		cmocka_unit_test_setup_teardown(test_sign_query_from_layer_above, s_setup, s_teardown),
 		cmocka_unit_test_setup_teardown(test_sign_body, s_setup, s_teardown),
 		cmocka_unit_test_setup_teardown(test_sign_query_body, s_setup, s_teardown),
 		cmocka_unit_test_setup_teardown(test_sign_none_and_header_names, s_setup, s_teardown),
