@@ -23,10 +23,7 @@ bool ac_header_value_ok(const char *v, size_t len)
 
 static void s_slist_free(apicred_cred *cred)
 {
-	/* The list holds "Authorization: ..." lines: wipe before freeing. */
-	for (struct curl_slist *l = cred->slist; l; l = l->next)
-		OPENSSL_cleanse(l->data, strlen(l->data));
-	curl_slist_free_all(cred->slist);
+	ac_slist_free(cred->slist);
 	cred->slist = NULL;
 }
 

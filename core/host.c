@@ -22,11 +22,6 @@ static struct ac_layer *s_layer(const apicred_host *h)
 	return (struct ac_layer *)(uintptr_t)h;
 }
 
-struct ac_ctx *ac_layer_ctx(const struct ac_layer *L)
-{
-	return L->stack->ctx;
-}
-
 static int s_layer_verror(const struct ac_layer *L, int code, const char *fmt, va_list ap)
 {
 	char prefix[256];

@@ -170,6 +170,46 @@ int ac_curl_tls(void *easy, const apicred_cred *cred, const char *ca_file, const
 	return APICRED_OK;
 }
 
+/* ---- header lists -------------------------------------------------------- */
+
+int ac_slist_headers(struct curl_slist **list, const char *const *lines,
+                     const apicred_cred *cred)
+{
+	size_t n = apicred_cred_count(cred, APICRED_HEADER);
+	struct curl_slist *l;
+	char *line;
+
+	for (; lines && *lines; lines++) {
+		if (!(l = curl_slist_append(*list, *lines)))
+			goto nomem;
+		*list = l;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const char *name, *value;
+		apicred_cred_item(cred, APICRED_HEADER, i, &name, &value, NULL);
+		if (asprintf(&line, "%s: %s", name, value) < 0)
+			goto nomem;
+		l = curl_slist_append(*list, line);
+		OPENSSL_cleanse(line, strlen(line));
+		free(line);
+		if (!l)
+			goto nomem;
+		*list = l;
+	}
+	return APICRED_OK;
+nomem:
+	ac_slist_free(*list);
+	*list = NULL;
+	return ac_error(APICRED_ERR_NOMEM, "out of memory");
+}
+
+void ac_slist_free(struct curl_slist *list)
+{
+	for (struct curl_slist *l = list; l; l = l->next)
+		OPENSSL_cleanse(l->data, strlen(l->data));
+	curl_slist_free_all(list);
+}
+
 /* ---- requests ------------------------------------------------------------ */
 
 struct s_body {
@@ -266,7 +306,7 @@ int ac_http(struct ac_layer *L, const apicred_http_request *req, apicred_http_re
 	struct s_body body = { .max = ctx->http.max_body, .retry_after_ms = -1 };
 	struct curl_slist *hdrs = NULL;
 	apicred_cred *carried = NULL;
-	char errbuf[CURL_ERROR_SIZE] = "", *url = NULL, *shown = NULL, *line;
+	char errbuf[CURL_ERROR_SIZE] = "", *url = NULL, *shown = NULL;
 	struct s_url u;
 	CURL *c = NULL;
 	CURLcode cc;
@@ -300,27 +340,18 @@ int ac_http(struct ac_layer *L, const apicred_http_request *req, apicred_http_re
 		goto out;
 	}
 
-	for (const char *const *h = req->headers; h && *h; h++)
-		if (!(hdrs = curl_slist_append(hdrs, *h)))
+	{
+		char *ct = NULL;
+		const char *lines[2] = { NULL, NULL };
+		if (req->content_type && asprintf(&ct, "Content-Type: %s", req->content_type) < 0)
 			goto nomem;
-	if (req->content_type) {
-		if (asprintf(&line, "Content-Type: %s", req->content_type) < 0)
-			goto nomem;
-		hdrs = curl_slist_append(hdrs, line);
-		free(line);
-		if (!hdrs)
-			goto nomem;
-	}
-	for (size_t i = 0; carried && i < apicred_cred_count(carried, APICRED_HEADER); i++) {
-		const char *n, *v;
-		apicred_cred_item(carried, APICRED_HEADER, i, &n, &v, NULL);
-		if (asprintf(&line, "%s: %s", n, v) < 0)
-			goto nomem;
-		hdrs = curl_slist_append(hdrs, line);
-		OPENSSL_cleanse(line, strlen(line));
-		free(line);
-		if (!hdrs)
-			goto nomem;
+		lines[0] = ct;
+		rc = ac_slist_headers(&hdrs, req->headers, NULL);
+		if (rc == APICRED_OK)
+			rc = ac_slist_headers(&hdrs, lines, carried);
+		free(ct);
+		if (rc != APICRED_OK)
+			goto out;
 	}
 
 	ac_http_global_init();
@@ -403,9 +434,7 @@ nomem:
 out:
 	if (c)
 		curl_easy_cleanup(c);
-	for (struct curl_slist *l = hdrs; l; l = l->next)
-		OPENSSL_cleanse(l->data, strlen(l->data));
-	curl_slist_free_all(hdrs);
+	ac_slist_free(hdrs);
 	if (body.data) {
 		OPENSSL_cleanse(body.data, body.len);
 		free(body.data);

@@ -41,7 +41,6 @@ int ac_verror(int code, const char *prefix, const char *fmt, va_list ap);
 void ac_error_clear(void);
 void ac_log(struct ac_ctx *ctx, int level, const char *service, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
-void ac_vlog(struct ac_ctx *ctx, int level, const char *service, const char *fmt, va_list ap);
 int ac_log_level(const char *name); /* -1 if unknown */
 
 /* ---- epoch-based reclamation (ebr.c) ------------------------------------- */
@@ -221,7 +220,6 @@ bool ac_watch_changed(struct ac_stack *st);
 int ac_watch_add(struct ac_stack *st, const char *path);
 void ac_service_maybe_reload(struct ac_ctx *ctx, struct ac_service *svc, bool force);
 const apicred_schema *ac_schema_find(const apicred_schema *schema, const char *name);
-struct ac_ctx *ac_layer_ctx(const struct ac_layer *L);
 
 /* Walks layers [0, upto) adding their output to cred. */
 int ac_stack_apply(struct ac_stack *st, size_t upto, const apicred_request *req,
@@ -257,7 +255,7 @@ struct apicred_cred {
 	struct ac_used layers[AC_MAX_LAYERS];
 	size_t nlayers;
 	int64_t expires_at;
-	void *slist; /* struct curl_slist * of apicred_curl_apply */
+	struct curl_slist *slist; /* of apicred_curl_apply */
 };
 
 struct apicred_out {
@@ -275,6 +273,15 @@ int ac_out_tls(apicred_out *out, const char *name, const void *value, size_t len
 bool ac_header_value_ok(const char *v, size_t len);
 
 /* ---- HTTP (http.c) ------------------------------------------------------- */
+
+struct curl_slist;
+
+/* Appends lines (NULL-terminated, may be NULL) and then the headers of cred
+ * (may be NULL) as "Name: value" to *list; on failure frees it all. */
+int ac_slist_headers(struct curl_slist **list, const char *const *lines,
+                     const apicred_cred *cred);
+/* Frees a header list, wiping it first: it holds credentials. */
+void ac_slist_free(struct curl_slist *list);
 
 /* Applies the TLS items of cred to a CURL handle. */
 int ac_curl_tls(void *easy, const apicred_cred *cred, const char *ca_file, const char *ca_path);

@@ -23,7 +23,8 @@ int ac_log_level(const char *name)
 	return -1;
 }
 
-void ac_vlog(struct ac_ctx *ctx, int level, const char *service, const char *fmt, va_list ap)
+static void s_vlog(struct ac_ctx *ctx, int level, const char *service, const char *fmt,
+                   va_list ap)
 {
 	char msg[1024];
 
@@ -50,6 +51,6 @@ void ac_log(struct ac_ctx *ctx, int level, const char *service, const char *fmt,
 	va_list ap;
 
 	va_start(ap, fmt);
-	ac_vlog(ctx, level, service, fmt, ap);
+	s_vlog(ctx, level, service, fmt, ap);
 	va_end(ap);
 }

@@ -247,24 +247,9 @@ API int apicred_curl_apply(apicred_ctx *ctx, const char *service, void *curl_eas
 		rc = ac_error(APICRED_ERR_INVALID, "%s: libcurl refused the URL", service);
 		goto fail;
 	}
-	for (const char *const *h = req->size >= sizeof(*req) ? req->headers : NULL; h && *h; h++)
-		if (!(list = curl_slist_append(list, *h)))
-			goto nomem;
-	for (size_t i = 0; i < apicred_cred_count(cred, APICRED_HEADER); i++) {
-		const char *n, *v;
-		char *line;
-		struct curl_slist *l;
-
-		apicred_cred_item(cred, APICRED_HEADER, i, &n, &v, NULL);
-		if (asprintf(&line, "%s: %s", n, v) < 0)
-			goto nomem;
-		l = curl_slist_append(list, line);
-		OPENSSL_cleanse(line, strlen(line));
-		free(line);
-		if (!l)
-			goto nomem;
-		list = l;
-	}
+	rc = ac_slist_headers(&list, req->size >= sizeof(*req) ? req->headers : NULL, cred);
+	if (rc != APICRED_OK)
+		goto fail;
 	cred->slist = list; /* freed (wiped) with cred or by the next get */
 	list = NULL;
 	curl_easy_setopt(curl_easy, CURLOPT_HTTPHEADER, cred->slist);
@@ -273,16 +258,10 @@ API int apicred_curl_apply(apicred_ctx *ctx, const char *service, void *curl_eas
 	if (rc != APICRED_OK)
 		rc = ac_error(rc, "%s: %s", service, apicred_errmsg());
 	goto out;
-nomem:
-	rc = ac_error(APICRED_ERR_NOMEM, "out of memory");
 fail:
 	ac_cred_reset(cred);
 out:
-	if (list) {
-		for (struct curl_slist *l = list; l; l = l->next)
-			OPENSSL_cleanse(l->data, strlen(l->data));
-		curl_slist_free_all(list);
-	}
+	ac_slist_free(list);
 	free(url);
 	return rc;
 }
