@@ -42,6 +42,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include <apicred/apicred.h>
 
@@ -260,19 +261,34 @@ typedef struct apicred_vtable_v1 {
 /* The one exported symbol of a provider module. */
 int apicred_provider_initvt(int major, int minor, void *vtable);
 
+/* Bytes of a v1 vtable that a given minor version defines: a provider copies
+ * only min(its minor, the core's) of them, so a provider built against a
+ * later minor never writes past an older core's vtable. */
+#define APICRED_VTABLE_V1_END_MINOR0 \
+	(offsetof(apicred_vtable_v1, fini) + sizeof(apicred_fini_fn))
+
+static inline size_t apicred_vtable_v1_size(int minor)
+{
+	(void)minor; /* one minor so far; later ones add a case each */
+	return APICRED_VTABLE_V1_END_MINOR0;
+}
+
 /* Defines apicred_provider_initvt for a provider whose v1 vtable is vt:
  *     static const apicred_vtable_v1 s_vtable = { .name = "x", ... };
  *     APICRED_PROVIDER_V1(s_vtable)
- * A later minor version of the core zeroes the fields appended after v1. */
-#define APICRED_PROVIDER_V1(vt)                                          \
-	__attribute__((visibility("default")))                           \
-	int apicred_provider_initvt(int major, int minor, void *vtable)  \
-	{                                                                \
-		(void)minor;                                             \
-		if (major != APICRED_PROVIDER_MAJOR)                     \
-			return APICRED_ERR_ABI;                          \
-		*(apicred_vtable_v1 *)vtable = (vt);                     \
-		return APICRED_OK;                                       \
+ * It copies the fields of min(APICRED_PROVIDER_MINOR, minor); the core has
+ * zeroed the rest. */
+#define APICRED_PROVIDER_V1(vt)                                                 \
+	__attribute__((visibility("default")))                                  \
+	int apicred_provider_initvt(int major, int minor, void *vtable)         \
+	{                                                                       \
+		if (major != APICRED_PROVIDER_MAJOR || minor < 0)               \
+			return APICRED_ERR_ABI;                                 \
+		memcpy(vtable, &(vt),                                           \
+		       apicred_vtable_v1_size(minor < APICRED_PROVIDER_MINOR    \
+		                                  ? minor                       \
+		                                  : APICRED_PROVIDER_MINOR));   \
+		return APICRED_OK;                                              \
 	}
 
 #ifdef __cplusplus

@@ -98,6 +98,21 @@ static void test_module(void **state)
 	assert_true(!vt.fetch == !vt.session_free);
 	s_check_schema(name, vt.schema);
 
+	/* A core that knows only minor 0 gets exactly the minor-0 fields: the
+	 * provider writes nothing past them (the core's vtable may end there). */
+	{
+		unsigned char buf[sizeof(apicred_vtable_v1) + 64];
+		size_t end = apicred_vtable_v1_size(0);
+
+		memset(buf, 0xA5, sizeof(buf));
+		assert_int_equal(initvt(APICRED_PROVIDER_MAJOR, 0, buf), APICRED_OK);
+		for (size_t i = end; i < sizeof(buf); i++)
+			if (buf[i] != 0xA5)
+				fail_msg("%s: initvt(1, 0) wrote byte %zu, past the %zu bytes of "
+				         "minor 0", name, i, end);
+	}
+	assert_int_equal(initvt(APICRED_PROVIDER_MAJOR, -1, &vt), APICRED_ERR_ABI);
+
 	assert_int_equal(dlclose(h), 0);
 }
 
