@@ -23,6 +23,7 @@
 
 #define S_BACKOFF_BASE_MS 1000
 #define S_WAIT_MAX_MS 5000 /* longest a cold caller sleeps between retries */
+#define S_LIFE_MAX_MS (INT64_C(100) * 366 * 24 * 3600 * 1000) /* a century */
 
 static bool s_retryable(int code)
 {
@@ -80,6 +81,9 @@ static int64_t s_backoff(struct ac_ctx *ctx, int failures, int64_t retry_after_m
 	ac_random(ctx, r, sizeof(r));
 	span = full / 2;
 	full = full - span + (span * (r[0] << 8 | r[1])) / 65535;
+	/* A server's Retry-After never locks the layer beyond backoff_max. */
+	if (retry_after_ms > ctx->backoff_max_ms)
+		retry_after_ms = ctx->backoff_max_ms;
 	return retry_after_ms > full ? retry_after_ms : full;
 }
 
@@ -108,8 +112,11 @@ static int s_fetch_once(struct ac_layer *L, const void *prev, struct ac_session 
 		L->mod->vt.session_free(L->state, ps.data);
 		return ac_error(APICRED_ERR_NOMEM, "out of memory");
 	}
-	/* Never "forever": a session without a lifetime gets default_ttl. */
+	/* Never "forever": a session without a lifetime gets default_ttl; a
+	 * server's lifetime is saturated so that no sum below overflows. */
 	life = ps.lifetime_ms > 0 ? ps.lifetime_ms : L->default_ttl_ms;
+	if (life > S_LIFE_MAX_MS)
+		life = S_LIFE_MAX_MS;
 	s->data = ps.data;
 	s->layer = L;
 	s->expires_ms = start + life;
@@ -300,7 +307,9 @@ static void s_refresh(struct ac_layer *L)
 	atomic_store(&L->quiet_until_ms, INT64_MAX);
 	pthread_mutex_unlock(&L->mu);
 
+	ac_deadline_set(ctx->http.deadline_ms);
 	rc = s_fetch_once(L, prev ? prev->data : NULL, &s, &retry_after);
+	ac_deadline_set(0);
 
 	pthread_mutex_lock(&L->mu);
 	s_publish_inlock(L, rc, s, retry_after);
@@ -320,21 +329,28 @@ static int s_fetch_cold(struct ac_layer *L, const void *prev, struct ac_session 
                         int64_t *retry_after)
 {
 	struct ac_ctx *ctx = L->stack->ctx;
+	bool late = false;
 	int rc;
 
+	/* One deadline for all the attempts, not attempts x http.timeout. */
+	ac_deadline_set(ctx->http.deadline_ms);
 	for (int attempt = 0;; attempt++) {
 		rc = s_fetch_once(L, prev, out, retry_after);
 		if (rc == APICRED_OK || !s_retryable(rc) || attempt >= ctx->http.retries)
-			return rc;
+			break;
 		int64_t wait = s_backoff(ctx, attempt + 1, *retry_after) / 4;
 		if (*retry_after > 0)
 			wait = *retry_after;
-		if (wait > S_WAIT_MAX_MS)
-			return rc;
+		if (wait > S_WAIT_MAX_MS || (late = wait >= ac_deadline_left()))
+			break;
 		ac_log(ctx, LOG_INFO, L->stack->svc->name, "layer %d (%s): retrying in %lld ms",
 		       L->index + 1, L->provider, (long long)wait);
 		s_sleep_ms(wait);
 	}
+	if (rc != APICRED_OK)
+		rc = ac_deadline_error(L, rc, late);
+	ac_deadline_set(0);
+	return rc;
 }
 
 static int s_session_slow(struct ac_layer *L, struct ac_session **out)

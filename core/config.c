@@ -157,12 +157,30 @@ static int s_check_layer(struct ac_stack *st, struct ac_layer *L)
 	return APICRED_OK;
 }
 
+/* A layer's time in seconds, from min to a year: beyond that nothing is
+ * sensible, and the milliseconds derived from it could overflow. */
+static int s_seconds(struct ac_stack *st, struct ac_layer *L, const char *key, long long min,
+                     int64_t *ms)
+{
+	const long long max = 366LL * 24 * 3600;
+	config_setting_t *s = config_setting_get_member(L->cfg, key);
+	long long v;
+
+	if (!s)
+		return APICRED_OK;
+	v = config_setting_get_int64(s);
+	if (v < min || v > max)
+		return s_fail(st, APICRED_ERR_CONFIG, s, "layer %d: '%s' must be from %lld to %lld "
+		              "seconds", L->index + 1, key, min, max);
+	*ms = (int64_t)v * 1000;
+	return APICRED_OK;
+}
+
 static int s_layer_setup(struct ac_stack *st, struct ac_layer *L)
 {
 	struct ac_ctx *ctx = st->ctx;
 	const char *v;
 	int b, rc;
-	long long ll;
 
 	if (config_setting_type(L->cfg) != CONFIG_TYPE_GROUP)
 		return s_fail(st, APICRED_ERR_CONFIG, L->cfg, "layer %d: must be a group { ... }",
@@ -189,14 +207,10 @@ static int s_layer_setup(struct ac_stack *st, struct ac_layer *L)
 	if (config_setting_lookup_bool(L->cfg, "insecure_http", &b))
 		L->insecure_http = b;
 	L->default_ttl_ms = ctx->default_ttl_ms;
-	if (config_setting_lookup_int64(L->cfg, "default_ttl", &ll))
-		L->default_ttl_ms = ll * 1000;
-	if (L->default_ttl_ms <= 0)
-		return s_fail(st, APICRED_ERR_CONFIG, L->cfg, "layer %d: default_ttl must be > 0",
-		              L->index + 1);
 	L->refresh_ahead_ms = ctx->refresh_ahead_ms;
-	if (config_setting_lookup_int64(L->cfg, "refresh_ahead", &ll))
-		L->refresh_ahead_ms = ll * 1000;
+	if ((rc = s_seconds(st, L, "default_ttl", 1, &L->default_ttl_ms)) ||
+	    (rc = s_seconds(st, L, "refresh_ahead", 0, &L->refresh_ahead_ms)))
+		return rc;
 	return APICRED_OK;
 }
 

@@ -89,26 +89,35 @@ int ac_random(struct ac_ctx *ctx, unsigned char *buf, size_t len)
 
 /* ---- apicred.conf -------------------------------------------------------- */
 
+#define S_DAY (24 * 3600)
+#define S_YEAR (366 * S_DAY)
+#define S_DEADLINE_TIMEOUTS 2 /* default http.deadline: twice http.timeout */
+
 static int s_global_fail(const char *path, const config_setting_t *s, const char *msg)
 {
 	return ac_error(APICRED_ERR_CONFIG, "%s:%d: %s", path,
 	                s ? config_setting_source_line(s) : 0, msg);
 }
 
+/* An integer setting in [min, max] (in its own unit), stored times scale:
+ * the range keeps every later computation with it from overflowing. */
 static int s_conf_int(const char *path, config_setting_t *grp, const char *key,
-                      int64_t scale, int64_t *out)
+                      int64_t min, int64_t max, int64_t scale, int64_t *out)
 {
 	config_setting_t *s = grp ? config_setting_get_member(grp, key) : NULL;
-	char msg[128];
+	char msg[160];
+	long long v;
 
 	if (!s)
 		return APICRED_OK;
+	v = config_setting_get_int64(s);
 	if ((config_setting_type(s) != CONFIG_TYPE_INT && config_setting_type(s) != CONFIG_TYPE_INT64) ||
-	    config_setting_get_int64(s) < 0) {
-		snprintf(msg, sizeof(msg), "'%s' must be a non-negative integer", key);
+	    v < min || v > max) {
+		snprintf(msg, sizeof(msg), "'%s' must be an integer from %lld to %lld", key,
+		         (long long)min, (long long)max);
 		return s_global_fail(path, s, msg);
 	}
-	*out = config_setting_get_int64(s) * scale;
+	*out = (int64_t)v * scale;
 	return APICRED_OK;
 }
 
@@ -150,7 +159,8 @@ static int s_conf_known(const char *path, config_setting_t *grp, const char *con
 static int s_read_global(struct ac_ctx *ctx, char **moduledir)
 {
 	static const char *const top[] = { "moduledir", "http", "cache", "log", NULL };
-	static const char *const http[] = { "connect_timeout", "timeout", "max_body", "retries",
+	static const char *const http[] = { "connect_timeout", "timeout", "deadline", "max_body",
+	                                    "retries",
 	                                    "ca_file", "ca_path", "proxy", NULL };
 	static const char *const cache[] = { "refresh_ahead", "default_ttl", "check_interval",
 	                                     "backoff_max", NULL };
@@ -193,31 +203,33 @@ static int s_read_global(struct ac_ctx *ctx, char **moduledir)
 	    (rc = s_conf_str(path, h, "proxy", &ctx->http.proxy)) ||
 	    (rc = s_conf_str(path, l, "level", &level)))
 		goto out;
+	/* Seconds unless said otherwise; a day or a year is far beyond any
+	 * sensible value and far below an overflow. */
 	v = ctx->http.connect_timeout_ms;
-	if ((rc = s_conf_int(path, h, "connect_timeout", 1000, &v)))
+	if ((rc = s_conf_int(path, h, "connect_timeout", 1, S_DAY, 1000, &v)))
 		goto out;
 	ctx->http.connect_timeout_ms = v;
 	v = ctx->http.timeout_ms;
-	if ((rc = s_conf_int(path, h, "timeout", 1000, &v)))
+	if ((rc = s_conf_int(path, h, "timeout", 1, S_DAY, 1000, &v)))
 		goto out;
 	ctx->http.timeout_ms = v;
+	/* Without a value of its own the deadline follows the time-out. */
+	ctx->http.deadline_ms = S_DEADLINE_TIMEOUTS * ctx->http.timeout_ms;
+	if ((rc = s_conf_int(path, h, "deadline", 1, S_DAY, 1000, &ctx->http.deadline_ms)))
+		goto out;
 	v = (int64_t)ctx->http.max_body;
-	if ((rc = s_conf_int(path, h, "max_body", 1, &v)))
+	if ((rc = s_conf_int(path, h, "max_body", 1, 1 << 30, 1, &v)))
 		goto out;
 	ctx->http.max_body = (size_t)v;
 	v = ctx->http.retries;
-	if ((rc = s_conf_int(path, h, "retries", 1, &v)))
+	if ((rc = s_conf_int(path, h, "retries", 0, 10, 1, &v)))
 		goto out;
 	ctx->http.retries = (int)v;
-	if ((rc = s_conf_int(path, c, "refresh_ahead", 1000, &ctx->refresh_ahead_ms)) ||
-	    (rc = s_conf_int(path, c, "default_ttl", 1000, &ctx->default_ttl_ms)) ||
-	    (rc = s_conf_int(path, c, "check_interval", 1000, &ctx->check_interval_ms)) ||
-	    (rc = s_conf_int(path, c, "backoff_max", 1000, &ctx->backoff_max_ms)))
+	if ((rc = s_conf_int(path, c, "refresh_ahead", 0, S_YEAR, 1000, &ctx->refresh_ahead_ms)) ||
+	    (rc = s_conf_int(path, c, "default_ttl", 1, S_YEAR, 1000, &ctx->default_ttl_ms)) ||
+	    (rc = s_conf_int(path, c, "check_interval", 0, S_DAY, 1000, &ctx->check_interval_ms)) ||
+	    (rc = s_conf_int(path, c, "backoff_max", 1, S_DAY, 1000, &ctx->backoff_max_ms)))
 		goto out;
-	if (ctx->default_ttl_ms <= 0 || ctx->backoff_max_ms <= 0) {
-		rc = s_global_fail(path, c, "cache.default_ttl and cache.backoff_max must be > 0");
-		goto out;
-	}
 	if (level) {
 		int lv = ac_log_level(level);
 		if (lv < 0) {
@@ -408,6 +420,7 @@ API int apicred_open_opts(apicred_ctx **out, const apicred_options *opts)
 	ctx->hook_user = o.hook_user;
 	ctx->http.connect_timeout_ms = 10000;
 	ctx->http.timeout_ms = 30000;
+	ctx->http.deadline_ms = S_DEADLINE_TIMEOUTS * 30000;
 	ctx->http.max_body = 64 * 1024;
 	ctx->http.retries = 2;
 	ctx->refresh_ahead_ms = 300 * 1000;

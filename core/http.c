@@ -13,6 +13,7 @@
 #include <string.h>
 #include <strings.h>
 #include <syslog.h>
+#include <time.h>
 
 #include <curl/curl.h>
 #include <jansson.h>
@@ -22,6 +23,12 @@
 
 static pthread_once_t s_once = PTHREAD_ONCE_INIT;
 
+/* The end of the current cold fetch on this thread (CLOCK_MONOTONIC ms), or
+ * 0: every request it makes gets only the time that is left. Real time, not
+ * the injectable clock: it bounds how long a caller really waits. */
+static _Thread_local int64_t s_deadline_ms;
+static _Thread_local int64_t s_deadline_len_ms;
+
 static void s_global_init(void)
 {
 	curl_global_init(CURL_GLOBAL_DEFAULT);
@@ -30,6 +37,33 @@ static void s_global_init(void)
 void ac_http_global_init(void)
 {
 	pthread_once(&s_once, s_global_init);
+}
+
+int64_t ac_real_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+void ac_deadline_set(int64_t len_ms)
+{
+	s_deadline_len_ms = len_ms;
+	s_deadline_ms = len_ms > 0 ? ac_real_ms() + len_ms : 0;
+}
+
+int64_t ac_deadline_left(void)
+{
+	return s_deadline_ms ? s_deadline_ms - ac_real_ms() : INT64_MAX;
+}
+
+int ac_deadline_error(struct ac_layer *L, int code, bool late)
+{
+	if (!s_deadline_ms || (!late && ac_deadline_left() > 0))
+		return code;
+	return ac_layer_error(L, APICRED_ERR_HTTP, "%s (gave up: http.deadline of %lld ms "
+	                      "reached)", apicred_errmsg(), (long long)s_deadline_len_ms);
 }
 
 /* ---- URLs ---------------------------------------------------------------- */
@@ -265,13 +299,13 @@ static size_t s_header(char *ptr, size_t size, size_t nmemb, void *user)
 		memcpy(v, ptr + 12, len);
 		v[len] = '\0';
 		secs = strtoll(v, &end, 10);
-		if (end != v && secs >= 0) {
-			b->retry_after_ms = secs * 1000;
-		} else {
+		if (end == v || secs < 0) {
 			time_t when = curl_getdate(v, NULL); /* HTTP-date form */
-			if (when > 0)
-				b->retry_after_ms = when > time(NULL) ? (int64_t)(when - time(NULL)) * 1000 : 0;
+			secs = when > time(NULL) ? (long long)(when - time(NULL)) : when > 0 ? 0 : -1;
 		}
+		/* Saturated here, capped by cache.backoff_max where it is used. */
+		if (secs >= 0)
+			b->retry_after_ms = secs > INT64_MAX / 1000 ? INT64_MAX : (int64_t)secs * 1000;
 	}
 	return n;
 }
@@ -361,8 +395,20 @@ int ac_http(struct ac_layer *L, const apicred_http_request *req, apicred_http_re
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "https,http");
 	curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, ctx->http.connect_timeout_ms);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, ctx->http.timeout_ms);
+	{
+		int64_t left = ac_deadline_left();
+		if (left <= 0) {
+			rc = ac_layer_error(L, APICRED_ERR_HTTP, "%s %s: http.deadline of %lld ms "
+			                    "reached", req->method, shown,
+			                    (long long)s_deadline_len_ms);
+			goto out;
+		}
+		curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS,
+		                 (long)(left < ctx->http.connect_timeout_ms ? left
+		                                                            : ctx->http.connect_timeout_ms));
+		curl_easy_setopt(c, CURLOPT_TIMEOUT_MS,
+		                 (long)(left < ctx->http.timeout_ms ? left : ctx->http.timeout_ms));
+	}
 	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, s_write);
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, &body);

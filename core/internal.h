@@ -160,6 +160,7 @@ struct ac_service {
 struct ac_http_conf {
 	long connect_timeout_ms;
 	long timeout_ms;
+	int64_t deadline_ms;        /* for all attempts of one cold fetch */
 	size_t max_body;
 	int retries;
 	char *ca_file;
@@ -292,6 +293,14 @@ char *ac_url_origin(const char *url); /* "scheme://host:port" lowercased; NULL i
 bool ac_url_same_origin(const char *origin, const char *url);
 char *ac_url_redact(const char *url); /* scheme://host[:port]/path without query */
 void ac_http_global_init(void);
+/* One total deadline for a cold fetch, all attempts (http.deadline): set
+ * on the fetching thread (0: none); requests get only what is left. */
+int64_t ac_real_ms(void);
+void ac_deadline_set(int64_t len_ms);
+int64_t ac_deadline_left(void); /* ms; INT64_MAX without a deadline */
+/* code, or APICRED_ERR_HTTP naming the deadline once it has passed (or
+ * when late: the next attempt would pass it). */
+int ac_deadline_error(struct ac_layer *L, int code, bool late);
 
 /* ---- secrets and host services (secret.c, host.c) ------------------------ */
 

@@ -328,15 +328,41 @@ static void test_retry_after_honoured(void **state)
 
 	apicred_cred_new(&cred);
 	atomic_store(&s_ctl->fail, APICRED_ERR_UNAVAILABLE);
-	atomic_store(&s_ctl->retry_after_ms, 120000); /* longer than back-off_max */
+	atomic_store(&s_ctl->retry_after_ms, 50000); /* longer than the first back-off */
 	assert_int_equal(apicred_get(ctx, "svc", NULL, cred), APICRED_ERR_UNAVAILABLE);
 	atomic_store(&s_ctl->fail, 0);
-	atomic_fetch_add(&s_clock, 90000); /* back-off (<= 60 s) over, Retry-After not */
+	atomic_fetch_add(&s_clock, 20000); /* back-off (<= 1 s) over, Retry-After not */
 	assert_int_equal(apicred_get(ctx, "svc", NULL, cred), APICRED_ERR_UNAVAILABLE);
 	assert_non_null(strstr(apicred_errmsg(), "next attempt in 30 s"));
 	assert_int_equal(atomic_load(&s_ctl->fetches), 1);
 	atomic_fetch_add(&s_clock, 31000);
 	assert_string_equal(s_get(ctx, cred), "tok-2");
+	apicred_cred_free(cred);
+	apicred_close(ctx);
+}
+
+/* A Retry-After of millennia (or one that would overflow) waits no longer
+ * than cache.backoff_max (60 s here). */
+static void test_retry_after_capped(void **state)
+{
+	static const long long huge[] = { 99999999999LL * 1000, INT64_MAX };
+	apicred_ctx *ctx = s_open(APICRED_OPEN_NO_BACKGROUND);
+	apicred_cred *cred;
+
+	apicred_cred_new(&cred);
+	for (int i = 0; i < 2; i++) {
+		atomic_store(&s_ctl->fail, APICRED_ERR_UNAVAILABLE);
+		atomic_store(&s_ctl->retry_after_ms, huge[i]);
+		atomic_fetch_add(&s_clock, 1000000); /* past the token of the round before */
+		assert_int_equal(apicred_get(ctx, "svc", NULL, cred), APICRED_ERR_UNAVAILABLE);
+		atomic_store(&s_ctl->fail, 0);
+		atomic_fetch_add(&s_clock, 59000);
+		assert_int_equal(apicred_get(ctx, "svc", NULL, cred), APICRED_ERR_UNAVAILABLE);
+		assert_non_null(strstr(apicred_errmsg(), "next attempt in 1 s"));
+		atomic_fetch_add(&s_clock, 1000);
+		assert_non_null(s_get(ctx, cred));
+	}
+	assert_int_equal(atomic_load(&s_ctl->fetches), 4);
 	apicred_cred_free(cred);
 	apicred_close(ctx);
 }
@@ -471,6 +497,7 @@ int main(void)
 		cmocka_unit_test_setup(test_no_lifetime_gets_default_ttl, s_setup),
 		cmocka_unit_test_setup(test_stale_if_error, s_setup),
 		cmocka_unit_test_setup(test_retry_after_honoured, s_setup),
+		cmocka_unit_test_setup(test_retry_after_capped, s_setup),
 		cmocka_unit_test_setup(test_auth_failure_not_retried_in_background, s_setup),
 		cmocka_unit_test_setup(test_report_401_drops_only_the_failed_token, s_setup),
 		cmocka_unit_test_setup(test_reload_while_in_use, s_setup),
