@@ -6,6 +6,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -260,6 +261,22 @@ static int s_svc_cmp(const void *a, const void *b)
 	return strcmp(((const struct ac_service *)a)->name, ((const struct ac_service *)b)->name);
 }
 
+/* Keeps the first thing wrong with conf.d for apicred_check(ctx, NULL). */
+static void s_scan_problem(struct ac_ctx *ctx, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void s_scan_problem(struct ac_ctx *ctx, int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (ctx->scan_code)
+		return;
+	va_start(ap, fmt);
+	if (vasprintf(&ctx->scan_msg, fmt, ap) < 0)
+		ctx->scan_msg = NULL;
+	va_end(ap);
+	ctx->scan_code = code;
+}
+
 static int s_scan(struct ac_ctx *ctx)
 {
 	char *dir;
@@ -271,8 +288,11 @@ static int s_scan(struct ac_ctx *ctx)
 		return ac_error(APICRED_ERR_NOMEM, "out of memory");
 	d = opendir(dir);
 	if (!d) {
-		ac_log(ctx, errno == ENOENT ? LOG_INFO : LOG_WARNING, NULL,
-		       "no services: cannot open %s: %s", dir, strerror(errno));
+		int e = errno;
+		ac_log(ctx, e == ENOENT ? LOG_INFO : LOG_WARNING, NULL,
+		       "no services: cannot open %s: %s", dir, strerror(e));
+		s_scan_problem(ctx, APICRED_ERR_CONFIG, "no services: cannot open %s: %s", dir,
+		               strerror(e));
 		free(dir);
 		return APICRED_OK;
 	}
@@ -289,6 +309,8 @@ static int s_scan(struct ac_ctx *ctx)
 		if (!ac_name_valid(name)) {
 			ac_log(ctx, LOG_WARNING, NULL, "ignoring %s/%s: not a valid service name",
 			       dir, de->d_name);
+			s_scan_problem(ctx, APICRED_ERR_BAD_NAME, "%s/%s: not a valid service name "
+			               "([A-Za-z0-9][A-Za-z0-9._-]*.conf)", dir, de->d_name);
 			free(name);
 			continue;
 		}
@@ -311,9 +333,12 @@ static int s_scan(struct ac_ctx *ctx)
 		ctx->nservices++;
 	}
 	closedir(d);
-	free(dir);
 	if (ctx->nservices)
 		qsort(ctx->services, ctx->nservices, sizeof(*ctx->services), s_svc_cmp);
+	else
+		s_scan_problem(ctx, APICRED_ERR_NO_SERVICE, "no services: %s holds no "
+		               "SERVICE.conf file", dir);
+	free(dir);
 	for (size_t i = 0; i < ctx->nservices; i++) {
 		struct ac_service *svc = &ctx->services[i];
 		struct ac_stack *st;
@@ -497,6 +522,7 @@ API void apicred_close(apicred_ctx *c)
 	free(ctx->http.ca_file);
 	free(ctx->http.ca_path);
 	free(ctx->http.proxy);
+	free(ctx->scan_msg);
 	pthread_mutex_destroy(&ctx->modules_mu);
 	pthread_mutex_destroy(&ctx->bg.mu);
 	pthread_cond_destroy(&ctx->bg.cv);

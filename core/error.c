@@ -51,6 +51,47 @@ void ac_error_clear(void)
 	s_msg[0] = '\0';
 }
 
+/* Is s[0] a control character: C0, DEL, or a C1 control encoded in UTF-8
+ * (U+0080..U+009F, which some terminals obey)? Its length, or 0. */
+static size_t s_control(const unsigned char *s, size_t left)
+{
+	if (s[0] < 0x20 || s[0] == 0x7f)
+		return 1;
+	if (s[0] == 0xc2 && left > 1 && s[1] >= 0x80 && s[1] <= 0x9f)
+		return 2;
+	return 0;
+}
+
+size_t ac_text_copy(char *out, size_t cap, const char *in, size_t len)
+{
+	const unsigned char *p = (const unsigned char *)in;
+	size_t n = 0, i = 0;
+
+	if (!cap)
+		return 0;
+	while (i < len && n + 1 < cap) {
+		size_t c = s_control(p + i, len - i);
+		out[n++] = c ? '?' : (char)p[i];
+		i += c ? c : 1;
+	}
+	if (i < len && cap > 4) { /* cut: say so */
+		n = n > cap - 4 ? cap - 4 : n;
+		while (n && ((unsigned char)out[n] & 0xc0) == 0x80) /* not inside a character */
+			n--;
+		memcpy(out + n, "...", 3);
+		n += 3;
+	}
+	out[n] = '\0';
+	return n;
+}
+
+void ac_text_clean(char *s)
+{
+	size_t len = strlen(s);
+
+	ac_text_copy(s, len + 1, s, len); /* never longer: in place is fine */
+}
+
 int ac_verror(int code, const char *prefix, const char *fmt, va_list ap)
 {
 	char tmp[sizeof(s_msg)];
@@ -63,6 +104,9 @@ int ac_verror(int code, const char *prefix, const char *fmt, va_list ap)
 		snprintf(s_msg, sizeof(s_msg), "%s%s", prefix, tmp);
 	else
 		memcpy(s_msg, tmp, sizeof(s_msg));
+	/* Messages quote servers: no CR/LF or escape sequence reaches the
+	 * application's log or terminal through them. */
+	ac_text_clean(s_msg);
 	return code;
 }
 

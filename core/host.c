@@ -155,6 +155,12 @@ static int s_secret_store(const apicred_host *h, const char *key, const char *va
 	return ac_secret_store(s_layer(h), key, value, len, force);
 }
 
+static int s_secret_store_all(const apicred_host *h, size_t n, const char *const *keys,
+                              const char *const *values, const size_t *lens, int force)
+{
+	return ac_secret_store_all(s_layer(h), n, keys, values, lens, force);
+}
+
 static int s_path(const apicred_host *h, const char *key, char **path)
 {
 	struct ac_layer *L = s_layer(h);
@@ -187,6 +193,12 @@ static int s_http_error(const apicred_host *h, const apicred_http_response *resp
                         const char *what)
 {
 	return ac_http_error(s_layer(h), resp, what);
+}
+
+static size_t s_safe_text(const apicred_host *h, const char *in, size_t len, char *out,
+                          size_t cap)
+{
+	return ac_text_copy(out, cap, in ? in : "", in ? len : 0);
 }
 
 static int s_json_get(const apicred_host *h, const char *body, size_t len,
@@ -359,6 +371,8 @@ static const apicred_host s_template = {
 	.add_header = ac_out_header,
 	.add_query = ac_out_query,
 	.add_tls = ac_out_tls,
+	.safe_text = s_safe_text,
+	.secret_store_all = s_secret_store_all,
 };
 
 void ac_host_setup(struct ac_layer *L)

@@ -8,6 +8,7 @@
 #include "config.h"
 
 #include <ctype.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,9 +30,28 @@ static pthread_once_t s_once = PTHREAD_ONCE_INIT;
 static _Thread_local int64_t s_deadline_ms;
 static _Thread_local int64_t s_deadline_len_ms;
 
+/* jansson's free gets no size: malloc_usable_size gives it, so the wiping
+ * free works for any block, even one allocated before it was installed. */
+static void s_json_free(void *p)
+{
+	if (p) {
+		OPENSSL_cleanse(p, malloc_usable_size(p));
+		free(p);
+	}
+}
+
 static void s_global_init(void)
 {
+	json_malloc_t m;
+	json_free_t f;
+
 	curl_global_init(CURL_GLOBAL_DEFAULT);
+	/* Token replies parsed by jansson leave copies of the secrets in its
+	 * strings: wipe them when they are freed. An application that chose
+	 * its own allocator for jansson keeps it. */
+	json_get_alloc_funcs(&m, &f);
+	if (m == malloc && f == free)
+		json_set_alloc_funcs(malloc, s_json_free);
 }
 
 void ac_http_global_init(void)
@@ -147,6 +167,21 @@ static bool s_loopback(const char *host)
 {
 	return strcmp(host, "127.0.0.1") == 0 || strcmp(host, "[::1]") == 0 ||
 	       strcmp(host, "::1") == 0 || strcmp(host, "localhost") == 0;
+}
+
+int ac_url_allowed(struct ac_layer *L, const char *url)
+{
+	struct s_url u;
+	bool plain;
+
+	if (!s_url_parse(url, &u))
+		return ac_layer_error(L, APICRED_ERR_CONFIG, "not an absolute http(s) URL");
+	plain = strcmp(u.scheme, "http") == 0 && !(L->insecure_http && s_loopback(u.host));
+	s_url_free(&u);
+	if (plain)
+		return ac_layer_error(L, APICRED_ERR_CONFIG, "refusing plain http:// (set "
+		                      "insecure_http = true, allowed for loopback hosts only)");
+	return APICRED_OK;
 }
 
 /* ---- TLS material -------------------------------------------------------- */
@@ -341,7 +376,6 @@ int ac_http(struct ac_layer *L, const apicred_http_request *req, apicred_http_re
 	struct curl_slist *hdrs = NULL;
 	apicred_cred *carried = NULL;
 	char errbuf[CURL_ERROR_SIZE] = "", *url = NULL, *shown = NULL;
-	struct s_url u;
 	CURL *c = NULL;
 	CURLcode cc;
 	long status = 0;
@@ -353,14 +387,8 @@ int ac_http(struct ac_layer *L, const apicred_http_request *req, apicred_http_re
 		return ac_layer_error(L, APICRED_ERR_INVALID, "HTTP request without method or URL");
 	if (req->size >= offsetof(apicred_http_request, max_body) + sizeof(size_t) && req->max_body)
 		body.max = req->max_body;
-	if (!s_url_parse(req->url, &u))
-		return ac_layer_error(L, APICRED_ERR_CONFIG, "not an absolute http(s) URL");
-	if (strcmp(u.scheme, "http") == 0 && !(L->insecure_http && s_loopback(u.host))) {
-		s_url_free(&u);
-		return ac_layer_error(L, APICRED_ERR_CONFIG, "refusing plain http:// (set "
-		                      "insecure_http = true, allowed for loopback hosts only)");
-	}
-	s_url_free(&u);
+	if ((rc = ac_url_allowed(L, req->url)) != APICRED_OK)
+		return rc;
 	shown = ac_url_redact(req->url);
 
 	rc = s_carried(L, req->method, req->url, &carried);
@@ -511,14 +539,14 @@ void ac_http_free(apicred_http_response *resp)
 }
 
 /* The server's own words: JSON error/error_description/message, else the
- * first line of the body, printable characters only, capped. */
+ * first line of the body, made safe and capped. */
 static void s_server_text(const apicred_http_response *resp, char *out, size_t cap)
 {
 	json_t *root = json_loadb(resp->body ? resp->body : "", resp->body_len, 0, NULL);
 	const char *e = NULL, *d = NULL;
-	size_t n = 0;
+	char raw[512];
 
-	out[0] = '\0';
+	raw[0] = '\0';
 	if (json_is_object(root)) {
 		json_t *err = json_object_get(root, "error");
 		e = json_string_value(err);
@@ -532,24 +560,17 @@ static void s_server_text(const apicred_http_response *resp, char *out, size_t c
 		if (!e && !d)
 			e = json_string_value(json_object_get(root, "status_message"));
 	}
-	if (e || d) {
-		snprintf(out, cap, "%s%s%s", e ? e : "", e && d ? ": " : "", d ? d : "");
-	} else if (resp->body) {
-		for (const char *p = resp->body; *p && *p != '\n' && *p != '\r' && n + 1 < cap; p++)
-			out[n++] = *p;
-		out[n] = '\0';
-	}
+	if (e || d)
+		snprintf(raw, sizeof(raw), "%s%s%s", e ? e : "", e && d ? ": " : "", d ? d : "");
+	else if (resp->body)
+		snprintf(raw, sizeof(raw), "%.*s", (int)strcspn(resp->body, "\r\n"), resp->body);
 	json_decref(root);
-	for (char *p = out; *p; p++)
-		if ((unsigned char)*p < 0x20 || *p == 0x7f)
-			*p = '?';
-	if (strlen(out) >= 200)
-		strcpy(out + 196, "...");
+	ac_text_copy(out, cap, raw, strlen(raw));
 }
 
 int ac_http_error(struct ac_layer *L, const apicred_http_response *resp, const char *what)
 {
-	char text[512];
+	char text[200];
 	int code;
 
 	s_server_text(resp, text, sizeof(text));

@@ -39,6 +39,12 @@ struct ac_stack;
 int ac_error(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int ac_verror(int code, const char *prefix, const char *fmt, va_list ap);
 void ac_error_clear(void);
+/* Untrusted (server) text made safe to show: control characters (C0, DEL,
+ * C1 in UTF-8) become '?'; at most cap - 1 bytes, ending "..." when cut.
+ * Returns the length written. ac_text_clean does it in place. Every error
+ * message and log line goes through it. */
+size_t ac_text_copy(char *out, size_t cap, const char *in, size_t len);
+void ac_text_clean(char *s);
 void ac_log(struct ac_ctx *ctx, int level, const char *service, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 int ac_log_level(const char *name); /* -1 if unknown */
@@ -188,6 +194,8 @@ struct ac_ctx {
 
 	size_t nservices;
 	struct ac_service *services;
+	int scan_code;              /* what is wrong with conf.d itself, or 0 */
+	char *scan_msg;
 
 	pthread_mutex_t modules_mu;
 	struct ac_module *modules;
@@ -292,6 +300,9 @@ int ac_http_error(struct ac_layer *L, const apicred_http_response *resp, const c
 char *ac_url_origin(const char *url); /* "scheme://host:port" lowercased; NULL if bad */
 bool ac_url_same_origin(const char *origin, const char *url);
 char *ac_url_redact(const char *url); /* scheme://host[:port]/path without query */
+/* APICRED_OK for an https URL, or http to a loopback host with the layer's
+ * insecure_http; else the error, detail set. */
+int ac_url_allowed(struct ac_layer *L, const char *url);
 void ac_http_global_init(void);
 /* One total deadline for a cold fetch, all attempts (http.deadline): set
  * on the fetching thread (0: none); requests get only what is left. */
@@ -308,6 +319,8 @@ int ac_secret_resolve(struct ac_layer *L, const char *key, const char *ref,
                       char **value, size_t *len);
 int ac_secret_store(struct ac_layer *L, const char *key, const char *value,
                     size_t len, int force);
+int ac_secret_store_all(struct ac_layer *L, size_t n, const char *const *keys,
+                        const char *const *values, const size_t *lens, int force);
 int ac_path_resolve(struct ac_ctx *ctx, const char *ref, char **out);
 void ac_secret_free(char *value, size_t len);
 int ac_read_file(const char *path, size_t max, char **data, size_t *len,

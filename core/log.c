@@ -31,6 +31,7 @@ static void s_vlog(struct ac_ctx *ctx, int level, const char *service, const cha
 	if (ctx && level > ctx->log_level)
 		return;
 	vsnprintf(msg, sizeof(msg), fmt, ap);
+	ac_text_clean(msg); /* one line, whatever a server put in it */
 	if (ctx && ctx->log) {
 		ctx->log(ctx->log_user, level, service, msg);
 	} else if (ctx && (ctx->flags & APICRED_OPEN_LOG_STDERR)) {

@@ -137,71 +137,135 @@ int ac_secret_resolve(struct ac_layer *L, const char *key, const char *ref,
 	return APICRED_OK;
 }
 
-/* Writes value to the file a file: reference names: a private temporary
- * file in the same directory, fsync'ed, then renamed over, so readers see
- * the old or the new secret, never half of one. */
-int ac_secret_store(struct ac_layer *L, const char *key, const char *value,
-                    size_t len, int force)
-{
-	const char *ref = NULL;
-	char *path = NULL, *tmp = NULL;
-	struct stat sb;
-	int fd = -1, rc;
-	size_t n = 0;
+/* One secret on its way to the file a file: reference names. */
+struct s_staged {
+	char *path, *tmp;
+	bool exchanged; /* tmp now holds the old secret */
+	bool created;   /* path did not exist before */
+};
 
-	if (!config_setting_lookup_string(L->cfg, key, &ref) || strncmp(ref, "file:", 5) != 0)
-		return ac_layer_error(L, APICRED_ERR_CONFIG,
-		                      "cannot store secret '%s': it must be a file: reference", key);
-	if ((rc = ac_path_resolve(L->stack->ctx, ref + 5, &path)) != APICRED_OK)
-		return rc;
-	if (!force && lstat(path, &sb) == 0) {
-		rc = ac_layer_error(L, APICRED_ERR_EXISTS,
-		                    "secret '%s': %s exists; use --force to replace it", key, path);
-		goto out;
+/* Writes value to a private temporary file next to path, flushed to disk;
+ * the descriptor is closed on every path, the file removed on failure. */
+static int s_stage(struct ac_layer *L, const char *key, const char *value, size_t len,
+                   struct s_staged *sf)
+{
+	size_t n = 0;
+	int fd, err = 0;
+
+	if (asprintf(&sf->tmp, "%s.tmp.XXXXXX", sf->path) < 0) {
+		sf->tmp = NULL;
+		return ac_error(APICRED_ERR_NOMEM, "out of memory");
 	}
-	if (asprintf(&tmp, "%s.tmp.XXXXXX", path) < 0) {
-		tmp = NULL;
-		rc = ac_error(APICRED_ERR_NOMEM, "out of memory");
-		goto out;
-	}
-	fd = mkostemp(tmp, O_CLOEXEC); /* created 0600 */
+	fd = mkostemp(sf->tmp, O_CLOEXEC); /* created 0600 */
 	if (fd < 0) {
-		rc = ac_layer_error(L, APICRED_ERR_SECRET, "secret '%s': cannot create a file "
-		                    "next to %s: %s", key, path, strerror(errno));
-		free(tmp);
-		tmp = NULL;
-		goto out;
+		err = errno;
+		free(sf->tmp);
+		sf->tmp = NULL;
+		return ac_layer_error(L, APICRED_ERR_SECRET, "secret '%s': cannot create a file "
+		                      "next to %s: %s", key, sf->path, strerror(err));
 	}
 	while (n < len) {
 		ssize_t w = write(fd, value + n, len - n);
 		if (w < 0 && errno == EINTR)
 			continue;
-		if (w <= 0)
+		if (w <= 0) {
+			err = w < 0 ? errno : EIO;
 			break;
+		}
 		n += (size_t)w;
 	}
-	if (n != len || fsync(fd) != 0 || close(fd) != 0) {
-		fd = -1;
-		rc = ac_layer_error(L, APICRED_ERR_SECRET, "secret '%s': cannot write %s: %s", key,
-		                    tmp, strerror(errno));
-		goto out;
+	if (!err && fsync(fd) != 0)
+		err = errno;
+	if (close(fd) != 0 && !err)
+		err = errno;
+	if (err) {
+		unlink(sf->tmp);
+		free(sf->tmp);
+		sf->tmp = NULL;
+		return ac_layer_error(L, APICRED_ERR_SECRET, "secret '%s': cannot write next to "
+		                      "%s: %s", key, sf->path, strerror(err));
 	}
-	fd = -1;
-	if (rename(tmp, path) != 0) {
-		rc = ac_layer_error(L, APICRED_ERR_SECRET, "secret '%s': cannot rename to %s: %s",
-		                    key, path, strerror(errno));
-		goto out;
+	return APICRED_OK;
+}
+
+/* Moves a staged file into place. With force an existing secret is swapped
+ * with it (RENAME_EXCHANGE), so it can be put back; without force an
+ * existing one is never replaced (RENAME_NOREPLACE, atomic). */
+static int s_commit(struct ac_layer *L, const char *key, struct s_staged *sf, int force)
+{
+	if (force && renameat2(AT_FDCWD, sf->tmp, AT_FDCWD, sf->path, RENAME_EXCHANGE) == 0) {
+		sf->exchanged = true;
+		return APICRED_OK;
 	}
-	free(tmp);
-	tmp = NULL;
-	rc = APICRED_OK;
-out:
-	if (fd >= 0)
-		close(fd);
-	if (tmp) {
-		unlink(tmp);
-		free(tmp);
+	if ((!force || errno == ENOENT) &&
+	    renameat2(AT_FDCWD, sf->tmp, AT_FDCWD, sf->path, RENAME_NOREPLACE) == 0) {
+		sf->created = true;
+		return APICRED_OK;
 	}
-	free(path);
+	if (errno == EEXIST)
+		return ac_layer_error(L, APICRED_ERR_EXISTS, "secret '%s': %s exists; use --force "
+		                      "to replace it", key, sf->path);
+	return ac_layer_error(L, APICRED_ERR_SECRET, "secret '%s': cannot rename to %s: %s", key,
+	                      sf->path, strerror(errno));
+}
+
+/* Undoes s_commit: the old secret back, or none as before. */
+static void s_rollback(struct s_staged *sf)
+{
+	if (sf->exchanged)
+		renameat2(AT_FDCWD, sf->tmp, AT_FDCWD, sf->path, RENAME_EXCHANGE);
+	else if (sf->created)
+		unlink(sf->path);
+	sf->exchanged = sf->created = false;
+}
+
+/* Stores n secrets as one: each value goes to a private temporary file in
+ * its target's directory, fsync'ed; only when every one is written are they
+ * renamed into place, and if one of those fails the others are put back.
+ * Readers see the old or the new secret, never half of one, and a full
+ * disk never leaves one secret of a pair provisioned without the other. */
+int ac_secret_store_all(struct ac_layer *L, size_t n, const char *const *keys,
+                        const char *const *values, const size_t *lens, int force)
+{
+	struct s_staged *sf = calloc(n ? n : 1, sizeof(*sf));
+	struct stat sb;
+	int rc = APICRED_OK;
+	size_t i, done = 0;
+
+	if (!sf)
+		return ac_error(APICRED_ERR_NOMEM, "out of memory");
+	for (i = 0; rc == APICRED_OK && i < n; i++) {
+		const char *ref = NULL;
+
+		if (!config_setting_lookup_string(L->cfg, keys[i], &ref) ||
+		    strncmp(ref, "file:", 5) != 0)
+			rc = ac_layer_error(L, APICRED_ERR_CONFIG, "cannot store secret '%s': it must "
+			                    "be a file: reference", keys[i]);
+		else if ((rc = ac_path_resolve(L->stack->ctx, ref + 5, &sf[i].path)) != APICRED_OK)
+			break;
+		else if (!force && lstat(sf[i].path, &sb) == 0)
+			rc = ac_layer_error(L, APICRED_ERR_EXISTS, "secret '%s': %s exists; use "
+			                    "--force to replace it", keys[i], sf[i].path);
+	}
+	for (i = 0; rc == APICRED_OK && i < n; i++)
+		rc = s_stage(L, keys[i], values[i], lens[i], &sf[i]);
+	for (i = 0; rc == APICRED_OK && i < n; i++, done++)
+		rc = s_commit(L, keys[i], &sf[i], force);
+	if (rc != APICRED_OK)
+		for (i = 0; i < done; i++)
+			s_rollback(&sf[i]);
+	for (i = 0; i < n; i++) {
+		if (sf[i].tmp && !sf[i].created) /* the old secret, or an unused copy */
+			unlink(sf[i].tmp);
+		free(sf[i].tmp);
+		free(sf[i].path);
+	}
+	free(sf);
 	return rc;
+}
+
+int ac_secret_store(struct ac_layer *L, const char *key, const char *value,
+                    size_t len, int force)
+{
+	return ac_secret_store_all(L, 1, &key, &value, &len, force);
 }

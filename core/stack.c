@@ -266,17 +266,125 @@ out:
 	return rc;
 }
 
+/* Two settings with the same type and value (groups: the same members). */
+static bool s_setting_equal(const config_setting_t *a, const config_setting_t *b)
+{
+	int t = config_setting_type(a), n;
+
+	if (t != config_setting_type(b))
+		return false;
+	switch (t) {
+	case CONFIG_TYPE_INT: case CONFIG_TYPE_INT64:
+		return config_setting_get_int64(a) == config_setting_get_int64(b);
+	case CONFIG_TYPE_FLOAT:
+		return config_setting_get_float(a) == config_setting_get_float(b);
+	case CONFIG_TYPE_BOOL:
+		return config_setting_get_bool(a) == config_setting_get_bool(b);
+	case CONFIG_TYPE_STRING:
+		return strcmp(config_setting_get_string(a), config_setting_get_string(b)) == 0;
+	default:
+		if ((n = config_setting_length(a)) != config_setting_length(b))
+			return false;
+		for (int i = 0; i < n; i++) {
+			const config_setting_t *ea = config_setting_get_elem(a, (unsigned)i), *eb;
+			eb = t == CONFIG_TYPE_GROUP ? config_setting_get_member(b, config_setting_name(ea))
+			                            : config_setting_get_elem(b, (unsigned)i);
+			if (!eb || !s_setting_equal(ea, eb))
+				return false;
+		}
+		return true;
+	}
+}
+
+/* What apicred_get would find wrong with a layer, without the network:
+ * every secret resolves, every endpoint may be used, and a layer that needs
+ * no session produces header values without CR, LF or NUL. */
+static int s_check_layer(struct ac_layer *L, const char *url)
+{
+	const apicred_schema *schema = L->mod->vt.schema;
+	int rc, n = config_setting_length(L->cfg);
+
+	for (const apicred_schema *e = schema; e && e->name; e++) {
+		const char *ref;
+		char *v;
+		size_t len;
+		if (!(e->flags & APICRED_F_SECRET) ||
+		    !config_setting_lookup_string(L->cfg, e->name, &ref))
+			continue;
+		if ((rc = ac_secret_resolve(L, e->name, ref, &v, &len)) != APICRED_OK)
+			return rc;
+		ac_secret_free(v, len);
+	}
+	for (int i = 0; i < n; i++) {
+		const config_setting_t *s = config_setting_get_elem(L->cfg, (unsigned)i);
+		const char *v = config_setting_get_string(s);
+		if (v && strncasecmp(v, "http://", 7) == 0 && ac_url_allowed(L, v) != APICRED_OK)
+			return ac_layer_error(L, APICRED_ERR_CONFIG, "'%s' (line %d) is plain "
+			                      "http:// (set insecure_http = true, allowed for "
+			                      "loopback hosts only)", config_setting_name(s),
+			                      config_setting_source_line(s));
+	}
+	if (!L->mod->vt.fetch) {
+		apicred_request r = APICRED_REQUEST_INIT;
+		apicred_cred *cred;
+		r.method = "GET";
+		r.url = url;
+		if ((rc = apicred_cred_new(&cred)) != APICRED_OK)
+			return rc;
+		rc = s_layer_apply(L, &r, cred);
+		apicred_cred_free(cred);
+		if (rc != APICRED_OK)
+			return rc;
+	}
+	return APICRED_OK;
+}
+
+static int s_check_stack(struct ac_stack *st)
+{
+	char *url = NULL;
+	int rc;
+
+	if ((rc = ac_stack_error(st)) != APICRED_OK)
+		return rc;
+	if (st->origin && asprintf(&url, "%s/", st->origin) < 0)
+		return ac_error(APICRED_ERR_NOMEM, "out of memory");
+	for (size_t i = 0; i < st->nlayers; i++) {
+		struct ac_layer *L = &st->layers[i];
+
+		for (size_t j = 0; j < i; j++)
+			if (s_setting_equal(st->layers[j].cfg, L->cfg))
+				ac_log(st->ctx, LOG_WARNING, st->svc->name, "layers %zu and %zu are "
+				       "identical: both are sent with every request", j + 1, i + 1);
+		if (L->fail_code) /* not required: get skips it, and so says */
+			continue;
+		rc = s_check_layer(L, url);
+		if (rc != APICRED_OK && L->control == AC_REQUIRED)
+			break;
+		if (rc != APICRED_OK)
+			ac_log(st->ctx, LOG_WARNING, st->svc->name, "%s layer %d (%s) would be "
+			       "skipped: %s", s_control_name[L->control], L->index + 1, L->provider,
+			       apicred_errmsg());
+		rc = APICRED_OK;
+	}
+	free(url);
+	return rc;
+}
+
 API int apicred_check(apicred_ctx *ctx, const char *service)
 {
 	struct ac_service *svc;
 	int rc;
 
-	if (!ctx || !service)
-		return ac_error(APICRED_ERR_INVALID, "apicred_check: NULL argument");
+	if (!ctx)
+		return ac_error(APICRED_ERR_INVALID, "apicred_check: ctx is NULL");
+	if (!service) /* the configuration directory itself */
+		return ctx->c.scan_code ? ac_error(ctx->c.scan_code, "%s", ctx->c.scan_msg ?
+		                                   ctx->c.scan_msg : "configuration directory")
+		                        : APICRED_OK;
 	if (!(svc = s_service(&ctx->c, service)))
 		return ac_name_valid(service) ? APICRED_ERR_NO_SERVICE : APICRED_ERR_BAD_NAME;
 	ac_ebr_enter();
-	rc = ac_stack_error(atomic_load(&svc->stack));
+	rc = s_check_stack(atomic_load(&svc->stack));
 	ac_ebr_leave();
 	return rc;
 }

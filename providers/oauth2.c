@@ -695,6 +695,11 @@ static int s_provision_show(const struct s_state *st, const apicred_host *host,
 	}
 	host->json_get(host, resp.body, resp.body_len, "providerCallbackHost", &cb);
 	host->json_get(host, resp.body, resp.body_len, "targetEnvironment", &env);
+	/* The server's words go to a terminal: one line each. */
+	if (cb && APICRED_HOST_HAS(host, safe_text))
+		host->safe_text(host, cb, strlen(cb), cb, strlen(cb) + 1);
+	if (env && APICRED_HOST_HAS(host, safe_text))
+		host->safe_text(host, env, strlen(env), env, strlen(env) + 1);
 	if (asprintf(report, "API user: %s\nproviderCallbackHost: %s\ntargetEnvironment: %s\n",
 	             id, cb ? cb : "(none)", env ? env : "(none)") < 0) {
 		*report = NULL;
@@ -729,6 +734,9 @@ static int s_provision(void *state, const apicred_host *host, unsigned flags,
 	if (!st->callback_host)
 		return host->error(host, APICRED_ERR_CONFIG,
 		                   "callback_host is required to create a MoMo API user");
+	if (!APICRED_HOST_HAS(host, secret_store_all))
+		return host->error(host, APICRED_ERR_UNSUPPORTED,
+		                   "this libapicred cannot store two secrets together: update it");
 
 	/* Refuse before creating anything remotely: an orphan API user helps
 	 * nobody. secret_store checks again, atomically. */
@@ -787,10 +795,17 @@ static int s_provision(void *state, const apicred_host *host, unsigned flags,
 		goto out;
 	}
 
-	int force = (flags & APICRED_PROVISION_FORCE) != 0;
-	if ((rc = host->secret_store(host, "client_id", id, strlen(id), force)) ||
-	    (rc = host->secret_store(host, "client_secret", key, strlen(key), force)))
-		goto out;
+	/* Both or neither: a user without its key is useless and would block
+	 * a rerun. */
+	{
+		static const char *const keys[] = { "client_id", "client_secret" };
+		const char *values[] = { id, key };
+		size_t lens[] = { strlen(id), strlen(key) };
+
+		if ((rc = host->secret_store_all(host, 2, keys, values, lens,
+		                                 (flags & APICRED_PROVISION_FORCE) != 0)))
+			goto out;
+	}
 	if (asprintf(report, "created API user %s (providerCallbackHost %s) and its API key; "
 	             "stored them where client_id and client_secret point\n",
 	             id, st->callback_host) < 0) {

@@ -28,6 +28,7 @@
 #include <string.h>
 #include <strings.h>
 #include <syslog.h>
+#include <sys/prctl.h>
 
 #include <curl/curl.h>
 #include <jansson.h>
@@ -715,20 +716,23 @@ static int s_no_options(const char *cmd, int argc, char **argv, int *done)
 static int s_cmd_check(int argc, char **argv)
 {
 	apicred_ctx *ctx;
-	int done, ret = s_no_options("check", argc, argv, &done), failed = 0;
+	int done, ret = s_no_options("check", argc, argv, &done), failed = 0, rc;
 	size_t n;
 
 	if (done)
 		return ret;
 	if (s_open(&ctx) != APICRED_OK)
 		return EXIT_FAILURE;
-	s_log_show(NULL, 1); /* e.g. a file name that is no service name */
+	/* All services: conf.d itself too (missing, empty, a bad file name). */
+	if (optind < argc) {
+		s_log_show(NULL, 1);
+	} else if ((rc = apicred_check(ctx, NULL)) != APICRED_OK) {
+		failed = 1;
+		s_fail(NULL, rc);
+	}
 	n = optind < argc ? (size_t)(argc - optind) : apicred_service_count(ctx);
-	if (n == 0)
-		fprintf(stderr, "apicred: no services configured\n");
 	for (size_t i = 0; i < n; i++) {
 		const char *svc = optind < argc ? argv[optind + i] : apicred_service_name(ctx, i);
-		int rc;
 
 		if (!svc)
 			continue;
@@ -901,6 +905,9 @@ int main(int argc, char **argv)
 	};
 	int c, ret;
 
+	/* It holds and prints credentials: no core dump, no ptrace by others
+	 * of the same user, no /proc/PID/mem or environ. */
+	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 	opterr = 0;
 	/* '+': stop at the command; its own options are parsed after it. */
 	while ((c = getopt_long(argc, argv, "+:c:m:vhV", lopts, NULL)) != -1) {

@@ -189,7 +189,28 @@ struct apicred_host {
 	const char *service; /* service name */
 	int layer;           /* 1-based position in the stack */
 	/* size 1 ends here */
+
+	/* Fields below were appended later: test APICRED_HOST_HAS(h, field)
+	 * before using one. */
+
+	/* Untrusted text (a server's) made safe to show: control characters
+	 * (CR, LF, ESC, ...) become '?', at most cap - 1 bytes, ending "..."
+	 * when cut; returns the length written. error() and log() already do
+	 * this to every message; use it for text that goes elsewhere (a
+	 * provisioning report). */
+	size_t (*safe_text)(const apicred_host *h, const char *in, size_t len,
+	                    char *out, size_t cap);
+	/* Stores n secrets together, like secret_store: all are written and
+	 * flushed to temporary files first, then renamed into place; if any
+	 * step fails, none is changed (renamed ones are put back) and the
+	 * temporary files are gone. APICRED_ERR_EXISTS unless force. */
+	int (*secret_store_all)(const apicred_host *h, size_t n, const char *const *keys,
+	                        const char *const *values, const size_t *lens, int force);
 };
+
+/* Whether a host (of whatever core loaded the provider) has a field. */
+#define APICRED_HOST_HAS(h, field) \
+	((h)->size >= offsetof(struct apicred_host, field) + sizeof((h)->field))
 
 /* ---- sessions ---------------------------------------------------------- */
 

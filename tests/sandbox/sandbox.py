@@ -76,8 +76,9 @@ ANY_KEYS = {"expires_in"}                         # null = omit it
 
 GENERIC_FAULTS = {"500", "429", "503", "badjson", "huge", "invalid_scope",
                   "invalid_client", "forbidden_empty", "login_failed",
-                  "close", "tcx_fault"}
-MODIFIER_FAULTS = {"no_expires", "expires_str", "expires_zero", "crlf"}
+                  "close", "tcx_fault", "crlf_error"}
+MODIFIER_FAULTS = {"no_expires", "expires_str", "expires_zero", "crlf",
+                   "crlf_type"}
 FAULTS = GENERIC_FAULTS | MODIFIER_FAULTS | {"slow"}
 
 VDMS_SCOPES = ("ec.rules", "ec.purge", "ec.analytics")
@@ -420,6 +421,11 @@ def fault_response(kind, arg):
         return Resp(500, {"error": "login_failed"})
     if kind == "tcx_fault":
         return tcx_fail("105002", "TCXERX", "Server Fault")
+    if kind == "crlf_error":
+        # A hostile server's error text: forged log lines, terminal escapes.
+        return Resp(int(arg or 400), {"error": "invalid_request\r\nX-Forged: 1",
+                          "error_description": "\x1b[2Jcleared\nforged line",
+                          "code": "BAD\r\nX-Forged: 2"})
     raise ValueError(kind)
 
 
@@ -438,6 +444,8 @@ def modify(resp, kind):
             b["expires_in"] = "120"
         elif kind == "expires_zero" and "access_token" in b:
             b["expires_in"] = 0
+        elif kind == "crlf_type" and "access_token" in b:
+            b["token_type"] = "mac\r\nX-Forged: 3"
         elif kind == "crlf":
             for k in ("access_token", "auth_token", "token", "apiKey"):
                 if isinstance(b.get(k), str):
@@ -1001,6 +1009,12 @@ def h_ctl(req):
                     raise ValueError
             except ValueError:
                 return Resp(400, {"error": "slow needs 0 <= arg <= 120"})
+        if kind == "crlf_error":
+            try:
+                if not 200 <= int(arg or "400") <= 599:
+                    raise ValueError
+            except ValueError:
+                return Resp(400, {"error": "crlf_error needs 200 <= arg <= 599"})
         STATE.set_fault(ep, kind, times, arg)
         return Resp(200, {"ok": True})
     if op == "set":
