@@ -119,8 +119,11 @@ int apicred_reload(apicred_ctx *ctx);
 size_t apicred_service_count(const apicred_ctx *ctx);
 const char *apicred_service_name(const apicred_ctx *ctx, size_t index);
 
-/* APICRED_OK when the service loaded; otherwise the code, with the reason
- * (file:line, provider path, ...) in apicred_errmsg(). */
+/* Everything apicred_get does for service but the network (files,
+ * providers, every secret, header values, no plain http:// endpoint):
+ * APICRED_OK, or the code with the reason (file:line, provider path, ...)
+ * in apicred_errmsg(). With service NULL, checks conf.d itself: it exists,
+ * holds a service, and no .conf file whose name is no service name. */
 int apicred_check(apicred_ctx *ctx, const char *service);
 
 /* The service file's description, or NULL. Valid until the service is

@@ -197,7 +197,7 @@ struct apicred_host {
 	 * (CR, LF, ESC, ...) become '?', at most cap - 1 bytes, ending "..."
 	 * when cut; returns the length written. error() and log() already do
 	 * this to every message; use it for text that goes elsewhere (a
-	 * provisioning report). */
+	 * provisioning report). out may be in. */
 	size_t (*safe_text)(const apicred_host *h, const char *in, size_t len,
 	                    char *out, size_t cap);
 	/* Stores n secrets together, like secret_store: all are written and

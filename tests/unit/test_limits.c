@@ -1,17 +1,22 @@
 /*
  * test_limits.c - numbers from files are range-checked when they are read
  * (issue 8, item 9): a value that is out of range, or whose milliseconds
- * would overflow, is refused with file:line instead of wrapping around.
+ * would overflow, is refused with file:line instead of wrapping around;
+ * jansson's copies of secrets are wiped when freed (item 12).
  */
 #include "config.h"
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
+#include <jansson.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "fixture.h"
 
@@ -107,12 +112,57 @@ static void test_layer_out_of_range(void **state)
 	assert_int_equal(fx_get(f, "fine"), APICRED_OK);
 }
 
+static void *s_app_malloc(size_t n) { return malloc(n); }
+static void s_app_free(void *p) { free(p); }
+
+/* In a child (jansson's functions are per process): opens a context,
+ * after the application gave jansson its own allocator or not; exits 0
+ * when jansson frees through a function that is not plain free() (the
+ * library's wiping one), 1 when through plain free(), 2 through the
+ * application's, 3 on another failure. */
+static int s_child_free_fn(fx *f, bool app_allocator)
+{
+	pid_t pid = fork();
+	int status;
+
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		json_malloc_t m;
+		json_free_t fr;
+		json_t *j;
+		apicred_ctx *ctx = NULL;
+
+		if (app_allocator)
+			json_set_alloc_funcs(s_app_malloc, s_app_free);
+		if (apicred_open(&ctx, f->conf, APICRED_OPEN_NO_BACKGROUND) != APICRED_OK)
+			_exit(3);
+		json_get_alloc_funcs(&m, &fr);
+		/* Whatever it is, it frees what jansson allocated before. */
+		j = json_string("sb-secret-in-json");
+		json_decref(j);
+		apicred_close(ctx);
+		_exit(fr == s_app_free ? 2 : fr == free ? 1 : 0);
+	}
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	return WEXITSTATUS(status);
+}
+
+static void test_jansson_wipes(void **state)
+{
+	fx *f = *state;
+
+	assert_int_equal(s_child_free_fn(f, false), 0);
+	assert_int_equal(s_child_free_fn(f, true), 2); /* the application's choice */
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
 		T(test_global_out_of_range),
 		T(test_layer_out_of_range),
+		T(test_jansson_wipes),
 #undef T
 	};
 
