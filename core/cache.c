@@ -294,6 +294,7 @@ static void s_refresh(struct ac_layer *L)
 	struct ac_ctx *ctx = L->stack->ctx;
 	struct ac_session *prev, *s = NULL;
 	int64_t retry_after = 0;
+	bool began;
 	int rc;
 
 	pthread_mutex_lock(&L->mu);
@@ -307,9 +308,9 @@ static void s_refresh(struct ac_layer *L)
 	atomic_store(&L->quiet_until_ms, INT64_MAX);
 	pthread_mutex_unlock(&L->mu);
 
-	ac_deadline_set(ctx->http.deadline_ms);
+	began = ac_deadline_begin(ctx->http.deadline_ms);
 	rc = s_fetch_once(L, prev ? prev->data : NULL, &s, &retry_after);
-	ac_deadline_set(0);
+	ac_deadline_end(began);
 
 	pthread_mutex_lock(&L->mu);
 	s_publish_inlock(L, rc, s, retry_after);
@@ -329,11 +330,11 @@ static int s_fetch_cold(struct ac_layer *L, const void *prev, struct ac_session 
                         int64_t *retry_after)
 {
 	struct ac_ctx *ctx = L->stack->ctx;
-	bool late = false;
+	bool late = false, began;
 	int rc;
 
 	/* One deadline for all the attempts, not attempts x http.timeout. */
-	ac_deadline_set(ctx->http.deadline_ms);
+	began = ac_deadline_begin(ctx->http.deadline_ms);
 	for (int attempt = 0;; attempt++) {
 		rc = s_fetch_once(L, prev, out, retry_after);
 		if (rc == APICRED_OK || !s_retryable(rc) || attempt >= ctx->http.retries)
@@ -347,9 +348,9 @@ static int s_fetch_cold(struct ac_layer *L, const void *prev, struct ac_session 
 		       L->index + 1, L->provider, (long long)wait);
 		s_sleep_ms(wait);
 	}
-	if (rc != APICRED_OK)
+	if (rc != APICRED_OK && began)
 		rc = ac_deadline_error(L, rc, late);
-	ac_deadline_set(0);
+	ac_deadline_end(began);
 	return rc;
 }
 

@@ -67,10 +67,19 @@ int64_t ac_real_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-void ac_deadline_set(int64_t len_ms)
+bool ac_deadline_begin(int64_t len_ms)
 {
+	if (s_deadline_ms) /* a fetch inside a fetch (a layer above): one deadline */
+		return false;
 	s_deadline_len_ms = len_ms;
-	s_deadline_ms = len_ms > 0 ? ac_real_ms() + len_ms : 0;
+	s_deadline_ms = ac_real_ms() + len_ms;
+	return true;
+}
+
+void ac_deadline_end(bool began)
+{
+	if (began)
+		s_deadline_ms = 0;
 }
 
 int64_t ac_deadline_left(void)
@@ -82,6 +91,8 @@ int ac_deadline_error(struct ac_layer *L, int code, bool late)
 {
 	if (!s_deadline_ms || (!late && ac_deadline_left() > 0))
 		return code;
+	if (strstr(apicred_errmsg(), "http.deadline")) /* said so already */
+		return APICRED_ERR_HTTP;
 	return ac_layer_error(L, APICRED_ERR_HTTP, "%s (gave up: http.deadline of %lld ms "
 	                      "reached)", apicred_errmsg(), (long long)s_deadline_len_ms);
 }

@@ -304,10 +304,13 @@ char *ac_url_redact(const char *url); /* scheme://host[:port]/path without query
  * insecure_http; else the error, detail set. */
 int ac_url_allowed(struct ac_layer *L, const char *url);
 void ac_http_global_init(void);
-/* One total deadline for a cold fetch, all attempts (http.deadline): set
- * on the fetching thread (0: none); requests get only what is left. */
+/* One total deadline for a cold fetch, all attempts (http.deadline), on
+ * the fetching thread; requests get only what is left. A fetch started
+ * within one (for a layer above) shares it: begin returns whether it
+ * started one, to give to end. */
 int64_t ac_real_ms(void);
-void ac_deadline_set(int64_t len_ms);
+bool ac_deadline_begin(int64_t len_ms);
+void ac_deadline_end(bool began);
 int64_t ac_deadline_left(void); /* ms; INT64_MAX without a deadline */
 /* code, or APICRED_ERR_HTTP naming the deadline once it has passed (or
  * when late: the next attempt would pass it). */
