@@ -320,6 +320,9 @@ int ac_deadline_error(struct ac_layer *L, int code, bool late);
 
 int ac_secret_resolve(struct ac_layer *L, const char *key, const char *ref,
                       char **value, size_t *len);
+/* Resolves and drops a secret, for apicred_check: no watch is added to a
+ * stack that other threads may be reading. */
+int ac_secret_check(struct ac_layer *L, const char *key, const char *ref);
 int ac_secret_store(struct ac_layer *L, const char *key, const char *value,
                     size_t len, int force);
 int ac_secret_store_all(struct ac_layer *L, size_t n, const char *const *keys,

@@ -92,8 +92,8 @@ int ac_read_file(const char *path, size_t max, char **data, size_t *len,
 	return APICRED_OK;
 }
 
-int ac_secret_resolve(struct ac_layer *L, const char *key, const char *ref,
-                      char **value, size_t *len)
+static int s_resolve(struct ac_layer *L, const char *key, const char *ref, char **value,
+                     size_t *len, bool watch)
 {
 	struct ac_ctx *ctx = L->stack->ctx;
 	char what[160];
@@ -106,7 +106,8 @@ int ac_secret_resolve(struct ac_layer *L, const char *key, const char *ref,
 		char *path;
 		if ((rc = ac_path_resolve(ctx, ref + 5, &path)) != APICRED_OK)
 			return rc;
-		ac_watch_add(L->stack, path); /* a rotated secret re-creates the layer */
+		if (watch) /* a rotated secret re-creates the layer */
+			ac_watch_add(L->stack, path);
 		rc = ac_read_file(path, S_SECRET_MAX, value, len, true, what);
 		free(path);
 		if (rc != APICRED_OK)
@@ -135,6 +136,23 @@ int ac_secret_resolve(struct ac_layer *L, const char *key, const char *ref,
 	if (!*value)
 		return ac_layer_error(L, APICRED_ERR_NOMEM, "out of memory");
 	return APICRED_OK;
+}
+
+int ac_secret_resolve(struct ac_layer *L, const char *key, const char *ref,
+                      char **value, size_t *len)
+{
+	return s_resolve(L, key, ref, value, len, true);
+}
+
+int ac_secret_check(struct ac_layer *L, const char *key, const char *ref)
+{
+	char *v;
+	size_t len;
+	int rc = s_resolve(L, key, ref, &v, &len, false);
+
+	if (rc == APICRED_OK)
+		ac_secret_free(v, len);
+	return rc;
 }
 
 /* One secret on its way to the file a file: reference names. */

@@ -306,14 +306,10 @@ static int s_check_layer(struct ac_layer *L, const char *url)
 
 	for (const apicred_schema *e = schema; e && e->name; e++) {
 		const char *ref;
-		char *v;
-		size_t len;
-		if (!(e->flags & APICRED_F_SECRET) ||
-		    !config_setting_lookup_string(L->cfg, e->name, &ref))
-			continue;
-		if ((rc = ac_secret_resolve(L, e->name, ref, &v, &len)) != APICRED_OK)
+		if ((e->flags & APICRED_F_SECRET) &&
+		    config_setting_lookup_string(L->cfg, e->name, &ref) &&
+		    (rc = ac_secret_check(L, e->name, ref)) != APICRED_OK)
 			return rc;
-		ac_secret_free(v, len);
 	}
 	for (int i = 0; i < n; i++) {
 		const config_setting_t *s = config_setting_get_elem(L->cfg, (unsigned)i);
