@@ -183,6 +183,12 @@ else
 	# shellcheck disable=SC2086
 	$NOCAPS sleep 5 &
 	other=$!
+	# Its capabilities drop when setpriv execs sleep: wait for that exec.
+	i=0
+	while [ "$(cat "/proc/$other/comm" 2>/dev/null)" != sleep ] && [ "$i" -lt 100 ]; do
+		sleep 0.05
+		i=$((i + 1))
+	done
 	ok "non-dumpable: another such process can be read" can_read "$other"
 	kill "$other" 2>/dev/null || :
 	wait "$pid" "$other" 2>/dev/null || :
