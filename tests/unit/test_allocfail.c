@@ -34,8 +34,10 @@
 
 /* ---- the counting allocator ---------------------------------------------- */
 
-/* Exported, so that they interpose for every library of the process. */
-#define S_EXPORT __attribute__((visibility("default")))
+/* Exported, so that they interpose for every library of the process; not
+ * instrumented, since a sanitizer's runtime calls them before it is ready. */
+#define S_RAW __attribute__((no_sanitize("address", "undefined", "thread")))
+#define S_EXPORT __attribute__((visibility("default"))) S_RAW
 
 static void *(*s_real_malloc)(size_t);
 static void *(*s_real_calloc)(size_t, size_t);
@@ -52,7 +54,7 @@ static const void *s_failed_caller;
 static _Alignas(16) char s_boot[4096];
 static size_t s_boot_used;
 
-static void *s_boot_alloc(size_t n)
+S_RAW static void *s_boot_alloc(size_t n)
 {
 	void *p;
 
@@ -64,12 +66,12 @@ static void *s_boot_alloc(size_t n)
 	return p;
 }
 
-static bool s_is_boot(const void *p)
+S_RAW static bool s_is_boot(const void *p)
 {
 	return (const char *)p >= s_boot && (const char *)p < s_boot + sizeof(s_boot);
 }
 
-static void s_resolve(void)
+S_RAW static void s_resolve(void)
 {
 	static _Thread_local bool busy;
 
@@ -88,7 +90,7 @@ static void s_resolve(void)
  * library, which apicred cannot prevent. Allocations made by libconfig's
  * code, directly or through the C library, are counted but never failed;
  * their turn passes to the next one. */
-static bool s_exempt(void)
+S_RAW static bool s_exempt(void)
 {
 	void *bt[8];
 	int n = backtrace(bt, 8);
@@ -102,7 +104,7 @@ static bool s_exempt(void)
 }
 
 /* True if this allocation (made from caller) must fail. */
-static bool s_fail_now(const void *caller)
+S_RAW static bool s_fail_now(const void *caller)
 {
 	long n;
 
