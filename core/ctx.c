@@ -36,6 +36,24 @@ static void s_atfork(void)
 	pthread_atfork(ac_ebr_prefork, ac_ebr_postfork_parent, s_child);
 }
 
+/* Fetches in flight belonged to threads that do not exist here: their
+ * locks and the waiters counted in their condition variables are reset. */
+static void s_stack_after_fork(struct ac_stack *st)
+{
+	for (size_t k = 0; k < st->nlayers; k++) {
+		pthread_mutex_init(&st->layers[k].mu, NULL);
+		pthread_cond_init(&st->layers[k].cv, NULL);
+		st->layers[k].fetching = false;
+		atomic_store(&st->layers[k].quiet_until_ms, 0);
+	}
+}
+
+static void s_retired_after_fork(struct ac_ebr_node *n)
+{
+	/* Retired stacks too: freeing one destroys its condition variables. */
+	s_stack_after_fork((struct ac_stack *)((char *)n - offsetof(struct ac_stack, ebr)));
+}
+
 void ac_fork_check(struct ac_ctx *ctx)
 {
 	unsigned long gen = atomic_load_explicit(&s_fork_gen, memory_order_relaxed);
@@ -45,17 +63,11 @@ void ac_fork_check(struct ac_ctx *ctx)
 	ctx->bg.fork_gen = gen;
 	ac_bg_after_fork(ctx);
 	pthread_mutex_init(&ctx->modules_mu, NULL);
-	/* Fetches in flight belonged to threads that do not exist here. */
 	for (size_t i = 0; i < ctx->nservices; i++) {
-		struct ac_stack *st = atomic_load(&ctx->services[i].stack);
 		pthread_mutex_init(&ctx->services[i].reload_mu, NULL);
-		for (size_t k = 0; k < st->nlayers; k++) {
-			pthread_mutex_init(&st->layers[k].mu, NULL);
-			pthread_cond_init(&st->layers[k].cv, NULL);
-			st->layers[k].fetching = false;
-			atomic_store(&st->layers[k].quiet_until_ms, 0);
-		}
+		s_stack_after_fork(atomic_load(&ctx->services[i].stack));
 	}
+	ac_ebr_each(ctx, s_retired_after_fork);
 }
 
 /* ---- clocks and random --------------------------------------------------- */
@@ -541,6 +553,7 @@ API void apicred_close(apicred_ctx *c)
 	if (!c)
 		return;
 	ctx = &c->c;
+	ac_fork_check(ctx); /* a child's close must not wait for its parent's threads */
 	ac_bg_stop(ctx);
 	for (size_t i = 0; i < ctx->nservices; i++) {
 		struct ac_service *svc = &ctx->services[i];

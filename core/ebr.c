@@ -174,6 +174,15 @@ void ac_ebr_drain(void *owner)
 	s_free_list(done);
 }
 
+void ac_ebr_each(void *owner, void (*fn)(struct ac_ebr_node *))
+{
+	pthread_mutex_lock(&gl.mu);
+	for (struct ac_ebr_node *n = gl.retired; n; n = n->next)
+		if (n->owner == owner)
+			fn(n);
+	pthread_mutex_unlock(&gl.mu);
+}
+
 /* ---- fork ------------------------------------------------------------------
  * gl.mu is held across fork() so the retired list is whole in the child.
  * Only the forking thread exists there: every other slot is released, or a

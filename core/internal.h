@@ -70,6 +70,7 @@ uint64_t ac_ebr_safe(void);
 void ac_ebr_retire(struct ac_ebr_node *n, void *owner, void (*fn)(struct ac_ebr_node *));
 void ac_ebr_collect(void);      /* frees what is safe; call with no lock held */
 void ac_ebr_drain(void *owner); /* frees owner's objects; no reader may exist */
+void ac_ebr_each(void *owner, void (*fn)(struct ac_ebr_node *)); /* retired, not freed */
 void ac_ebr_prefork(void);
 void ac_ebr_postfork_parent(void);
 void ac_ebr_postfork_child(void);

@@ -335,6 +335,12 @@ static int s_reap(pid_t pid)
 			return WIFEXITED(status) ? WEXITSTATUS(status) : 100 + WTERMSIG(status);
 		usleep(10000);
 	}
+	if (getenv("APICRED_FORK_DEBUG")) { /* show where it is stuck */
+		char cmd[128];
+		snprintf(cmd, sizeof(cmd), "gdb -p %d -batch -ex 'thread apply all bt' >&2", (int)pid);
+		if (system(cmd) != 0)
+			fprintf(stderr, "gdb failed\n");
+	}
 	kill(pid, SIGKILL);
 	waitpid(pid, &status, 0);
 	return -1; /* deadlocked */
