@@ -40,7 +40,7 @@ static void s_atfork(void)
  * locks and the waiters counted in their condition variables are reset. */
 static void s_stack_after_fork(struct ac_stack *st)
 {
-	for (size_t k = 0; k < st->nlayers; k++) {
+	for (size_t k = 0; st && k < st->nlayers; k++) {
 		pthread_mutex_init(&st->layers[k].mu, NULL);
 		pthread_cond_init(&st->layers[k].cv, NULL);
 		st->layers[k].fetching = false;
