@@ -5,6 +5,8 @@
 #   ./run.sh demo              build, then tools/demo.sh against the local sandbox
 #   ./run.sh test              build, then `make check` (exit status = the suite's)
 #   ./run.sh test-sanitizers   the same with ASan + UBSan, built in _build-san
+#   ./run.sh test-tsan         the threaded unit tests (reload/fork hammer, cache,
+#                              get) under ThreadSanitizer, built in _build-tsan
 #   ./run.sh bench             build, then `make bench`
 #   ./run.sh build             build only
 #
@@ -58,12 +60,17 @@ builddir() {
 	if [ -f "$SRCDIR/config.status" ]; then echo .; else echo _build; fi
 }
 
-# check DIR: make check; on failure show the failed tests' logs.
+# check DIR [TESTS]: make check (of TESTS only, if given); on failure show
+# the failed tests' logs.
 check() {
 	dir=$1
 	rm -f "$dir/test-suite.log"
 	rc=0
-	make -C "$dir" -j"$JOBS" check || rc=$?
+	if [ -n "${2:-}" ]; then
+		make -C "$dir" -j"$JOBS" check TESTS="$2" || rc=$?
+	else
+		make -C "$dir" -j"$JOBS" check || rc=$?
+	fi
 	if [ "$rc" != 0 ] && [ -f "$dir/test-suite.log" ]; then
 		say "failures (from $dir/test-suite.log):"
 		cat "$dir/test-suite.log" >&2
@@ -94,6 +101,15 @@ test-sanitizers)
 	build _build-san --enable-sanitizers
 	check _build-san
 	;;
+test-tsan)
+	deps
+	if [ -f "$SRCDIR/config.status" ]; then
+		say "the source tree is configured in-tree; run 'make distclean' there first"
+		exit 1
+	fi
+	build _build-tsan --enable-sanitizers=thread
+	check _build-tsan "tests/unit/test_reclaim tests/unit/test_cache tests/unit/test_get"
+	;;
 bench)
 	deps
 	dir=$(builddir)
@@ -105,7 +121,7 @@ build)
 	build "$(builddir)"
 	;;
 *)
-	sed -n '2,13s/^# \{0,1\}//p' "$0" >&2
+	sed -n '2,15s/^# \{0,1\}//p' "$0" >&2
 	exit 2
 	;;
 esac

@@ -39,22 +39,63 @@ void ac_layer_cache_init(struct ac_layer *L)
 	atomic_init(&L->quiet_until_ms, 0);
 }
 
-static void s_session_free(void *p)
+/*
+ * Lifetime of sessions. A replaced session goes to its own layer's dead
+ * list, never to the global EBR list, and only two parties ever free one:
+ *  - s_collect, run by a thread inside a read section that reached the
+ *    layer through its stack: the stack cannot be freed before that thread
+ *    leaves, so L->mod and L->state are alive while it frees;
+ *  - ac_layer_cache_fini, when the stack itself is freed: no reader is left,
+ *    and it frees the dead list and the current session before the
+ *    provider's fini runs (ac_stack_free).
+ * So no session outlives its layer's state, whatever the order of reloads
+ * and fetches. Both free after unlocking L->mu: destructors never run under
+ * the layer's lock.
+ */
+static void s_session_free(struct ac_layer *L, struct ac_session *s)
 {
-	struct ac_session *s = p;
-	struct ac_layer *L = s->layer;
-
 	L->mod->vt.session_free(L->state, s->data);
 	free(s);
+}
+
+static void s_free_chain(struct ac_layer *L, struct ac_session *s)
+{
+	while (s) {
+		struct ac_session *next = s->dead_next;
+		s_session_free(L, s);
+		s = next;
+	}
+}
+
+/* Frees the dead sessions no reader can still hold; caller in a read section. */
+static void s_collect(struct ac_layer *L)
+{
+	struct ac_session *done = NULL, **pp;
+	uint64_t safe;
+
+	pthread_mutex_lock(&L->mu);
+	safe = ac_ebr_safe(); /* after every tag in the list was taken */
+	for (pp = &L->dead; *pp;) {
+		struct ac_session *s = *pp;
+		if (s->tag < safe) {
+			*pp = s->dead_next;
+			s->dead_next = done;
+			done = s;
+		} else {
+			pp = &s->dead_next;
+		}
+	}
+	pthread_mutex_unlock(&L->mu);
+	s_free_chain(L, done);
 }
 
 void ac_layer_cache_fini(struct ac_layer *L)
 {
 	struct ac_session *s = atomic_load(&L->session);
 
-	ac_ebr_drain(L); /* sessions this layer replaced, waiting for readers */
+	s_free_chain(L, L->dead);
 	if (s)
-		s_session_free(s);
+		s_session_free(L, s);
 	free(L->last_msg);
 	pthread_cond_destroy(&L->cv);
 	pthread_mutex_destroy(&L->mu);
@@ -139,8 +180,11 @@ static void s_publish_inlock(struct ac_layer *L, int rc, struct ac_session *s,
 	if (rc == APICRED_OK) {
 		s->gen = ++L->gen;
 		old = atomic_exchange_explicit(&L->session, s, memory_order_acq_rel);
-		if (old) /* owned by the layer: freed before the layer's state */
-			ac_ebr_retire(L, old, s_session_free);
+		if (old) { /* retired here, freed by s_collect after unlocking */
+			old->tag = ac_ebr_advance();
+			old->dead_next = L->dead;
+			L->dead = old;
+		}
 		L->failures = 0;
 		L->retry_at_ms = 0;
 		atomic_store(&L->quiet_until_ms, 0);
@@ -320,6 +364,7 @@ static void s_refresh(struct ac_layer *L)
 	if (rc != APICRED_OK && s_retryable(rc) && s_valid(prev, ac_now_mono(ctx)))
 		s_bg_enqueue(L, L->retry_at_ms);
 	pthread_mutex_unlock(&L->mu);
+	s_collect(L);
 }
 
 /* ---- the caller's path --------------------------------------------------- */
@@ -396,6 +441,7 @@ static int s_session_slow(struct ac_layer *L, struct ac_session **out)
 	pthread_mutex_lock(&L->mu);
 	s_publish_inlock(L, rc, fresh, retry_after);
 	pthread_mutex_unlock(&L->mu);
+	s_collect(L);
 	*out = fresh;
 	return rc;
 }

@@ -298,10 +298,11 @@ static int s_parse_service(struct ac_stack *st)
 	if (config_setting_length(s) > AC_MAX_LAYERS)
 		return s_fail(st, APICRED_ERR_CONFIG, s, "'stack' has more than %d layers",
 		              AC_MAX_LAYERS);
-	st->nlayers = (size_t)config_setting_length(s);
-	st->layers = calloc(st->nlayers, sizeof(*st->layers));
+	/* nlayers only once the array exists: every walk of the layers trusts it. */
+	st->layers = calloc((size_t)config_setting_length(s), sizeof(*st->layers));
 	if (!st->layers)
 		return s_fail(st, APICRED_ERR_NOMEM, s, "out of memory");
+	st->nlayers = (size_t)config_setting_length(s);
 	for (size_t i = 0; i < st->nlayers; i++) {
 		struct ac_layer *L = &st->layers[i];
 		L->stack = st;

@@ -27,12 +27,31 @@ static pthread_once_t s_atfork_once = PTHREAD_ONCE_INIT;
 
 static void s_child(void)
 {
+	ac_ebr_postfork_child();
 	atomic_fetch_add(&s_fork_gen, 1);
 }
 
 static void s_atfork(void)
 {
-	pthread_atfork(NULL, NULL, s_child);
+	pthread_atfork(ac_ebr_prefork, ac_ebr_postfork_parent, s_child);
+}
+
+/* Fetches in flight belonged to threads that do not exist here: their
+ * locks and the waiters counted in their condition variables are reset. */
+static void s_stack_after_fork(struct ac_stack *st)
+{
+	for (size_t k = 0; st && k < st->nlayers; k++) {
+		pthread_mutex_init(&st->layers[k].mu, NULL);
+		pthread_cond_init(&st->layers[k].cv, NULL);
+		st->layers[k].fetching = false;
+		atomic_store(&st->layers[k].quiet_until_ms, 0);
+	}
+}
+
+static void s_retired_after_fork(struct ac_ebr_node *n)
+{
+	/* Retired stacks too: freeing one destroys its condition variables. */
+	s_stack_after_fork((struct ac_stack *)((char *)n - offsetof(struct ac_stack, ebr)));
 }
 
 void ac_fork_check(struct ac_ctx *ctx)
@@ -43,17 +62,12 @@ void ac_fork_check(struct ac_ctx *ctx)
 		return;
 	ctx->bg.fork_gen = gen;
 	ac_bg_after_fork(ctx);
-	/* Fetches in flight belonged to threads that do not exist here. */
+	pthread_mutex_init(&ctx->modules_mu, NULL);
 	for (size_t i = 0; i < ctx->nservices; i++) {
-		struct ac_stack *st = atomic_load(&ctx->services[i].stack);
 		pthread_mutex_init(&ctx->services[i].reload_mu, NULL);
-		for (size_t k = 0; k < st->nlayers; k++) {
-			pthread_mutex_init(&st->layers[k].mu, NULL);
-			pthread_cond_init(&st->layers[k].cv, NULL);
-			st->layers[k].fetching = false;
-			atomic_store(&st->layers[k].quiet_until_ms, 0);
-		}
+		s_stack_after_fork(atomic_load(&ctx->services[i].stack));
 	}
+	ac_ebr_each(ctx, s_retired_after_fork);
 }
 
 /* ---- clocks and random --------------------------------------------------- */
@@ -277,6 +291,31 @@ static void s_scan_problem(struct ac_ctx *ctx, int code, const char *fmt, ...)
 	ctx->scan_code = code;
 }
 
+/* Publishes st's description, keeping every earlier text until close. */
+static void s_describe_inlock(struct ac_service *svc, const struct ac_stack *st)
+{
+	const char *cur = atomic_load(&svc->desc);
+	struct ac_desc *d;
+	size_t len;
+
+	if (!st->description) {
+		atomic_store(&svc->desc, NULL);
+		return;
+	}
+	if (cur && strcmp(cur, st->description) == 0)
+		return;
+	len = strlen(st->description);
+	d = malloc(sizeof(*d) + len + 1);
+	if (!d) {
+		atomic_store(&svc->desc, NULL);
+		return;
+	}
+	memcpy(d->text, st->description, len + 1);
+	d->next = svc->descs;
+	svc->descs = d;
+	atomic_store(&svc->desc, d->text);
+}
+
 static int s_scan(struct ac_ctx *ctx)
 {
 	char *dir;
@@ -346,6 +385,7 @@ static int s_scan(struct ac_ctx *ctx)
 		st = ac_stack_load(ctx, svc);
 		if (!st)
 			return ac_error(APICRED_ERR_NOMEM, "out of memory");
+		s_describe_inlock(svc, st);
 		atomic_init(&svc->stack, st);
 		atomic_init(&svc->next_check_ms, ac_now_mono(ctx) + ctx->check_interval_ms);
 	}
@@ -397,17 +437,24 @@ void ac_service_maybe_reload(struct ac_ctx *ctx, struct ac_service *svc, bool fo
 	}
 	st = ac_stack_load(ctx, svc);
 	if (st) {
+		s_describe_inlock(svc, st);
 		atomic_store_explicit(&svc->stack, st, memory_order_release);
 		ac_stack_retire(ctx, old);
 		ac_log(ctx, LOG_INFO, svc->name, "configuration reloaded (a file changed)");
 	}
 	pthread_mutex_unlock(&svc->reload_mu);
+	ac_ebr_collect(); /* the old stack's fini runs under no lock of ours */
+}
+
+static void s_stack_reclaim(struct ac_ebr_node *n)
+{
+	ac_stack_free((char *)n - offsetof(struct ac_stack, ebr));
 }
 
 void ac_stack_retire(struct ac_ctx *ctx, struct ac_stack *st)
 {
 	ac_bg_dequeue_stack(ctx, st);
-	ac_ebr_retire(ctx, st, ac_stack_free);
+	ac_ebr_retire(&st->ebr, ctx, s_stack_reclaim);
 }
 
 /* ---- the public functions ------------------------------------------------ */
@@ -506,10 +553,16 @@ API void apicred_close(apicred_ctx *c)
 	if (!c)
 		return;
 	ctx = &c->c;
+	ac_fork_check(ctx); /* a child's close must not wait for its parent's threads */
 	ac_bg_stop(ctx);
 	for (size_t i = 0; i < ctx->nservices; i++) {
 		struct ac_service *svc = &ctx->services[i];
 		ac_stack_free(atomic_load(&svc->stack));
+		while (svc->descs) {
+			struct ac_desc *d = svc->descs;
+			svc->descs = d->next;
+			free(d);
+		}
 		pthread_mutex_destroy(&svc->reload_mu);
 		free(svc->name);
 		free(svc->path);

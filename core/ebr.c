@@ -4,15 +4,18 @@
  * no shared cache line written on the hot path.
  *
  * Each thread owns a slot (its own cache line) holding the epoch it entered
- * at, or 0 when outside. A writer unpublishes an object, then retires it
- * tagged with the current epoch and advances the epoch; the object is freed
- * once every active slot shows a later epoch. The seq_cst fences on both
- * sides make it impossible for a reader to miss the new pointer while the
- * writer misses the reader's slot.
+ * at, or 0 when outside. A writer unpublishes an object, then tags it with
+ * the current epoch and advances the epoch (ac_ebr_advance); the object may
+ * be freed once every active slot shows a later epoch (tag < ac_ebr_safe()).
+ * The seq_cst fences on both sides make it impossible for a reader to miss
+ * the new pointer while the writer misses the reader's slot.
+ *
+ * Retiring never frees: callers retire while holding their locks and call
+ * ac_ebr_collect after releasing them, so destructors (a provider's fini or
+ * session_free) never run under a lock of ours.
  */
 #include "config.h"
 
-#include <sched.h>
 #include <stdlib.h>
 
 #include "internal.h"
@@ -23,21 +26,13 @@ struct s_slot {
 	struct s_slot *next;
 } __attribute__((aligned(64)));
 
-struct s_retired {
-	struct s_retired *next;
-	void *owner;
-	void *ptr;
-	void (*fn)(void *);
-	uint64_t epoch;
-};
-
 static struct {
 	pthread_once_t once;
 	pthread_key_t key;
 	pthread_mutex_t mu;
 	_Atomic uint64_t epoch;
 	_Atomic(struct s_slot *) slots;
-	struct s_retired *retired;
+	struct ac_ebr_node *retired;
 } gl = { PTHREAD_ONCE_INIT, 0, PTHREAD_MUTEX_INITIALIZER, 1, NULL, NULL };
 
 static _Thread_local struct s_slot *t_slot;
@@ -101,79 +96,115 @@ void ac_ebr_leave(void)
 	atomic_store_explicit(&t_slot->epoch, 0, memory_order_release);
 }
 
-/* Unlinks what can be freed; the caller frees it outside the lock. */
-static struct s_retired *s_collect_inlock(void *owner)
+uint64_t ac_ebr_advance(void)
+{
+	return atomic_fetch_add(&gl.epoch, 1);
+}
+
+uint64_t ac_ebr_safe(void)
 {
 	uint64_t min = UINT64_MAX;
-	struct s_retired *done = NULL, **pp = &gl.retired;
 
-	if (!owner) {
-		atomic_thread_fence(memory_order_seq_cst);
-		for (struct s_slot *s = atomic_load(&gl.slots); s; s = s->next) {
-			uint64_t e = atomic_load_explicit(&s->epoch, memory_order_acquire);
-			if (e && e < min)
-				min = e;
-		}
+	atomic_thread_fence(memory_order_seq_cst);
+	for (struct s_slot *s = atomic_load(&gl.slots); s; s = s->next) {
+		uint64_t e = atomic_load_explicit(&s->epoch, memory_order_acquire);
+		if (e && e < min)
+			min = e;
 	}
+	return min;
+}
+
+void ac_ebr_retire(struct ac_ebr_node *n, void *owner, void (*fn)(struct ac_ebr_node *))
+{
+	n->owner = owner;
+	n->fn = fn;
+	pthread_mutex_lock(&gl.mu);
+	n->tag = ac_ebr_advance();
+	n->next = gl.retired;
+	gl.retired = n;
+	pthread_mutex_unlock(&gl.mu);
+}
+
+/* Unlinks owner's nodes (all of them) or, without owner, those that are
+ * safe; the caller frees them after unlocking. */
+static struct ac_ebr_node *s_unlink_inlock(void *owner)
+{
+	uint64_t safe = owner ? 0 : ac_ebr_safe();
+	struct ac_ebr_node *done = NULL, **pp = &gl.retired;
+
 	while (*pp) {
-		struct s_retired *r = *pp;
-		if (owner ? r->owner == owner : r->epoch < min) {
-			*pp = r->next;
-			r->next = done;
-			done = r;
+		struct ac_ebr_node *n = *pp;
+		if (owner ? n->owner == owner : n->tag < safe) {
+			*pp = n->next;
+			n->next = done;
+			done = n;
 		} else {
-			pp = &r->next;
+			pp = &n->next;
 		}
 	}
 	return done;
 }
 
-static void s_free_list(struct s_retired *r)
+static void s_free_list(struct ac_ebr_node *n)
 {
-	while (r) {
-		struct s_retired *next = r->next;
-		r->fn(r->ptr);
-		free(r);
-		r = next;
+	while (n) {
+		struct ac_ebr_node *next = n->next;
+		n->fn(n);
+		n = next;
 	}
 }
 
-void ac_ebr_retire(void *owner, void *ptr, void (*fn)(void *))
+void ac_ebr_collect(void)
 {
-	struct s_retired *r = malloc(sizeof(*r)), *done;
+	struct ac_ebr_node *done;
 
 	pthread_mutex_lock(&gl.mu);
-	if (r) {
-		*r = (struct s_retired){ gl.retired, owner, ptr, fn,
-		                         atomic_load(&gl.epoch) };
-		gl.retired = r;
-	}
-	atomic_fetch_add(&gl.epoch, 1);
-	done = s_collect_inlock(NULL);
+	done = s_unlink_inlock(NULL);
 	pthread_mutex_unlock(&gl.mu);
 	s_free_list(done);
-	if (!r) {
-		/* Out of memory: wait until no reader is inside, then free. */
-		for (;;) {
-			bool busy = false;
-			atomic_thread_fence(memory_order_seq_cst);
-			for (struct s_slot *s = atomic_load(&gl.slots); s; s = s->next)
-				if (s != t_slot && atomic_load(&s->epoch))
-					busy = true;
-			if (!busy)
-				break;
-			sched_yield();
-		}
-		fn(ptr);
-	}
 }
 
 void ac_ebr_drain(void *owner)
 {
-	struct s_retired *done;
+	struct ac_ebr_node *done;
 
 	pthread_mutex_lock(&gl.mu);
-	done = s_collect_inlock(owner);
+	done = s_unlink_inlock(owner);
 	pthread_mutex_unlock(&gl.mu);
 	s_free_list(done);
+}
+
+void ac_ebr_each(void *owner, void (*fn)(struct ac_ebr_node *))
+{
+	pthread_mutex_lock(&gl.mu);
+	for (struct ac_ebr_node *n = gl.retired; n; n = n->next)
+		if (n->owner == owner)
+			fn(n);
+	pthread_mutex_unlock(&gl.mu);
+}
+
+/* ---- fork ------------------------------------------------------------------
+ * gl.mu is held across fork() so the retired list is whole in the child.
+ * Only the forking thread exists there: every other slot is released, or a
+ * read section left open by a vanished thread would block reclaiming for
+ * ever. */
+void ac_ebr_prefork(void)
+{
+	pthread_mutex_lock(&gl.mu);
+}
+
+void ac_ebr_postfork_parent(void)
+{
+	pthread_mutex_unlock(&gl.mu);
+}
+
+void ac_ebr_postfork_child(void)
+{
+	pthread_mutex_init(&gl.mu, NULL);
+	for (struct s_slot *s = atomic_load(&gl.slots); s; s = s->next) {
+		if (s == t_slot)
+			continue;
+		atomic_store(&s->epoch, 0);
+		atomic_store(&s->in_use, false);
+	}
 }

@@ -454,6 +454,9 @@ int ac_http(struct ac_layer *L, const apicred_http_request *req, apicred_http_re
 	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, s_header);
 	curl_easy_setopt(c, CURLOPT_HEADERDATA, &body);
 	curl_easy_setopt(c, CURLOPT_USERAGENT, "apicred/" PACKAGE_VERSION);
+	/* A handle per request resumes no TLS session anyway, and libcurl 7.88's
+	 * session-ID cache frees twice when one of its allocations fails. */
+	curl_easy_setopt(c, CURLOPT_SSL_SESSIONID_CACHE, 0L);
 	if (ctx->http.proxy)
 		curl_easy_setopt(c, CURLOPT_PROXY, ctx->http.proxy);
 	if (hdrs)

@@ -54,10 +54,26 @@ int ac_log_level(const char *name); /* -1 if unknown */
 /* Readers bracket every use of a stack or session with enter/leave (nesting
  * allowed); writers unpublish an object, then retire it; it is freed once
  * no reader that could have seen it remains. */
+struct ac_ebr_node {
+	struct ac_ebr_node *next;
+	void *owner;
+	void (*fn)(struct ac_ebr_node *);
+	uint64_t tag;
+};
+
 void ac_ebr_enter(void);
 void ac_ebr_leave(void);
-void ac_ebr_retire(void *owner, void *ptr, void (*fn)(void *));
+/* Tags an object just unpublished: it may be freed once tag < ac_ebr_safe(). */
+uint64_t ac_ebr_advance(void);
+uint64_t ac_ebr_safe(void);
+/* Queues n (embedded in the object) for fn; frees nothing. */
+void ac_ebr_retire(struct ac_ebr_node *n, void *owner, void (*fn)(struct ac_ebr_node *));
+void ac_ebr_collect(void);      /* frees what is safe; call with no lock held */
 void ac_ebr_drain(void *owner); /* frees owner's objects; no reader may exist */
+void ac_ebr_each(void *owner, void (*fn)(struct ac_ebr_node *)); /* retired, not freed */
+void ac_ebr_prefork(void);
+void ac_ebr_postfork_parent(void);
+void ac_ebr_postfork_child(void);
 
 /* ---- modules (loader.c) -------------------------------------------------- */
 
@@ -85,6 +101,8 @@ struct ac_session {
 	int64_t expires_ms;      /* monotonic hard expiry */
 	int64_t wall_expires_s;  /* for apicred_cred_expires_at */
 	atomic_bool invalid;     /* dropped by feedback */
+	struct ac_session *dead_next; /* in layer->dead, once replaced */
+	uint64_t tag;            /* ac_ebr_advance() when replaced */
 };
 
 enum ac_control { AC_REQUIRED, AC_OPTIONAL, AC_SUFFICIENT };
@@ -122,6 +140,7 @@ struct ac_layer {
 	int64_t retry_at_ms;
 	int last_code;
 	char *last_msg;
+	struct ac_session *dead;    /* replaced sessions awaiting readers; under mu */
 };
 
 struct ac_watch {
@@ -135,6 +154,7 @@ struct ac_watch {
 };
 
 struct ac_stack {
+	struct ac_ebr_node ebr;    /* retired on reload */
 	struct ac_ctx *ctx;
 	struct ac_service *svc;
 	config_t cfg;
@@ -153,10 +173,19 @@ struct ac_stack {
 	bool retired;              /* under ctx->bg.mu: never queue its layers again */
 };
 
+/* A description as apicred_service_description returned it: kept until
+ * apicred_close, since callers may hold it across a reload. */
+struct ac_desc {
+	struct ac_desc *next;
+	char text[];
+};
+
 struct ac_service {
 	char *name;
 	char *path;
 	_Atomic(struct ac_stack *) stack;
+	_Atomic(const char *) desc; /* the current stack's, from descs */
+	struct ac_desc *descs;      /* every one published; under reload_mu */
 	_Atomic int64_t next_check_ms;
 	pthread_mutex_t reload_mu;
 };

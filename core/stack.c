@@ -186,6 +186,11 @@ API int apicred_report(apicred_ctx *ctx, const char *service, const apicred_cred
 
 	ac_ebr_enter();
 	st = atomic_load_explicit(&svc->stack, memory_order_acquire);
+	if (st->fail_code) { /* its layers may not even have a provider */
+		int rc = ac_error(st->fail_code, "%s", st->fail_msg ? st->fail_msg : "service failed");
+		ac_ebr_leave();
+		return rc;
+	}
 	for (size_t i = 0; i < st->nlayers; i++) {
 		struct ac_layer *L = &st->layers[i];
 		struct ac_session *s = atomic_load(&L->session);
@@ -385,16 +390,55 @@ API int apicred_check(apicred_ctx *ctx, const char *service)
 	return rc;
 }
 
-API const char *apicred_service_description(apicred_ctx *ctx, const char *service)
+/* The description of a service that works (copied if copy), or its error. */
+static int s_description(struct ac_ctx *ctx, const char *service, const char *fn,
+                         const char **out, char **copy)
 {
 	struct ac_service *svc;
+	struct ac_stack *st;
+	int rc = APICRED_OK;
+
+	*out = NULL;
+	if (!service)
+		return ac_error(APICRED_ERR_INVALID, "%s: NULL argument", fn);
+	ac_fork_check(ctx);
+	if (!(svc = ac_service_find(ctx, service)))
+		return ac_name_valid(service) ? APICRED_ERR_NO_SERVICE : APICRED_ERR_BAD_NAME;
+	ac_ebr_enter();
+	st = atomic_load_explicit(&svc->stack, memory_order_acquire);
+	if (st->fail_code)
+		rc = ac_error(st->fail_code, "%s", st->fail_msg ? st->fail_msg : "service failed");
+	else if (copy && st->description && !(*copy = ac_strdup(st->description)))
+		rc = ac_error(APICRED_ERR_NOMEM, "%s: out of memory", service);
+	ac_ebr_leave();
+	/* Never freed before apicred_close, unlike the stack (a reload frees it). */
+	if (rc == APICRED_OK)
+		*out = atomic_load_explicit(&svc->desc, memory_order_acquire);
+	return rc;
+}
+
+API const char *apicred_service_description(apicred_ctx *ctx, const char *service)
+{
+	const char *d = NULL;
+
+	if (!ctx)
+		ac_error(APICRED_ERR_INVALID, "apicred_service_description: NULL argument");
+	else if (s_description(&ctx->c, service, "apicred_service_description", &d, NULL) ==
+	         APICRED_OK)
+		ac_error_clear();
+	return d;
+}
+
+API int apicred_service_description_copy(apicred_ctx *ctx, const char *service, char **out)
+{
 	const char *d;
 
-	if (!ctx || !service || !(svc = ac_service_find(&ctx->c, service)))
-		return NULL;
-	/* Stacks are only replaced by reloads, which this thread is not doing. */
-	d = atomic_load(&svc->stack)->description;
-	return d;
+	if (!out)
+		return ac_error(APICRED_ERR_INVALID, "apicred_service_description_copy: NULL argument");
+	*out = NULL;
+	if (!ctx)
+		return ac_error(APICRED_ERR_INVALID, "apicred_service_description_copy: NULL argument");
+	return s_description(&ctx->c, service, "apicred_service_description_copy", &d, out);
 }
 
 API int apicred_provision(apicred_ctx *ctx, const char *service, unsigned flags, char **report)
@@ -458,6 +502,7 @@ API int apicred_providers(apicred_ctx *ctx, apicred_provider_fn fn, void *user)
 
 	if (!ctx || !fn)
 		return ac_error(APICRED_ERR_INVALID, "apicred_providers: NULL argument");
+	ac_fork_check(&ctx->c);
 	d = opendir(ctx->c.moduledir);
 	if (!d)
 		return ac_error(APICRED_ERR_PROVIDER, "cannot open module directory %s: %m",

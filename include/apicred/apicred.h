@@ -126,9 +126,14 @@ const char *apicred_service_name(const apicred_ctx *ctx, size_t index);
  * holds a service, and no .conf file whose name is no service name. */
 int apicred_check(apicred_ctx *ctx, const char *service);
 
-/* The service file's description, or NULL. Valid until the service is
- * reloaded (a file changed, or apicred_reload): copy it to keep it. */
+/* The service file's description, or NULL (none, or the service failed:
+ * then apicred_errmsg() says why). The text stays valid until apicred_close,
+ * even if a reload changes it meanwhile. */
 const char *apicred_service_description(apicred_ctx *ctx, const char *service);
+
+/* The current description as a copy the caller frees (*out = NULL if there
+ * is none). APICRED_OK, or the service's error. Since 1.1. */
+int apicred_service_description_copy(apicred_ctx *ctx, const char *service, char **out);
 
 /* ---- getting credentials ----------------------------------------------- */
 

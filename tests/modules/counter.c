@@ -22,6 +22,7 @@ struct counter_control {
 	atomic_bool block;      /* fetch waits until cleared */
 	atomic_int blocked;     /* fetches currently waiting */
 	atomic_int delay_ms;    /* real sleep inside fetch, to make callers overlap */
+	atomic_int finis;       /* states finalised */
 };
 
 __attribute__((visibility("default"))) struct counter_control counter_control;
@@ -92,6 +93,7 @@ static apicred_feedback s_feedback(void *state, const apicred_host *host, const 
 
 static void s_fini(void *state)
 {
+	atomic_fetch_add(&counter_control.finis, 1);
 	free(state);
 }
 

@@ -1,0 +1,527 @@
+/*
+ * test_reclaim.c - memory safety under reloads and forks, through the public
+ * API and the real loader, with the `counter` test provider (a fetch that
+ * takes a while) stacked on the real `apikey` provider reading a secret file:
+ *
+ *  - a hammer: 8 threads get, report 401 and reload (by replacing the secret
+ *    file, and by apicred_reload) while an injected clock jumps, so fetches
+ *    are in flight while their stack is retired; the sanitizers (ASan in
+ *    `./run.sh test-sanitizers`, TSan in `./run.sh test-tsan`) see any use
+ *    after free or race;
+ *  - fork while 4 threads hammer: the child gets, reloads, frees what it
+ *    retires and exits, within a bounded wait (a deadlock fails);
+ *  - every public function on a service that failed validation returns the
+ *    service's error;
+ *  - a description stays readable across reloads; the copy is current.
+ */
+#include <curl/curl.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include <apicred/apicred.h>
+
+struct counter_control {
+	atomic_int fetches;
+	atomic_int fail;
+	atomic_llong lifetime_ms;
+	atomic_llong retry_after_ms;
+	atomic_bool block;
+	atomic_int blocked;
+	atomic_int delay_ms;
+	atomic_int finis;
+};
+
+static char s_dir[256], s_moddir[300], s_confdir[300];
+static _Atomic int64_t s_clock = 1000000;
+static struct counter_control *s_ctl;
+
+static int64_t s_mono(void *u) { return atomic_load(&s_clock); }
+static int64_t s_wall(void *u) { return 1700000000000LL + atomic_load(&s_clock); }
+
+/* Writes like a careful admin: a new file renamed over the old one. */
+static void s_write(const char *rel, const char *text)
+{
+	char path[512], tmp[540];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", s_confdir, rel);
+	/* One temporary name per thread: two threads may write the same file. */
+	snprintf(tmp, sizeof(tmp), "%s.%lx.new", path, (unsigned long)pthread_self());
+	f = fopen(tmp, "w");
+	if (!f)
+		fail_msg("cannot write %s: %s", tmp, strerror(errno));
+	fputs(text, f);
+	fclose(f);
+	chmod(tmp, 0600);
+	if (rename(tmp, path) != 0)
+		fail_msg("cannot rename %s: %s", tmp, strerror(errno));
+}
+
+static apicred_ctx *s_open(unsigned flags)
+{
+	apicred_options o = { .size = sizeof(o), .confdir = s_confdir, .moduledir = s_moddir,
+	                      .flags = flags, .clock_mono_ms = s_mono, .clock_wall_ms = s_wall };
+	apicred_ctx *ctx = NULL;
+
+	assert_int_equal(apicred_open_opts(&ctx, &o), APICRED_OK);
+	return ctx;
+}
+
+#define S_SVC "stack = ( { provider = \"counter\"; label = \"%s\"; },\n" \
+              "          { provider = \"apikey\"; key = \"file:secrets/k\"; } );\n"
+
+static void s_service(const char *label)
+{
+	char text[512];
+
+	snprintf(text, sizeof(text), S_SVC, label);
+	s_write("conf.d/svc.conf", text);
+}
+
+/* The counter's token must carry the label of some configuration the test
+ * wrote, and the key must be one the secret file held: never anything else. */
+static bool s_cred_ok(const apicred_cred *cred)
+{
+	const char *a = apicred_cred_find(cred, APICRED_HEADER, "Authorization");
+	const char *k = apicred_cred_find(cred, APICRED_HEADER, "X-API-Key");
+
+	return a && k && (strncmp(a, "a-", 2) == 0 || strncmp(a, "b-", 2) == 0) &&
+	       (strcmp(k, "key-one") == 0 || strcmp(k, "key-two") == 0);
+}
+
+static int s_setup(void **state)
+{
+	atomic_store(&s_ctl->fetches, 0);
+	atomic_store(&s_ctl->fail, 0);
+	atomic_store(&s_ctl->lifetime_ms, 600000);
+	atomic_store(&s_ctl->retry_after_ms, 0);
+	atomic_store(&s_ctl->block, false);
+	atomic_store(&s_ctl->delay_ms, 0);
+	atomic_store(&s_clock, 1000000);
+	s_write("apicred.conf", "cache = { refresh_ahead = 300; default_ttl = 100; "
+	                        "check_interval = 0; backoff_max = 60; };\n"
+	                        "http = { retries = 0; };\n");
+	s_write("secrets/k", "key-one");
+	s_service("a");
+	return 0;
+}
+
+static void s_link(const char *from, const char *name)
+{
+	char src[512], dst[512];
+
+	snprintf(src, sizeof(src), "%s/%s.so", from, name);
+	snprintf(dst, sizeof(dst), "%s/%s.so", s_moddir, name);
+	if (symlink(src, dst) != 0)
+		fail_msg("cannot link %s: %s", dst, strerror(errno));
+}
+
+static int s_group_setup(void **state)
+{
+	const char *top = getenv("top_builddir"), *mods = getenv("APICRED_TEST_MODULEDIR");
+	char path[512];
+	void *h;
+
+	snprintf(s_dir, sizeof(s_dir), "/tmp/apicred-reclaim-XXXXXX");
+	assert_non_null(mkdtemp(s_dir));
+	snprintf(s_moddir, sizeof(s_moddir), "%s/modules", s_dir);
+	snprintf(s_confdir, sizeof(s_confdir), "%s/conf", s_dir);
+	mkdir(s_moddir, 0700);
+	mkdir(s_confdir, 0700);
+	snprintf(path, sizeof(path), "%s/conf.d", s_confdir);
+	mkdir(path, 0700);
+	snprintf(path, sizeof(path), "%s/secrets", s_confdir);
+	mkdir(path, 0700);
+	snprintf(path, sizeof(path), "%s/tests/modules/.libs", top ? top : ".");
+	s_link(path, "counter");
+	s_link(mods ? mods : "providers/.libs", "apikey");
+	/* The same file the core will load: one copy, one control block. */
+	snprintf(path, sizeof(path), "%s/counter.so", s_moddir);
+	h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+	assert_non_null(h);
+	s_ctl = dlsym(h, "counter_control");
+	assert_non_null(s_ctl);
+	return 0;
+}
+
+static int s_group_teardown(void **state)
+{
+	char cmd[600];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", s_dir);
+	return system(cmd);
+}
+
+/* ---- the hammer ---------------------------------------------------------- */
+
+struct s_ham {
+	apicred_ctx *ctx;
+	atomic_bool stop;
+	atomic_int gets, bad, reloads;
+};
+
+/* Gets; every 16th credential is reported as refused (401), by credential
+ * or by service (cred NULL), which drops the session and makes the next
+ * caller fetch; the clock jumps past refresh-ahead or expiry now and then. */
+static void *s_ham_get(void *arg)
+{
+	struct s_ham *h = arg;
+	apicred_cred *cred;
+	unsigned n = 0;
+
+	apicred_cred_new(&cred);
+	while (!atomic_load(&h->stop)) {
+		int retry, rc = apicred_get(h->ctx, "svc", NULL, cred);
+
+		n++;
+		atomic_fetch_add(&h->gets, 1);
+		if (rc != APICRED_OK || !s_cred_ok(cred)) {
+			atomic_fetch_add(&h->bad, 1);
+			continue;
+		}
+		if (n % 16 == 0 &&
+		    apicred_report(h->ctx, "svc", n % 32 ? cred : NULL, 401, NULL, 0, &retry) !=
+		    APICRED_OK)
+			atomic_fetch_add(&h->bad, 1);
+		if (n % 64 == 0)
+			atomic_fetch_add(&s_clock, n % 128 ? 350000 : 700000);
+	}
+	apicred_cred_free(cred);
+	return NULL;
+}
+
+/* Reloads: the secret is replaced (the next get notices, check_interval 0),
+ * or the service file is rewritten and apicred_reload forces it. */
+static void *s_ham_reload(void *arg)
+{
+	struct s_ham *h = arg;
+	unsigned n = 0;
+
+	while (!atomic_load(&h->stop)) {
+		n++;
+		if (n % 2) {
+			s_write("secrets/k", n % 4 == 1 ? "key-two" : "key-one");
+		} else {
+			s_service(n % 4 ? "a" : "b");
+			if (apicred_reload(h->ctx) != APICRED_OK)
+				atomic_fetch_add(&h->bad, 1);
+		}
+		atomic_fetch_add(&h->reloads, 1);
+		sched_yield();
+	}
+	return NULL;
+}
+
+static void s_hammer(unsigned flags)
+{
+	struct s_ham h = { .ctx = NULL };
+	pthread_t t[8];
+	int rounds = getenv("APICRED_HAMMER_ROUNDS") ? atoi(getenv("APICRED_HAMMER_ROUNDS")) : 300;
+
+	/* Fetches that last: reloads land while they are in flight. */
+	atomic_store(&s_ctl->delay_ms, 1);
+	h.ctx = s_open(flags);
+	for (int i = 0; i < 8; i++)
+		pthread_create(&t[i], NULL, i < 6 ? s_ham_get : s_ham_reload, &h);
+	/* Stop after enough reloads (not after some time: the result must not
+	 * depend on the machine's speed). */
+	while (atomic_load(&h.reloads) < rounds)
+		usleep(1000);
+	atomic_store(&h.stop, true);
+	for (int i = 0; i < 8; i++)
+		pthread_join(t[i], NULL);
+	assert_int_equal(atomic_load(&h.bad), 0);
+	assert_true(atomic_load(&h.gets) > 0);
+	assert_true(atomic_load(&s_ctl->fetches) > 1);
+	apicred_close(h.ctx);
+}
+
+static void test_hammer(void **state)
+{
+	s_hammer(0); /* with the background refresher */
+}
+
+static void test_hammer_no_background(void **state)
+{
+	s_hammer(APICRED_OPEN_NO_BACKGROUND);
+}
+
+/* ---- fork ---------------------------------------------------------------- */
+
+struct s_forkload {
+	apicred_ctx *ctx;
+	atomic_bool stop;
+	atomic_int bad;
+};
+
+static void *s_fork_get(void *arg)
+{
+	struct s_forkload *l = arg;
+	apicred_cred *cred;
+	unsigned n = 0;
+
+	apicred_cred_new(&cred);
+	while (!atomic_load(&l->stop)) {
+		if (apicred_get(l->ctx, "svc", NULL, cred) != APICRED_OK || !s_cred_ok(cred))
+			atomic_fetch_add(&l->bad, 1);
+		if (++n % 32 == 0) /* a fetch (and a retirement) now and then */
+			apicred_report(l->ctx, "svc", cred, 401, NULL, 0, NULL);
+		if (n % 256 == 0) /* the parent's reloads take the loader's lock */
+			apicred_reload(l->ctx);
+	}
+	apicred_cred_free(cred);
+	return NULL;
+}
+
+/* In the child: gets, reloads twice (each frees the stack it replaces:
+ * counted by the provider's fini), gets the new configuration. */
+static int s_child(apicred_ctx *ctx)
+{
+	apicred_cred *cred;
+	int finis = atomic_load(&s_ctl->finis), rc = 0;
+
+	if (apicred_cred_new(&cred) != APICRED_OK)
+		return 10;
+	if (apicred_get(ctx, "svc", NULL, cred) != APICRED_OK || !s_cred_ok(cred))
+		rc = 11;
+	for (int i = 0; rc == 0 && i < 2; i++) {
+		char path[512];
+		FILE *f;
+		snprintf(path, sizeof(path), "%s/conf.d/svc.conf", s_confdir);
+		f = fopen(path, "a");
+		if (!f || fprintf(f, "# child %d\n", i) < 0 || fclose(f) != 0)
+			rc = 12;
+		else if (apicred_reload(ctx) != APICRED_OK)
+			rc = 13;
+		else if (apicred_get(ctx, "svc", NULL, cred) != APICRED_OK || !s_cred_ok(cred))
+			rc = 14;
+	}
+	/* Nothing reads the replaced stacks here: both must be gone, which a
+	 * read section left open by a parent thread would prevent. */
+	if (rc == 0 && atomic_load(&s_ctl->finis) < finis + 2)
+		rc = 15;
+	apicred_cred_free(cred);
+	apicred_close(ctx);
+	return rc;
+}
+
+/* Waits for the child, for at most 20 s: a deadlocked child fails the test
+ * instead of hanging it (this bounds a hang; it times nothing). */
+static int s_reap(pid_t pid)
+{
+	int status;
+
+	for (int i = 0; i < 2000; i++) {
+		pid_t r = waitpid(pid, &status, WNOHANG);
+		if (r == pid)
+			return WIFEXITED(status) ? WEXITSTATUS(status) : 100 + WTERMSIG(status);
+		usleep(10000);
+	}
+	if (getenv("APICRED_FORK_DEBUG")) { /* show where it is stuck */
+		char cmd[128];
+		snprintf(cmd, sizeof(cmd), "gdb -p %d -batch -ex 'thread apply all bt' >&2", (int)pid);
+		if (system(cmd) != 0)
+			fprintf(stderr, "gdb failed\n");
+	}
+	kill(pid, SIGKILL);
+	waitpid(pid, &status, 0);
+	return -1; /* deadlocked */
+}
+
+static void test_fork_while_hammering(void **state)
+{
+	struct s_forkload l = { .ctx = NULL };
+	pthread_t t[4];
+	int forks = getenv("APICRED_FORK_ROUNDS") ? atoi(getenv("APICRED_FORK_ROUNDS")) : 20;
+	int rc = 0;
+	bool failed = false;
+
+	atomic_store(&s_ctl->delay_ms, 1);
+	l.ctx = s_open(0);
+	for (int i = 0; i < 4; i++)
+		pthread_create(&t[i], NULL, s_fork_get, &l);
+	for (int i = 0; i < forks && !failed; i++) {
+		pid_t pid;
+
+		while (atomic_load(&s_ctl->fetches) < i) /* threads are busy */
+			sched_yield();
+		pid = fork();
+		if (pid == 0)
+			_exit(s_child(l.ctx));
+		rc = pid < 0 ? -2 : s_reap(pid);
+		failed = rc != 0;
+		s_service("a"); /* undo the child's edits for the next one */
+	}
+	/* Threads joined before failing: they use this stack frame. */
+	atomic_store(&l.stop, true);
+	for (int i = 0; i < 4; i++)
+		pthread_join(t[i], NULL);
+	if (failed)
+		fail_msg("child %s %d", rc == -1 ? "deadlocked:" : "failed:", rc);
+	assert_int_equal(atomic_load(&l.bad), 0);
+	apicred_close(l.ctx);
+}
+
+/* ---- a failed service ---------------------------------------------------- */
+
+static void s_assert_svc_err(int rc, const char *why)
+{
+	if (rc != APICRED_ERR_CONFIG)
+		fail_msg("%s: %d (%s), expected the service's error", why, rc, apicred_errmsg());
+	if (!strstr(apicred_errmsg(), "broken") || !strstr(apicred_errmsg(), "nonsense"))
+		fail_msg("%s: message '%s' does not name the service and the cause", why,
+		         apicred_errmsg());
+}
+
+static void test_failed_service_returns_its_error(void **state)
+{
+	apicred_request req = APICRED_REQUEST_INIT;
+	apicred_ctx *ctx;
+	apicred_cred *cred;
+	char *copy = (char *)"x";
+	CURL *easy = curl_easy_init();
+	int retry = 7;
+
+	/* Layer 1 fails validation: layer 2 never gets its provider. */
+	s_write("conf.d/broken.conf",
+	        "description = \"half a service\";\n"
+	        "stack = ( { provider = \"apikey\"; key = \"file:secrets/k\"; nonsense = 1; },\n"
+	        "          { provider = \"counter\"; } );\n");
+	ctx = s_open(APICRED_OPEN_NO_BACKGROUND);
+	assert_non_null(easy);
+	assert_int_equal(apicred_cred_new(&cred), APICRED_OK);
+	req.url = "https://api.example/x";
+
+	s_assert_svc_err(apicred_get(ctx, "broken", NULL, cred), "get");
+	assert_int_equal(apicred_cred_count(cred, APICRED_HEADER), 0);
+	s_assert_svc_err(apicred_report(ctx, "broken", NULL, 401, NULL, 0, &retry), "report(NULL)");
+	assert_int_equal(retry, 0);
+	s_assert_svc_err(apicred_report(ctx, "broken", cred, 401, NULL, 0, NULL), "report(cred)");
+	s_assert_svc_err(apicred_check(ctx, "broken"), "check");
+	s_assert_svc_err(apicred_curl_apply(ctx, "broken", easy, &req, cred), "curl_apply");
+	s_assert_svc_err(apicred_provision(ctx, "broken", APICRED_PROVISION_SHOW, NULL),
+	                 "provision");
+	assert_null(apicred_service_description(ctx, "broken"));
+	s_assert_svc_err(APICRED_ERR_CONFIG, "description");
+	s_assert_svc_err(apicred_service_description_copy(ctx, "broken", &copy), "description_copy");
+	assert_null(copy);
+	/* The service next to it is unaffected. */
+	assert_int_equal(apicred_get(ctx, "svc", NULL, cred), APICRED_OK);
+	assert_true(s_cred_ok(cred));
+
+	apicred_cred_free(cred);
+	curl_easy_cleanup(easy);
+	apicred_close(ctx);
+	s_write("conf.d/broken.conf", "");
+	{
+		char path[512];
+		snprintf(path, sizeof(path), "%s/conf.d/broken.conf", s_confdir);
+		unlink(path);
+	}
+}
+
+/* ---- descriptions -------------------------------------------------------- */
+
+static void s_describe(const char *text)
+{
+	char conf[600];
+
+	snprintf(conf, sizeof(conf), "description = \"%s\";\n" S_SVC, text, "a");
+	s_write("conf.d/svc.conf", conf);
+}
+
+struct s_desc { apicred_ctx *ctx; atomic_bool stop; atomic_int bad; };
+
+static void *s_desc_main(void *arg)
+{
+	struct s_desc *d = arg;
+
+	while (!atomic_load(&d->stop)) {
+		const char *t = apicred_service_description(d->ctx, "svc");
+		char *c = NULL;
+		/* Read it all, as a caller would: ASan sees a freed one. */
+		if (!t || (strcmp(t, "one") != 0 && strcmp(t, "two") != 0))
+			atomic_fetch_add(&d->bad, 1);
+		if (apicred_service_description_copy(d->ctx, "svc", &c) != APICRED_OK || !c ||
+		    (strcmp(c, "one") != 0 && strcmp(c, "two") != 0))
+			atomic_fetch_add(&d->bad, 1);
+		free(c);
+	}
+	return NULL;
+}
+
+static void test_description_survives_reload(void **state)
+{
+	struct s_desc d = { .ctx = NULL };
+	const char *before;
+	char *copy = NULL;
+	pthread_t t[2];
+
+	s_describe("one");
+	d.ctx = s_open(APICRED_OPEN_NO_BACKGROUND);
+	before = apicred_service_description(d.ctx, "svc");
+	assert_non_null(before);
+	assert_string_equal(before, "one");
+
+	s_describe("two");
+	assert_int_equal(apicred_reload(d.ctx), APICRED_OK);
+	assert_string_equal(before, "one"); /* still readable: kept until close */
+	assert_string_equal(apicred_service_description(d.ctx, "svc"), "two");
+	assert_int_equal(apicred_service_description_copy(d.ctx, "svc", &copy), APICRED_OK);
+	assert_string_equal(copy, "two");
+	free(copy);
+
+	/* Readers on two threads while this one reloads back and forth. */
+	for (int i = 0; i < 2; i++)
+		pthread_create(&t[i], NULL, s_desc_main, &d);
+	for (int i = 0; i < 200; i++) {
+		s_describe(i % 2 ? "two" : "one");
+		assert_int_equal(apicred_reload(d.ctx), APICRED_OK);
+	}
+	atomic_store(&d.stop, true);
+	for (int i = 0; i < 2; i++)
+		pthread_join(t[i], NULL);
+	assert_int_equal(atomic_load(&d.bad), 0);
+
+	/* No description: NULL, and the copy is NULL with success. */
+	s_service("a");
+	assert_int_equal(apicred_reload(d.ctx), APICRED_OK);
+	assert_null(apicred_service_description(d.ctx, "svc"));
+	copy = (char *)"x";
+	assert_int_equal(apicred_service_description_copy(d.ctx, "svc", &copy), APICRED_OK);
+	assert_null(copy);
+	assert_int_equal(apicred_service_description_copy(d.ctx, "nosuch", &copy),
+	                 APICRED_ERR_NO_SERVICE);
+	apicred_close(d.ctx);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup(test_hammer, s_setup),
+		cmocka_unit_test_setup(test_hammer_no_background, s_setup),
+		cmocka_unit_test_setup(test_fork_while_hammering, s_setup),
+		cmocka_unit_test_setup(test_failed_service_returns_its_error, s_setup),
+		cmocka_unit_test_setup(test_description_survives_reload, s_setup),
+	};
+
+	return cmocka_run_group_tests_name("reclaim", tests, s_group_setup, s_group_teardown);
+}
