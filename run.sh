@@ -6,6 +6,8 @@
 #   ./run.sh test              build, then `make check` (exit status = the suite's)
 #   ./run.sh test-sanitizers   the same with ASan + UBSan, built in _build-san
 #   ./run.sh bench             build, then `make bench`
+#   ./run.sh fuzz [SECONDS]    libFuzzer targets (clang), built in _build-fuzz,
+#                              each run SECONDS (default 60)
 #   ./run.sh build             build only
 #
 # Builds go to _build (or to the source tree if it was configured in-tree).
@@ -100,12 +102,22 @@ bench)
 	build "$dir"
 	make -C "$dir" bench
 	;;
+fuzz)
+	deps
+	# 77: cannot fuzz here (as automake's skip).
+	command -v clang >/dev/null 2>&1 || { say "fuzzing needs clang (Debian: clang)"; exit 77; }
+	echo 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n) { return 0; }' |
+		clang -x c -fsanitize=fuzzer -o /dev/null - 2>/dev/null ||
+		{ say "clang cannot link libFuzzer (Debian: libclang-rt-14-dev)"; exit 77; }
+	build _build-fuzz --enable-fuzzing CC=clang
+	make -C _build-fuzz fuzz FUZZ_SECONDS="${2:-60}"
+	;;
 build)
 	deps
 	build "$(builddir)"
 	;;
 *)
-	sed -n '2,13s/^# \{0,1\}//p' "$0" >&2
+	sed -n '2,15s/^# \{0,1\}//p' "$0" >&2
 	exit 2
 	;;
 esac
