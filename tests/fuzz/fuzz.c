@@ -5,9 +5,11 @@
 
 #include <dirent.h>
 #include <dlfcn.h>
+#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -141,7 +143,7 @@ static void s_check_request(const char *method, const char *url, const struct cu
 {
 	if (!method || !*method || !url)
 		s_die("request without method or URL");
-	if (strncmp(url, "https://", 8) != 0 && strncmp(url, "http://", 7) != 0)
+	if (strncasecmp(url, "https://", 8) != 0 && strncasecmp(url, "http://", 7) != 0)
 		s_die("request to a URL that is not http(s)");
 	for (const struct curl_slist *h = hdrs; h; h = h->next) {
 		const char *colon = strchr(h->data, ':');
@@ -190,9 +192,11 @@ static int s_http(const char *method, const char *url, const struct curl_slist *
 		return 0;
 	}
 	line++;
-	blank = memmem(line, (size_t)(sep - line), "\n\n", 2);
-	if (!blank && sep - line >= 1 && *line == '\n')
+	/* Headers end at an empty line (which may come first). */
+	if (line < sep && *line == '\n')
 		blank = line - 1;
+	else
+		blank = memmem(line, (size_t)(sep - line), "\n\n", 2);
 	if (blank) {
 		r->head = (const char *)line;
 		r->head_len = (size_t)(blank + 1 - line);
@@ -280,16 +284,15 @@ void fz_confdir(const char *name)
 	fz_write(path, "3f2b1c9e-5d6a-4e7f-8a9b-0c1d2e3f4a5b", 36);
 }
 
+static int s_rm(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	return remove(path);
+}
+
 static void s_cleanup(void)
 {
-	char cmd[300];
-
-	/* Only our own mkdtemp directory. */
-	if (gl.dir[0] && strstr(gl.dir, "/apicred-fuzz.")) {
-		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", gl.dir);
-		if (system(cmd) != 0)
-			fprintf(stderr, "fuzz: could not remove %s\n", gl.dir);
-	}
+	if (gl.dir[0])
+		nftw(gl.dir, s_rm, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 void fz_init(void)
