@@ -8,6 +8,8 @@
 #   ./run.sh test-tsan         the threaded unit tests (reload/fork hammer, cache,
 #                              get) under ThreadSanitizer, built in _build-tsan
 #   ./run.sh bench             build, then `make bench`
+#   ./run.sh fuzz [SECONDS]    libFuzzer targets (clang), built in _build-fuzz,
+#                              each run SECONDS (default 60)
 #   ./run.sh build             build only
 #
 # Builds go to _build (or to the source tree if it was configured in-tree).
@@ -17,7 +19,7 @@ cd "$(dirname "$0")"
 SRCDIR=$(pwd)
 JOBS=$(nproc 2>/dev/null || echo 2)
 PACKAGES="autoconf automake libtool pkg-config make gcc libcurl4-openssl-dev
-libssl-dev libconfig-dev libjansson-dev libcmocka-dev python3 openssl curl"
+libssl-dev libconfig-dev libjansson-dev libcmocka-dev python3 openssl curl abigail-tools"
 
 say() { printf 'run.sh: %s\n' "$*" >&2; }
 
@@ -115,6 +117,16 @@ bench)
 	dir=$(builddir)
 	build "$dir"
 	make -C "$dir" bench
+	;;
+fuzz)
+	deps
+	# 77: cannot fuzz here (as automake's skip).
+	command -v clang >/dev/null 2>&1 || { say "fuzzing needs clang (Debian: clang)"; exit 77; }
+	echo 'int LLVMFuzzerTestOneInput(const char *d, unsigned long n) { return 0; }' |
+		clang -x c -fsanitize=fuzzer -o /dev/null - 2>/dev/null ||
+		{ say "clang cannot link libFuzzer (Debian: libclang-rt-14-dev)"; exit 77; }
+	build _build-fuzz --enable-fuzzing CC=clang
+	make -C _build-fuzz fuzz FUZZ_SECONDS="${2:-60}"
 	;;
 build)
 	deps

@@ -356,6 +356,38 @@ static size_t s_header(char *ptr, size_t size, size_t nmemb, void *user)
 	return n;
 }
 
+#ifdef APICRED_FUZZING
+int (*ac_fuzz_http)(const char *, const char *, const struct curl_slist *, const void *,
+                    size_t, struct ac_fuzz_reply *);
+
+/* The fuzzer's reply, through the callbacks libcurl calls, in its pieces. */
+static CURLcode s_fuzz_perform(const apicred_http_request *req, const char *url,
+                               const struct curl_slist *hdrs, struct s_body *b,
+                               struct ac_fuzz_reply *r)
+{
+	const char *p = NULL, *end = NULL;
+
+	if (ac_fuzz_http(req->method, url, hdrs, req->body, req->body_len, r) != 0)
+		return CURLE_COULDNT_CONNECT;
+	if (r->head) {
+		p = r->head;
+		end = r->head + r->head_len;
+	}
+	while (p && p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		size_t n = nl ? (size_t)(nl - p) + 1 : (size_t)(end - p);
+		s_header((char *)(uintptr_t)p, 1, n, b);
+		p += n;
+	}
+	for (size_t off = 0, n; off < r->body_len; off += n) {
+		n = r->body_len - off < CURL_MAX_WRITE_SIZE ? r->body_len - off : CURL_MAX_WRITE_SIZE;
+		if (s_write((char *)(uintptr_t)r->body + off, 1, n, b) != n)
+			return CURLE_WRITE_ERROR;
+	}
+	return CURLE_OK;
+}
+#endif
+
 /* Collects what the layers above add, when this request may carry it. */
 static int s_carried(struct ac_layer *L, const char *method, const char *url,
                      apicred_cred **out)
@@ -477,6 +509,12 @@ int ac_http(struct ac_layer *L, const apicred_http_request *req, apicred_http_re
 		goto out;
 	}
 
+#ifdef APICRED_FUZZING
+	struct ac_fuzz_reply fz = { 0 };
+	if (ac_fuzz_http)
+		cc = s_fuzz_perform(req, url, hdrs, &body, &fz);
+	else
+#endif
 	cc = curl_easy_perform(c);
 	if (body.too_big) {
 		rc = ac_layer_error(L, APICRED_ERR_PROTOCOL, "%s %s: reply larger than %zu bytes",
@@ -504,6 +542,12 @@ int ac_http(struct ac_layer *L, const apicred_http_request *req, apicred_http_re
 	{
 		char *ct = NULL;
 		curl_easy_getinfo(c, CURLINFO_CONTENT_TYPE, &ct);
+#ifdef APICRED_FUZZING
+		if (ac_fuzz_http) {
+			status = fz.status;
+			ct = (char *)(uintptr_t)fz.content_type;
+		}
+#endif
 		resp->content_type = ac_strdup(ct);
 	}
 	resp->status = status;

@@ -345,6 +345,25 @@ int64_t ac_deadline_left(void); /* ms; INT64_MAX without a deadline */
  * when late: the next attempt would pass it). */
 int ac_deadline_error(struct ac_layer *L, int code, bool late);
 
+#ifdef APICRED_FUZZING
+/* Fuzzing builds only (tests/fuzz links a copy of the core built with
+ * APICRED_FUZZING; libapicred never has this): when set, the fuzzer answers
+ * instead of the network. It sees what would be sent and returns nonzero
+ * for a transport failure, else the reply: head is "Name: value\r\n"
+ * lines, which go through the same callbacks as libcurl's would. */
+struct ac_fuzz_reply {
+	long status;
+	const char *content_type;
+	const char *head;
+	size_t head_len;
+	const char *body;
+	size_t body_len;
+};
+extern int (*ac_fuzz_http)(const char *method, const char *url,
+                           const struct curl_slist *headers, const void *body,
+                           size_t body_len, struct ac_fuzz_reply *reply);
+#endif
+
 /* ---- secrets and host services (secret.c, host.c) ------------------------ */
 
 int ac_secret_resolve(struct ac_layer *L, const char *key, const char *ref,

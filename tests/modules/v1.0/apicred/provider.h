@@ -1,0 +1,298 @@
+/*
+ * provider.h - the provider ABI of libapicred (version 1).
+ *
+ * A provider is a shared object implementing one credential scheme. It is
+ * found as $moduledir/<scheme>.so and exports exactly one function:
+ *
+ *     int apicred_provider_initvt(int major, int minor, void *vtable);
+ *
+ * The core allocates a zeroed vtable of the version it knows and calls
+ * initvt(APICRED_PROVIDER_MAJOR, APICRED_PROVIDER_MINOR, vt). The provider
+ * returns APICRED_ERR_ABI if it does not speak that major version; otherwise
+ * it fills the fields it has and returns APICRED_OK. Fields are only ever
+ * appended to the vtable, so a provider copies min(its, the core's) minor.
+ *
+ * The core owns everything that is not the scheme itself: configuration and
+ * its validation (against the provider's schema), secrets, caching of
+ * sessions, single-flight fetching, refresh ahead, retries and back-off,
+ * HTTP(S), locking and logging. A provider therefore holds no locks, no
+ * threads and no caches. Its methods are:
+ *
+ *   init      parse configuration into immutable state           (Mandatory)
+ *   fetch     obtain a session: token, login, ... (network I/O)  (Optional)
+ *   apply     turn state + session into request decorations      (Mandatory)
+ *   feedback  read a server's answer; tell the core what to do   (Optional)
+ *   provision create the account/secrets a layer refers to       (Optional)
+ *   fini      release state                                      (Mandatory)
+ *
+ * Concurrency: state is shared by every thread after init returns. apply and
+ * feedback may run concurrently with each other and with one fetch, so they
+ * must treat state and sessions as read-only (atomics are fine). The core
+ * never runs two fetches of one layer at once.
+ *
+ * Errors: methods return APICRED_OK or an apicred_err code. Report the
+ * reason with host->error(), which prefixes service and layer; never put a
+ * secret into a message. From fetch, APICRED_ERR_HTTP, _UNAVAILABLE and
+ * _PROTOCOL mean "worth retrying" (network, 5xx, 429, garbled reply);
+ * APICRED_ERR_AUTH and others mean "retrying will not help".
+ */
+#ifndef APICRED_PROVIDER_H
+#define APICRED_PROVIDER_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <apicred/apicred.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define APICRED_PROVIDER_MAJOR 1
+#define APICRED_PROVIDER_MINOR 0
+
+/* ---- configuration schema ---------------------------------------------- */
+
+typedef enum apicred_cfg_type {
+	APICRED_T_STRING = 1, /* "text" */
+	APICRED_T_INT = 2,    /* 42 */
+	APICRED_T_BOOL = 3,   /* true / false */
+	APICRED_T_LIST = 4,   /* "one" or ( "one", "two" ) */
+	APICRED_T_GROUP = 5   /* { name = "value"; ... } string values only */
+} apicred_cfg_type;
+
+#define APICRED_F_REQUIRED 0x1u /* the key must be present */
+#define APICRED_F_SECRET   0x2u /* value is a secret reference: file:, env:, literal */
+
+/* One accepted key. The table ends with an entry whose name is NULL.
+ * The core rejects unknown keys (except "x-..."), missing required keys,
+ * wrong types and values outside choices, citing file:line. */
+typedef struct apicred_schema {
+	const char *name;
+	apicred_cfg_type type;
+	unsigned flags;      /* APICRED_F_* */
+	const char *def;     /* default, as text ("300", "true", "X-API-Key"), or NULL */
+	const char *choices; /* "a|b|c" for enumerated strings, or NULL */
+	const char *help;    /* one line for `apicred providers -v` */
+} apicred_schema;
+
+/* ---- host services ----------------------------------------------------- */
+
+typedef struct apicred_host apicred_host;
+typedef struct apicred_out apicred_out;
+
+/* An HTTP request made for a layer (token endpoints, logins). The core adds
+ * the service's TLS policy, time-outs and size cap, and, when the URL has
+ * the same origin as the service (or the layer's `carry` says so), the
+ * headers and TLS material of the layers above. */
+typedef struct apicred_http_request {
+	size_t size;                /* sizeof(apicred_http_request) */
+	const char *method;         /* "GET", "POST", ... */
+	const char *url;
+	const char *const *headers; /* NULL-terminated "Name: value" lines, or NULL */
+	const void *body;           /* may be NULL */
+	size_t body_len;
+	const char *content_type;   /* of body, or NULL */
+	size_t max_body;            /* response cap in bytes; 0: http.max_body */
+} apicred_http_request;
+
+typedef struct apicred_http_response {
+	long status;            /* HTTP status */
+	char *body;             /* NUL-terminated; never NULL after success */
+	size_t body_len;
+	char *content_type;     /* or NULL */
+	int64_t retry_after_ms; /* from Retry-After, or -1 */
+} apicred_http_response;
+
+/* The core's services for one layer. Every function takes the host as its
+ * first argument; the table is valid from init until fini returns. */
+struct apicred_host {
+	size_t size; /* sizeof(struct apicred_host): test before using fields */
+
+	/* Configuration (validated, defaults applied). Strings belong to the
+	 * configuration and live as long as the layer.
+	 *   cfg_str:   the value, or NULL if unset
+	 *   cfg_int:   1 and *value if set (or defaulted), 0 if not
+	 *   cfg_bool:  the value; 0 if unset
+	 *   cfg_count: items of a T_LIST (a lone string counts 1) or T_GROUP
+	 *   cfg_item:  APICRED_OK and the i-th item (name NULL for lists), or
+	 *              APICRED_ERR_INVALID past the end
+	 *   cfg_line:  the key's line in the service file (the layer's if
+	 *              key is NULL or unset), for messages */
+	const char *(*cfg_str)(const apicred_host *h, const char *key);
+	int (*cfg_int)(const apicred_host *h, const char *key, long long *value);
+	int (*cfg_bool)(const apicred_host *h, const char *key);
+	size_t (*cfg_count)(const apicred_host *h, const char *key);
+	int (*cfg_item)(const apicred_host *h, const char *key, size_t i,
+	                const char **name, const char **value);
+	int (*cfg_line)(const apicred_host *h, const char *key);
+
+	/* Secrets: resolve the reference held by key. The value is NUL-
+	 * terminated, without a trailing newline; free with secret_free, which
+	 * wipes it. file: references are watched: when the file changes, the
+	 * core re-creates the layer. */
+	int (*secret)(const apicred_host *h, const char *key, char **value, size_t *len);
+	void (*secret_free)(const apicred_host *h, char *value, size_t len);
+	/* Writes a new value where the file: reference of key points, atomically
+	 * and with mode 0600; APICRED_ERR_EXISTS unless force. */
+	int (*secret_store)(const apicred_host *h, const char *key, const char *value,
+	                    size_t len, int force);
+	/* Resolves a file name from the configuration relative to the confdir
+	 * and watches it like a secret file. Free with free(). */
+	int (*path)(const apicred_host *h, const char *key, char **path);
+
+	/* HTTP(S). APICRED_OK whatever the status; transport failures, an
+	 * oversize body or a refused URL return an error with the detail set. */
+	int (*http)(const apicred_host *h, const apicred_http_request *req,
+	            apicred_http_response *resp);
+	void (*http_free)(const apicred_host *h, apicred_http_response *resp);
+	/* Turns a non-2xx response into an error: keeps the server's
+	 * error/error_description (JSON) or the first line of the body, and
+	 * returns APICRED_ERR_UNAVAILABLE for 5xx/429, _AUTH for other 4xx. */
+	int (*http_error)(const apicred_host *h, const apicred_http_response *resp,
+	                  const char *what);
+
+	/* JSON: the value at a dotted path ("data.token") of a JSON object, as
+	 * text (integers in decimal, reals as %.17g, true/false; null and
+	 * containers count as absent). Returns APICRED_OK, -1 when the path is
+	 * absent, or APICRED_ERR_PROTOCOL (detail set) when body is not a JSON
+	 * object. Free *value with free(). */
+	int (*json_get)(const apicred_host *h, const char *body, size_t len,
+	                const char *path, char **value);
+
+	/* Encoding: base64 (standard alphabet, padded), lowercase hex,
+	 * application/x-www-form-urlencoded escaping. Free results with free(). */
+	int (*base64)(const apicred_host *h, const void *in, size_t len, char **out);
+	int (*hex)(const apicred_host *h, const void *in, size_t len, char **out);
+	int (*form_escape)(const apicred_host *h, const char *in, char **out);
+
+	/* Clocks (milliseconds) and random bytes; tests replace them. */
+	int64_t (*now_mono_ms)(const apicred_host *h);
+	int64_t (*now_wall_ms)(const apicred_host *h);
+	int (*random)(const apicred_host *h, unsigned char *buf, size_t len);
+
+	/* Logging (syslog levels) and errors. error() records the thread's
+	 * detail message, prefixed with service and layer, and returns code. */
+	void (*log)(const apicred_host *h, int level, const char *fmt, ...)
+		__attribute__((format(printf, 3, 4)));
+	int (*error)(const apicred_host *h, int code, const char *fmt, ...)
+		__attribute__((format(printf, 3, 4)));
+
+	/* Output of apply. Values with CR or LF are refused (header injection). */
+	int (*add_header)(apicred_out *out, const char *name, const char *value);
+	int (*add_query)(apicred_out *out, const char *name, const char *value);
+	int (*add_tls)(apicred_out *out, const char *name, const void *value, size_t len);
+
+	/* Identity, for messages and provisioning reports. */
+	const char *service; /* service name */
+	int layer;           /* 1-based position in the stack */
+	/* size 1 ends here */
+};
+
+/* ---- sessions ---------------------------------------------------------- */
+
+/* What fetch produces. The core caches it, decides when to refresh it and
+ * frees it with session_free once no thread can still be using it. */
+typedef struct apicred_session {
+	void *data;             /* the provider's, immutable once returned */
+	int64_t lifetime_ms;    /* from now; <= 0: the layer's default_ttl */
+	int64_t retry_after_ms; /* on failure: the server's Retry-After, or 0 */
+} apicred_session;
+
+/* What the core should do after feedback. */
+typedef enum apicred_feedback {
+	APICRED_FEEDBACK_NONE = 0,       /* nothing */
+	APICRED_FEEDBACK_INVALIDATE = 1, /* drop this session; fetch anew */
+	APICRED_FEEDBACK_CHANGED = 2     /* state changed (e.g. failed over): retry */
+} apicred_feedback;
+
+/* ---- methods ----------------------------------------------------------- */
+
+/* Mandatory. Reads configuration and secrets through host (which stays
+ * valid until fini) and builds *state. Fails with a clear host->error(). */
+typedef int (*apicred_init_fn)(const apicred_host *host, void **state);
+
+/* Optional. Obtains a new session, e.g. a token. previous is the current
+ * session's data (still valid, e.g. for a refresh token) or NULL. A layer
+ * whose configuration needs no session (tcx without a token) returns
+ * APICRED_OK with data NULL and a long lifetime: apicred_cred_expires_at
+ * does not count such a session. */
+typedef int (*apicred_fetch_fn)(void *state, const apicred_host *host,
+                                const void *previous, apicred_session *out);
+
+/* Optional (mandatory with fetch). Frees a session's data. */
+typedef void (*apicred_session_free_fn)(void *state, void *data);
+
+/* Mandatory. Adds what one request must carry to out, with host->add_*.
+ * session is the current session's data (NULL without fetch); req is never
+ * NULL (fields may be). Pure and fast: no I/O, no blocking. */
+typedef int (*apicred_apply_fn)(void *state, const apicred_host *host,
+                                const void *session, const apicred_request *req,
+                                apicred_out *out);
+
+/* Optional. Reads how the server answered a request made with session. */
+typedef apicred_feedback (*apicred_feedback_fn)(void *state, const apicred_host *host,
+                                                const void *session, long status,
+                                                const void *body, size_t body_len);
+
+/* Optional. Creates what the layer's secrets refer to (see
+ * APICRED_PROVISION_*); *report receives a summary (malloc'ed). */
+typedef int (*apicred_provision_fn)(void *state, const apicred_host *host,
+                                    unsigned flags, char **report);
+
+/* Mandatory. Releases state. */
+typedef void (*apicred_fini_fn)(void *state);
+
+typedef struct apicred_vtable_v1 {
+	const char *name;              /* the scheme: equals the module's file name */
+	const apicred_schema *schema;  /* accepted keys */
+	apicred_init_fn init;
+	apicred_fetch_fn fetch;
+	apicred_session_free_fn session_free;
+	apicred_apply_fn apply;
+	apicred_feedback_fn feedback;
+	apicred_provision_fn provision;
+	apicred_fini_fn fini;
+	/* minor 0 ends here */
+} apicred_vtable_v1;
+
+/* The one exported symbol of a provider module. */
+int apicred_provider_initvt(int major, int minor, void *vtable);
+
+/* Bytes of a v1 vtable that a given minor version defines: a provider copies
+ * only min(its minor, the core's) of them, so a provider built against a
+ * later minor never writes past an older core's vtable. */
+#define APICRED_VTABLE_V1_END_MINOR0 \
+	(offsetof(apicred_vtable_v1, fini) + sizeof(apicred_fini_fn))
+
+static inline size_t apicred_vtable_v1_size(int minor)
+{
+	(void)minor; /* one minor so far; later ones add a case each */
+	return APICRED_VTABLE_V1_END_MINOR0;
+}
+
+/* Defines apicred_provider_initvt for a provider whose v1 vtable is vt:
+ *     static const apicred_vtable_v1 s_vtable = { .name = "x", ... };
+ *     APICRED_PROVIDER_V1(s_vtable)
+ * It copies the fields of min(APICRED_PROVIDER_MINOR, minor); the core has
+ * zeroed the rest. */
+#define APICRED_PROVIDER_V1(vt)                                                 \
+	__attribute__((visibility("default")))                                  \
+	int apicred_provider_initvt(int major, int minor, void *vtable)         \
+	{                                                                       \
+		if (major != APICRED_PROVIDER_MAJOR || minor < 0)               \
+			return APICRED_ERR_ABI;                                 \
+		memcpy(vtable, &(vt),                                           \
+		       apicred_vtable_v1_size(minor < APICRED_PROVIDER_MINOR    \
+		                                  ? minor                       \
+		                                  : APICRED_PROVIDER_MINOR));   \
+		return APICRED_OK;                                              \
+	}
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* APICRED_PROVIDER_H */
