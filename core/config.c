@@ -244,12 +244,15 @@ static int s_static_header(struct ac_stack *st, const config_setting_t *s, size_
 static int s_parse_service(struct ac_stack *st)
 {
 	config_setting_t *root = config_root_setting(&st->cfg), *s;
-	int n = config_setting_length(root), rc;
+	int n = config_setting_length(root), rc, b;
 
 	for (int i = 0; i < n; i++) {
 		s = config_setting_get_elem(root, (unsigned)i);
 		const char *name = config_setting_name(s);
-		if (strcmp(name, "description") == 0 || strcmp(name, "url") == 0) {
+		if (strcmp(name, "insecure_http") == 0) {
+			if (config_setting_type(s) != CONFIG_TYPE_BOOL)
+				return s_fail(st, APICRED_ERR_CONFIG, s, "'insecure_http' must be true or false");
+		} else if (strcmp(name, "description") == 0 || strcmp(name, "url") == 0) {
 			if (config_setting_type(s) != CONFIG_TYPE_STRING)
 				return s_fail(st, APICRED_ERR_CONFIG, s, "'%s' must be a string", name);
 		} else if (strcmp(name, "headers") == 0) {
@@ -267,17 +270,24 @@ static int s_parse_service(struct ac_stack *st)
 
 	if ((s = config_setting_get_member(root, "description")))
 		st->description = ac_strdup(config_setting_get_string(s));
-	if ((s = config_setting_get_member(root, "url"))) {
-		st->origin = ac_url_origin(config_setting_get_string(s));
-		if (!st->origin)
-			return s_fail(st, APICRED_ERR_CONFIG, s,
-			              "'url' is not an absolute http(s) URL");
-		size_t olen = strlen(st->origin);
-		bool https = strncmp(st->origin, "https:", 6) == 0;
-		const char *def = https ? ":443" : ":80";
-		if (olen > strlen(def) && strcmp(st->origin + olen - strlen(def), def) == 0)
-			st->origin_short = strndup(st->origin, olen - strlen(def));
-	}
+	/* Without an origin, credentials would go wherever the application
+	 * says; over plain http, to whoever listens. */
+	if (!(s = config_setting_get_member(root, "url")))
+		return s_fail(st, APICRED_ERR_CONFIG, root, "missing 'url': the origin "
+		              "(https://host[:port]/) the credentials may be sent to");
+	st->origin = ac_url_origin(config_setting_get_string(s));
+	if (!st->origin)
+		return s_fail(st, APICRED_ERR_CONFIG, s, "'url' is not an absolute http(s) URL");
+	bool https = strncmp(st->origin, "https:", 6) == 0;
+	if (!https && !(config_lookup_bool(&st->cfg, "insecure_http", &b) && b &&
+	                ac_url_loopback(config_setting_get_string(s))))
+		return s_fail(st, APICRED_ERR_CONFIG, s, "'url' must be https:// (plain http:// "
+		              "only to a loopback host, with insecure_http = true; at the top "
+		              "of the file)");
+	size_t olen = strlen(st->origin);
+	const char *def = https ? ":443" : ":80";
+	if (olen > strlen(def) && strcmp(st->origin + olen - strlen(def), def) == 0)
+		st->origin_short = strndup(st->origin, olen - strlen(def));
 	if ((s = config_setting_get_member(root, "headers"))) {
 		bool one = config_setting_type(s) == CONFIG_TYPE_STRING;
 		st->nheaders = one ? 1 : (size_t)config_setting_length(s);
@@ -348,6 +358,35 @@ static void s_init_layers(struct ac_stack *st)
 	}
 }
 
+/* Settings pulled in by @include come from files that decide as much as
+ * the service file: the same checks, watched the same way, and a literal
+ * secret only if every file is private. (libconfig 1.5 has no include hook:
+ * the files are found through the settings they hold.) */
+static int s_check_includes(struct ac_stack *st, const config_setting_t *s)
+{
+	const char *file = config_setting_source_file(s);
+	struct stat sb;
+	int rc;
+
+	if (file && strcmp(file, st->svc->path) != 0) {
+		bool seen = false;
+		for (struct ac_watch *w = st->watches; w && !seen; w = w->next)
+			seen = strcmp(w->path, file) == 0;
+		if (!seen) {
+			if (ac_watch_add(st, file) != APICRED_OK)
+				return s_fail(st, APICRED_ERR_NOMEM, s, "out of memory");
+			if (ac_path_safe(file, "included file", AC_PATH_FILE) != APICRED_OK)
+				return s_fail(st, APICRED_ERR_CONFIG, s, "%s", apicred_errmsg());
+			if (stat(file, &sb) != 0 || (sb.st_mode & (S_IRGRP | S_IROTH)))
+				st->literal_ok = false;
+		}
+	}
+	for (int i = 0; config_setting_is_aggregate(s) && i < config_setting_length(s); i++)
+		if ((rc = s_check_includes(st, config_setting_get_elem(s, (unsigned)i))))
+			return rc;
+	return APICRED_OK;
+}
+
 struct ac_stack *ac_stack_load(struct ac_ctx *ctx, struct ac_service *svc)
 {
 	struct ac_stack *st = calloc(1, sizeof(*st));
@@ -362,9 +401,10 @@ struct ac_stack *ac_stack_load(struct ac_ctx *ctx, struct ac_service *svc)
 	st->cfg_loaded = true;
 	config_set_include_dir(&st->cfg, ctx->confdir);
 
-	if (stat(svc->path, &sb) != 0) {
-		s_fail(st, APICRED_ERR_CONFIG, NULL, "cannot read the service file: %s",
-		       strerror(errno));
+	/* Whoever can change it can send the secrets anywhere. */
+	if (ac_path_safe(svc->path, "service file", AC_PATH_FILE) != APICRED_OK ||
+	    stat(svc->path, &sb) != 0) {
+		s_fail(st, APICRED_ERR_CONFIG, NULL, "%s", apicred_errmsg());
 	} else if (!config_read_file(&st->cfg, svc->path)) {
 		if (config_error_type(&st->cfg) == CONFIG_ERR_FILE_IO) {
 			s_fail(st, APICRED_ERR_CONFIG, NULL, "cannot read the service file: %s",
@@ -376,14 +416,11 @@ struct ac_stack *ac_stack_load(struct ac_ctx *ctx, struct ac_service *svc)
 			             config_error_line(&st->cfg), config_error_text(&st->cfg)) < 0)
 				st->fail_msg = NULL;
 		}
-	} else if (sb.st_mode & (S_IWGRP | S_IWOTH)) {
-		/* Whoever can write it can send the secrets anywhere. */
-		s_fail(st, APICRED_ERR_CONFIG, NULL, "the service file is group or world writable "
-		       "(mode %04o); refusing to use it", (unsigned)(sb.st_mode & 07777));
 	} else {
 		/* Literal secrets are only allowed in a file nobody else can read. */
 		st->literal_ok = (sb.st_mode & (S_IRGRP | S_IROTH)) == 0;
-		if (s_parse_service(st) == APICRED_OK)
+		if (s_check_includes(st, config_root_setting(&st->cfg)) == APICRED_OK &&
+		    s_parse_service(st) == APICRED_OK)
 			s_init_layers(st);
 	}
 	if (st->fail_code)

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <syslog.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <libconfig.h>
 #include <openssl/rand.h>
@@ -189,9 +190,14 @@ static int s_read_global(struct ac_ctx *ctx, char **moduledir)
 
 	if (asprintf(&path, "%s/apicred.conf", ctx->confdir) < 0)
 		return ac_error(APICRED_ERR_NOMEM, "out of memory");
-	if (stat(path, &sb) != 0) {
+	if (lstat(path, &sb) != 0 && errno == ENOENT) {
 		free(path);
 		return APICRED_OK; /* optional */
+	}
+	/* Its moduledir runs code as the caller, its ca_file picks who is trusted. */
+	if ((rc = ac_path_safe(path, "apicred.conf", AC_PATH_FILE)) != APICRED_OK) {
+		free(path);
+		return rc;
 	}
 	config_init(&cfg);
 	if (!config_read_file(&cfg, path)) {
@@ -261,6 +267,11 @@ static int s_read_global(struct ac_ctx *ctx, char **moduledir)
 		free(ctx->http.ca_file);
 		ctx->http.ca_file = abs;
 	}
+	if ((ctx->http.ca_file && (rc = ac_path_safe(ctx->http.ca_file, "http.ca_file",
+	                                             AC_PATH_FILE))) ||
+	    (ctx->http.ca_path && (rc = ac_path_safe(ctx->http.ca_path, "http.ca_path",
+	                                             AC_PATH_DIR))))
+		goto out;
 out:
 	free(level);
 	config_destroy(&cfg);
@@ -325,6 +336,12 @@ static int s_scan(struct ac_ctx *ctx)
 
 	if (asprintf(&dir, "%s/conf.d", ctx->confdir) < 0)
 		return ac_error(APICRED_ERR_NOMEM, "out of memory");
+	/* Whoever can write in conf.d can rename a service file of theirs over
+	 * a good one. */
+	if (access(dir, F_OK) == 0 && ac_path_safe(dir, "conf.d", AC_PATH_DIR) != APICRED_OK) {
+		free(dir);
+		return APICRED_ERR_CONFIG;
+	}
 	d = opendir(dir);
 	if (!d) {
 		int e = errno;

@@ -170,10 +170,22 @@ static int s_path(const apicred_host *h, const char *key, char **path)
 	*path = NULL;
 	if (!ref)
 		return ac_layer_error(L, APICRED_ERR_CONFIG, "'%s' is not configured", key);
+	const apicred_schema *e = s_entry(L, key);
+	char what[160];
+
 	rc = ac_path_resolve(L->stack->ctx, ref, path);
-	if (rc == APICRED_OK)
-		ac_watch_add(L->stack, *path);
-	return rc;
+	if (rc != APICRED_OK)
+		return rc;
+	ac_watch_add(L->stack, *path);
+	snprintf(what, sizeof(what), "'%s'", key);
+	rc = ac_path_safe(*path, what, e && (e->flags & APICRED_F_SECRET_FILE) ? AC_PATH_SECRET
+	                                                                        : AC_PATH_ANY);
+	if (rc != APICRED_OK) {
+		free(*path);
+		*path = NULL;
+		return ac_layer_error(L, rc, "%s", apicred_errmsg());
+	}
+	return APICRED_OK;
 }
 
 /* ---- HTTP, JSON, encodings ----------------------------------------------- */

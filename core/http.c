@@ -195,6 +195,18 @@ int ac_url_allowed(struct ac_layer *L, const char *url)
 	return APICRED_OK;
 }
 
+bool ac_url_loopback(const char *url)
+{
+	struct s_url u;
+	bool lo;
+
+	if (!url || !s_url_parse(url, &u))
+		return false;
+	lo = s_loopback(u.host);
+	s_url_free(&u);
+	return lo;
+}
+
 /* ---- TLS material -------------------------------------------------------- */
 
 int ac_curl_tls(void *easy, const apicred_cred *cred, const char *ca_file, const char *ca_path)
@@ -419,6 +431,7 @@ int ac_http(struct ac_layer *L, const apicred_http_request *req, apicred_http_re
 	struct curl_slist *hdrs = NULL;
 	apicred_cred *carried = NULL;
 	char errbuf[CURL_ERROR_SIZE] = "", *url = NULL, *shown = NULL;
+	const char *proxy;
 	CURL *c = NULL;
 	CURLcode cc;
 	long status = 0;
@@ -489,8 +502,8 @@ int ac_http(struct ac_layer *L, const apicred_http_request *req, apicred_http_re
 	/* A handle per request resumes no TLS session anyway, and libcurl 7.88's
 	 * session-ID cache frees twice when one of its allocations fails. */
 	curl_easy_setopt(c, CURLOPT_SSL_SESSIONID_CACHE, 0L);
-	if (ctx->http.proxy)
-		curl_easy_setopt(c, CURLOPT_PROXY, ctx->http.proxy);
+	if ((proxy = ac_proxy_for(ctx->http.proxy, ac_secure())))
+		curl_easy_setopt(c, CURLOPT_PROXY, proxy);
 	if (hdrs)
 		curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
 	if (strcmp(req->method, "GET") == 0) {

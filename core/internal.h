@@ -21,12 +21,15 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #include <libconfig.h>
 
 #include <apicred/apicred.h>
 #include <apicred/provider.h>
+
+#include "secure.h"
 
 #define AC_HIDDEN __attribute__((visibility("hidden")))
 #define AC_MAX_LAYERS 16
@@ -328,6 +331,7 @@ void ac_http_free(apicred_http_response *resp);
 int ac_http_error(struct ac_layer *L, const apicred_http_response *resp, const char *what);
 char *ac_url_origin(const char *url); /* "scheme://host:port" lowercased; NULL if bad */
 bool ac_url_same_origin(const char *origin, const char *url);
+bool ac_url_loopback(const char *url); /* its host is 127.0.0.1, ::1 or localhost */
 char *ac_url_redact(const char *url); /* scheme://host[:port]/path without query */
 /* APICRED_OK for an https URL, or http to a loopback host with the layer's
  * insecure_http; else the error, detail set. */
@@ -380,6 +384,24 @@ void ac_secret_free(char *value, size_t len);
 int ac_read_file(const char *path, size_t max, char **data, size_t *len,
                  bool secret, const char *what);
 void ac_host_setup(struct ac_layer *L);
+
+/* ---- who may change what (path.c) ---------------------------------------- */
+
+enum ac_path_kind {
+	AC_PATH_FILE,   /* a regular file: configuration, module, certificate */
+	AC_PATH_DIR,    /* a directory: conf.d, the module directory */
+	AC_PATH_ANY,    /* either (a CA file or hashed directory) */
+	AC_PATH_SECRET  /* a regular file that the world cannot read either */
+};
+
+/* APICRED_OK if path, and every directory above it, belongs to root or the
+ * effective user and is not group or world writable (a root-owned sticky
+ * directory is fine above it); else the detail says what to chmod or chown.
+ * Errors are APICRED_ERR_SECRET for AC_PATH_SECRET, else _CONFIG. */
+int ac_path_safe(const char *path, const char *what, enum ac_path_kind kind);
+/* The same rule for the file itself only (an fstat of what was opened). */
+int ac_stat_safe(const struct stat *sb, const char *what, const char *path,
+                 enum ac_path_kind kind);
 int ac_layer_error(const struct ac_layer *L, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 

@@ -65,6 +65,13 @@ static void s_load(struct ac_ctx *ctx, struct ac_module *m)
 		       strerror(errno));
 		return;
 	}
+	/* dlopen runs the module's code as the caller: only from files and a
+	 * directory that nobody else can change. */
+	if (ac_path_safe(ctx->moduledir, "module directory", AC_PATH_DIR) != APICRED_OK ||
+	    ac_path_safe(m->path, "provider module", AC_PATH_FILE) != APICRED_OK) {
+		s_fail(m, APICRED_ERR_PROVIDER, "provider '%s': %s", m->name, apicred_errmsg());
+		return;
+	}
 	/* RTLD_LOCAL: providers never see each other's symbols. */
 	m->handle = dlopen(m->path, RTLD_NOW | RTLD_LOCAL);
 	if (!m->handle) {

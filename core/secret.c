@@ -42,27 +42,33 @@ int ac_path_resolve(struct ac_ctx *ctx, const char *ref, char **out)
 	return *out ? APICRED_OK : ac_error(APICRED_ERR_NOMEM, "out of memory");
 }
 
-/* Reads a whole regular file (at most max bytes). With secret, refuses a
- * file that others could write, and wipes what it read on failure. */
+/* Reads a whole regular file (at most max bytes) that passes
+ * ac_path_safe; with secret, under the secret-file rule, and wipes what it
+ * read on failure. */
 int ac_read_file(const char *path, size_t max, char **data, size_t *len,
                  bool secret, const char *what)
 {
+	enum ac_path_kind kind = secret ? AC_PATH_SECRET : AC_PATH_FILE;
 	struct stat sb;
 	char *buf;
 	size_t n = 0;
-	int fd, code = secret ? APICRED_ERR_SECRET : APICRED_ERR_CONFIG;
+	int fd, rc, code = secret ? APICRED_ERR_SECRET : APICRED_ERR_CONFIG;
 
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	if ((rc = ac_path_safe(path, what, kind)) != APICRED_OK)
+		return rc;
+	/* O_NONBLOCK: a FIFO swapped in after the check must not hang us; the
+	 * fstat below refuses it. Regular files ignore the flag. */
+	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
 	if (fd < 0)
 		return ac_error(code, "%s: cannot open %s: %s", what, path, strerror(errno));
-	if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+	if (fstat(fd, &sb) != 0) {
+		rc = ac_error(code, "%s: cannot stat %s: %s", what, path, strerror(errno));
 		close(fd);
-		return ac_error(code, "%s: %s is not a regular file", what, path);
+		return rc;
 	}
-	if (secret && (sb.st_mode & (S_IWGRP | S_IWOTH))) {
+	if ((rc = ac_stat_safe(&sb, what, path, kind)) != APICRED_OK) {
 		close(fd);
-		return ac_error(code, "%s: %s is group or world writable (mode %04o); "
-		                "refusing to use it", what, path, (unsigned)(sb.st_mode & 07777));
+		return rc;
 	}
 	if ((size_t)sb.st_size > max) {
 		close(fd);
@@ -112,6 +118,14 @@ static int s_resolve(struct ac_layer *L, const char *key, const char *ref, char 
 		free(path);
 		if (rc != APICRED_OK)
 			return ac_layer_error(L, rc, "%s", apicred_errmsg());
+		/* A NUL would silently cut the secret short where C strings end. */
+		if (memchr(*value, '\0', *len)) {
+			ac_secret_free(*value, *len);
+			*value = NULL;
+			*len = 0;
+			return ac_layer_error(L, APICRED_ERR_SECRET, "%s: %s holds a NUL byte; "
+			                      "a secret is text", what, ref + 5);
+		}
 		/* Files written by editors and echo end with a newline: not part of it. */
 		if (*len && (*value)[*len - 1] == '\n')
 			(*value)[--*len] = '\0';

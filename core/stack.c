@@ -259,6 +259,9 @@ API int apicred_curl_apply(apicred_ctx *ctx, const char *service, void *curl_eas
 	list = NULL;
 	curl_easy_setopt(curl_easy, CURLOPT_HTTPHEADER, cred->slist);
 	curl_easy_setopt(curl_easy, CURLOPT_FOLLOWLOCATION, 0L);
+	/* A setuid program takes no proxy from its caller's environment. */
+	if (ac_secure())
+		curl_easy_setopt(curl_easy, CURLOPT_PROXY, ac_proxy_for(ctx->c.http.proxy, true));
 	rc = ac_curl_tls(curl_easy, cred, ctx->c.http.ca_file, ctx->c.http.ca_path);
 	if (rc != APICRED_OK)
 		rc = ac_error(rc, "%s: %s", service, apicred_errmsg());

@@ -48,11 +48,11 @@
 static const apicred_schema s_schema[] = {
 	{ "cert", APICRED_T_STRING, 0, NULL, NULL,
 	  "client certificate: PEM file, leaf first, then any intermediates" },
-	{ "key", APICRED_T_STRING, 0, NULL, NULL,
-	  "private key of cert: PEM file, not readable by group or others" },
+	{ "key", APICRED_T_STRING, APICRED_F_SECRET_FILE, NULL, NULL,
+	  "private key of cert: PEM file, not readable by others" },
 	{ "key_password", APICRED_T_STRING, APICRED_F_SECRET, NULL, NULL,
 	  "password of an encrypted key (file:PATH, env:NAME or literal)" },
-	{ "pkcs12", APICRED_T_STRING, 0, NULL, NULL,
+	{ "pkcs12", APICRED_T_STRING, APICRED_F_SECRET_FILE, NULL, NULL,
 	  "client certificate and key as one PKCS#12 file, instead of cert + key" },
 	{ "pkcs12_password", APICRED_T_STRING, APICRED_F_SECRET, NULL, NULL,
 	  "password of the PKCS#12 file (file:PATH, env:NAME or literal)" },
@@ -161,9 +161,9 @@ static int s_password_cb(char *buf, int size, int rwflag, void *user)
 	return (int)pw->len;
 }
 
-/* Reads a file into memory. A secret file (key, PKCS#12) must not be
- * readable or writable by group or others; the mode is checked on the
- * open descriptor, so the file checked is the file read. */
+/* Reads a file into memory. Who may change or read it was checked by
+ * host->path (the core's one rule; key and PKCS#12 are
+ * APICRED_F_SECRET_FILE); here it must still be a regular file. */
 static int s_read_file(const apicred_host *h, const char *what, const char *path,
                        int secret, unsigned char **data, size_t *len)
 {
@@ -184,12 +184,6 @@ static int s_read_file(const apicred_host *h, const char *what, const char *path
 	}
 	if (!S_ISREG(st.st_mode)) {
 		rc = h->error(h, APICRED_ERR_TLS, "%s %s: not a regular file", what, path);
-		goto out;
-	}
-	if (secret && (st.st_mode & (S_IRGRP | S_IWGRP | S_IROTH | S_IWOTH))) {
-		rc = h->error(h, APICRED_ERR_SECRET,
-		              "%s %s: mode %04o lets group or others read or write it "
-		              "(chmod 600 it)", what, path, (unsigned)(st.st_mode & 07777));
 		goto out;
 	}
 	if (st.st_size > S_MAX_FILE) {

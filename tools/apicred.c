@@ -35,6 +35,8 @@
 
 #include <apicred/apicred.h>
 
+#include "../core/secure.h"
+
 enum {
 	EXIT_USAGE = 2,
 	EXIT_HTTP = 22 /* like curl --fail */
@@ -925,6 +927,15 @@ int main(int argc, char **argv)
 	}
 	if (optind >= argc)
 		return s_usage_error("COMMAND missing");
+	{
+		/* A setuid or setgid apicred must not load its caller's modules. */
+		const char *why = ac_dirs_refused(ac_secure(), gl.confdir != NULL,
+		                                  gl.moduledir != NULL);
+		if (why) {
+			fprintf(stderr, "apicred: %s\n", why);
+			return EXIT_USAGE;
+		}
+	}
 	for (size_t i = 0; i < sizeof(s_cmds) / sizeof(s_cmds[0]); i++) {
 		if (strcmp(argv[optind], s_cmds[i].name) != 0)
 			continue;

@@ -65,6 +65,8 @@ typedef enum apicred_cfg_type {
 
 #define APICRED_F_REQUIRED 0x1u /* the key must be present */
 #define APICRED_F_SECRET   0x2u /* value is a secret reference: file:, env:, literal */
+#define APICRED_F_SECRET_FILE 0x4u /* value names a file holding a private key: host->path
+                                    * refuses it unless it is private (see apicred.conf(5)) */
 
 /* One accepted key. The table ends with an entry whose name is NULL.
  * The core rejects unknown keys (except "x-..."), missing required keys,
@@ -140,7 +142,11 @@ struct apicred_host {
 	int (*secret_store)(const apicred_host *h, const char *key, const char *value,
 	                    size_t len, int force);
 	/* Resolves a file name from the configuration relative to the confdir
-	 * and watches it like a secret file. Free with free(). */
+	 * and watches it like a secret file. Free with free(). Refuses a file
+	 * that anyone but root or the effective user could change (with
+	 * APICRED_F_SECRET_FILE, also one the world can read), like the core's
+	 * own files; the provider still opens it with O_NONBLOCK and checks it
+	 * is a regular file. */
 	int (*path)(const apicred_host *h, const char *key, char **path);
 
 	/* HTTP(S). APICRED_OK whatever the status; transport failures, an

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -121,6 +122,17 @@ void fx_module(fx *f, const char *name)
 	assert_int_equal(symlink(src, dst), 0);
 }
 
+/* A top-level url setting: a line that starts with it. */
+static bool s_has_url(const char *text)
+{
+	for (const char *p = text; p; p = strchr(p, '\n'), p = p ? p + 1 : NULL) {
+		p += strspn(p, " \t");
+		if (strncmp(p, "url", 3) == 0 && strchr(" \t=:", p[3]))
+			return true;
+	}
+	return false;
+}
+
 void fx_service(fx *f, const char *name, mode_t mode, const char *fmt, ...)
 {
 	char path[600], *text;
@@ -132,8 +144,24 @@ void fx_service(fx *f, const char *name, mode_t mode, const char *fmt, ...)
 	va_end(ap);
 	assert_true(n >= 0);
 	snprintf(path, sizeof(path), "%s/conf.d/%s.conf", f->conf, name);
+	if (!s_has_url(text)) {
+		/* Appended, so that the lines a test asserts stay where they are. */
+		char *with;
+		n = asprintf(&with, "%s\n%s", text, FX_URL);
+		assert_true(n >= 0);
+		free(text);
+		text = with;
+	}
 	s_write(path, text, n, mode);
 	free(text);
+}
+
+void fx_service_raw(fx *f, const char *name, mode_t mode, const char *text)
+{
+	char path[600];
+
+	snprintf(path, sizeof(path), "%s/conf.d/%s.conf", f->conf, name);
+	s_write(path, text, strlen(text), mode);
 }
 
 void fx_global(fx *f, const char *text)

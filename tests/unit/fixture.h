@@ -38,9 +38,15 @@ void fx_free(fx *f);
 
 /* Links $moddir/<name>.so to the real provider or the test module. */
 void fx_module(fx *f, const char *name);
-/* Writes conf/conf.d/<name>.conf (mode) from a printf format. */
+/* Every service needs a url; the tests that do not care about the origin
+ * get this one. */
+#define FX_URL "url = \"https://127.0.0.1/\";\n"
+/* Writes conf/conf.d/<name>.conf (mode) from a printf format, with FX_URL
+ * appended unless the text sets url on a line of its own. */
 void fx_service(fx *f, const char *name, mode_t mode, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
+/* Writes conf/conf.d/<name>.conf (mode) exactly as given. */
+void fx_service_raw(fx *f, const char *name, mode_t mode, const char *text);
 /* Writes conf/apicred.conf. */
 void fx_global(fx *f, const char *text);
 /* Writes conf/secrets/<name> with exactly value (mode); remembers value as

@@ -114,7 +114,8 @@ static int s_setup(void **state)
 	s_write("apicred.conf", "cache = { refresh_ahead = 300; default_ttl = 100; "
 	                        "check_interval = 0; backoff_max = 60; };\n"
 	                        "http = { retries = 0; };\n");
-	s_write("conf.d/svc.conf", "stack = ( { provider = \"counter\"; } );\n");
+	s_write("conf.d/svc.conf", "url = \"https://127.0.0.1/\";\n"
+	                           "stack = ( { provider = \"counter\"; } );\n");
 	return 0;
 }
 
@@ -437,15 +438,18 @@ static void test_reload_while_in_use(void **state)
 	struct s_load l = { .ctx = NULL };
 	pthread_t t[4];
 
-	s_write("conf.d/svc.conf", "stack = ( { provider = \"counter\"; label = \"a\"; } );\n");
+	s_write("conf.d/svc.conf", "url = \"https://127.0.0.1/\";\n"
+	        "stack = ( { provider = \"counter\"; label = \"a\"; } );\n");
 	l.ctx = s_open(0);
 	for (int i = 0; i < 4; i++)
 		pthread_create(&t[i], NULL, s_load_main, &l);
 	for (int i = 0; i < 200; i++) {
 		/* Each rewrite changes the size or mtime: the stack is replaced while
 		 * readers use it; the sanitizers catch any use after free. */
-		s_write("conf.d/svc.conf", i % 2 ? "stack = ( { provider = \"counter\"; label = \"a\"; } );\n"
-		                                 : "stack = ( { provider = \"counter\"; label = \"b\"; } ); # b\n");
+		s_write("conf.d/svc.conf", i % 2 ? "url = \"https://127.0.0.1/\";\n"
+		                                   "stack = ( { provider = \"counter\"; label = \"a\"; } );\n"
+		                                 : "url = \"https://127.0.0.1/\";\n"
+		                                   "stack = ( { provider = \"counter\"; label = \"b\"; } ); # b\n");
 		assert_int_equal(apicred_reload(l.ctx), APICRED_OK);
 	}
 	atomic_store(&l.stop, true);

@@ -58,6 +58,7 @@ static int s_teardown(void **state)
 static void s_tpv(struct fx *f, const char *name, const char *extra)
 {
 	sg_service(f->confdir, name,
+	           "url = \"https://tpv.example/\";\n"
 	           "description = \"TPV test\";\n"
 	           "stack = ( { provider = \"hmac\"; insecure_http = true;\n"
 	           "  auth_url = \"http://127.0.0.1:%d/api/v1/auth\";\n"
@@ -120,6 +121,7 @@ static void test_login_escapes_on_the_wire_only(void **state)
 	char msg[128];
 
 	sg_service(f->confdir, "odd",
+	           "url = \"https://tpv.example/\";\n"
 	           "stack = ( { provider = \"hmac\"; insecure_http = true;\n"
 	           "  auth_url = \"http://127.0.0.1:%d/login?v=2\";\n"
 	           "  app_token = \"%s\"; app_secret = \"" SECRET "\"; } );\n", f->srv.port, tok);
@@ -145,6 +147,7 @@ static void test_long_secret(void **state)
 		secret[i] = (char)('A' + i % 26);
 	secret[100] = '\0';
 	sg_service(f->confdir, "long",
+	           "url = \"https://x.example/\";\n"
 	           "stack = ( { provider = \"hmac\"; insecure_http = true;\n"
 	           "  auth_url = \"http://127.0.0.1:%d/auth\";\n"
 	           "  app_token = \"" TOKEN "\"; app_secret = \"%s\"; } );\n", f->srv.port, secret);
@@ -192,6 +195,7 @@ static void test_sign_query_from_layer_above(void **state)
 	struct fx *f = *state;
 
 	sg_service(f->confdir, "tpvk",
+	           "url = \"https://tpv.example/\";\n"
 	           "stack = ( { provider = \"apikey\"; key = \"k-1 2\"; in = \"query\"; },\n"
 	           "  { provider = \"hmac\"; insecure_http = true; sign = \"query\";\n"
 	           "  auth_url = \"http://127.0.0.1:%d/api/v1/auth\";\n"
@@ -415,9 +419,11 @@ static void test_bad_config(void **state)
 	s_tpv(f, "ttl0", "token_ttl = 0;");
 	s_tpv(f, "badsign", "sign = \"headers\";");
 	sg_service(f->confdir, "nosecret",
+	           "url = \"https://tpv.example/\";\n"
 	           "stack = ( { provider = \"hmac\"; auth_url = \"https://x.example/auth\";\n"
 	           "  app_token = \"t\"; } );\n");
 	sg_service(f->confdir, "badurl",
+	           "url = \"https://tpv.example/\";\n"
 	           "stack = ( { provider = \"hmac\"; auth_url = \"ftp://x.example/auth\";\n"
 	           "  app_token = \"t\"; app_secret = \"s\"; } );\n");
 	f->ctx = sg_open(f->confdir);

@@ -400,20 +400,20 @@ static void test_bad_material(void **state)
 		{ "cert = \"certs/client.pem\"; key = \"certs/loose.key\";",
 		  "loose.key", "mode 0644", APICRED_ERR_SECRET },
 		{ "pkcs12 = \"certs/loose.p12\"; pkcs12_password = \"file:secrets/p12pass\";",
-		  "loose.p12", "mode 0640", APICRED_ERR_SECRET },
+		  "loose.p12", "mode 0604", APICRED_ERR_SECRET },
 		{ "cert = \"certs/client.key\"; key = \"certs/client.key\";",
 		  "client.key", "no certificate", APICRED_ERR_TLS },
 		{ "cert = \"certs/client.pem\"; key = \"certs/private.pem\";",
 		  "private.pem", "no PEM private key", APICRED_ERR_TLS },
 		{ "cert = \"certs/missing.pem\"; key = \"certs/client.key\";",
-		  "missing.pem", "No such file", APICRED_ERR_TLS },
+		  "missing.pem", "No such file", APICRED_ERR_CONFIG },
 		{ "cert = \"certs/client.pem\"; key = \"certs/fifo.key\";",
-		  "fifo.key", "not a regular file", APICRED_ERR_TLS },
+		  "fifo.key", "not a regular file", APICRED_ERR_SECRET },
 		{ "cert = \"certs/client.pem\";", "cert", "without key", APICRED_ERR_CONFIG },
 		{ "cert = \"certs/client.pem\"; key = \"certs/client.key\"; "
 		  "pkcs12 = \"certs/client.p12\";", "pkcs12", "not both", APICRED_ERR_CONFIG },
 		{ "ca = \"certs/client.key\";", "client.key", "no certificate", APICRED_ERR_TLS },
-		{ "ca = \"certs/nowhere\";", "nowhere", "No such file", APICRED_ERR_TLS },
+		{ "ca = \"certs/nowhere\";", "nowhere", "No such file", APICRED_ERR_CONFIG },
 		{ "pinned_pubkey = \"sha256//tooshort\";", "pinned_pubkey", "sha256//",
 		  APICRED_ERR_CONFIG },
 		{ "pinned_pubkey = \"sha1//AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\";",
@@ -432,7 +432,7 @@ static void test_bad_material(void **state)
 	s_path(f, "private.pem", path, sizeof(path));
 	assert_int_equal(chmod(path, 0600), 0);
 	s_path(f, "loose.p12", path, sizeof(path));
-	assert_int_equal(chmod(path, 0640), 0);
+	assert_int_equal(chmod(path, 0604), 0);
 	fx_secret(f, "wrong", "not-the-password", 0600);
 	fx_secret(f, "p12pass", "p12-pass-5678", 0600);
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {

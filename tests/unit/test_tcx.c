@@ -62,6 +62,7 @@ static void s_tcx(struct fx *f, const char *name, const char *type, const char *
                   const char *extra)
 {
 	sg_service(f->confdir, name,
+	           "url = \"https://tcx.example/\";\n"
 	           "stack = ( { provider = \"tcx\"; type = \"%s\"; mode = \"%s\";\n"
 	           "  app_id = \"" APP "\"; app_public = \"" PUB "\"; %s } );\n",
 	           type, mode, extra);
@@ -272,7 +273,8 @@ static void test_ftc_and_long_public(void **state)
 	snprintf(conf, sizeof(conf),
 	         "stack = ( { provider = \"tcx\"; type = \"owtc\"; mode = \"param\";\n"
 	         "  app_id = \"" APP "\"; app_public = \"%s\"; } );\n", pub);
-	sg_service(f->confdir, "long", "%s", conf);
+	sg_service(f->confdir, "long", "url = \"https://tcx.example/\";\n"
+	           "%s", conf);
 	f->ctx = sg_open(f->confdir);
 
 	assert_pass(f, "ftc", "GET", URL "?a=1", NULL, NULL, "");
