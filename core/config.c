@@ -365,26 +365,28 @@ static void s_init_layers(struct ac_stack *st)
 static int s_check_includes(struct ac_stack *st, const config_setting_t *s)
 {
 	const char *file = config_setting_source_file(s);
+	char *path = NULL;
 	struct stat sb;
-	int rc;
+	int rc = APICRED_OK;
 
+	/* libconfig keeps the name as written; it read it from the confdir. */
 	if (file && strcmp(file, st->svc->path) != 0) {
 		bool seen = false;
+		if (ac_path_resolve(st->ctx, file, &path) != APICRED_OK)
+			return s_fail(st, APICRED_ERR_NOMEM, s, "out of memory");
 		for (struct ac_watch *w = st->watches; w && !seen; w = w->next)
-			seen = strcmp(w->path, file) == 0;
-		if (!seen) {
-			if (ac_watch_add(st, file) != APICRED_OK)
-				return s_fail(st, APICRED_ERR_NOMEM, s, "out of memory");
-			if (ac_path_safe(file, "included file", AC_PATH_FILE) != APICRED_OK)
-				return s_fail(st, APICRED_ERR_CONFIG, s, "%s", apicred_errmsg());
-			if (stat(file, &sb) != 0 || (sb.st_mode & (S_IRGRP | S_IROTH)))
-				st->literal_ok = false;
-		}
+			seen = strcmp(w->path, path) == 0;
+		if (!seen && ac_watch_add(st, path) != APICRED_OK)
+			rc = s_fail(st, APICRED_ERR_NOMEM, s, "out of memory");
+		else if (!seen && ac_path_safe(path, "included file", AC_PATH_FILE) != APICRED_OK)
+			rc = s_fail(st, APICRED_ERR_CONFIG, s, "%s", apicred_errmsg());
+		else if (!seen && (stat(path, &sb) != 0 || (sb.st_mode & (S_IRGRP | S_IROTH))))
+			st->literal_ok = false;
+		free(path);
 	}
-	for (int i = 0; config_setting_is_aggregate(s) && i < config_setting_length(s); i++)
-		if ((rc = s_check_includes(st, config_setting_get_elem(s, (unsigned)i))))
-			return rc;
-	return APICRED_OK;
+	for (int i = 0; !rc && config_setting_is_aggregate(s) && i < config_setting_length(s); i++)
+		rc = s_check_includes(st, config_setting_get_elem(s, (unsigned)i));
+	return rc;
 }
 
 struct ac_stack *ac_stack_load(struct ac_ctx *ctx, struct ac_service *svc)

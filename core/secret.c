@@ -142,8 +142,9 @@ static int s_resolve(struct ac_layer *L, const char *key, const char *ref, char 
 		if (!L->stack->literal_ok)
 			return ac_layer_error(L, APICRED_ERR_SECRET,
 			                      "%s: a literal secret is only allowed in a service file "
-			                      "that is not group or world readable (%s); use file: or "
-			                      "env:, or chmod 600 it", what, L->stack->svc->path);
+			                      "(and the files it includes) that is not group or world "
+			                      "readable (%s); use file: or env:, or chmod 600 it", what,
+			                      L->stack->svc->path);
 		*value = ac_strdup(ref);
 		*len = strlen(ref);
 	}

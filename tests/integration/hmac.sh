@@ -125,6 +125,7 @@ is "milliseconds: signature over it" "$(qparam "$lq" _signature)" \
 # ---- login failures ---------------------------------------------------------------
 
 service_file badsecret <<EOF
+url = "$SB/tpv/";
 stack = ( { provider = "hmac"; auth_url = "$SB/tpv/api/v1/auth";
             app_token = "file:secrets/tpv.token"; app_secret = "file:secrets/bad.secret"; } );
 EOF
@@ -136,6 +137,7 @@ case $ERR in *sb-tpv-secret*) _tap_result 1 "wrong secret: no secret in the mess
 *) _tap_result 0 "wrong secret: no secret in the message" ;; esac
 
 service_file badtoken <<EOF
+url = "$SB/tpv/";
 stack = ( { provider = "hmac"; auth_url = "$SB/tpv/api/v1/auth";
             app_token = "file:secrets/bad.token"; app_secret = "file:secrets/tpv.secret"; } );
 EOF

@@ -123,9 +123,11 @@ esac
 confdir_new
 secret_file hello.password 'sb-hello-s3cret'
 service_file greet <<'EOF'
+url = "https://127.0.0.1/";
 stack = ( { provider = "hello"; greeting = "bonjour"; password = "file:secrets/hello.password"; } );
 EOF
 service_file both <<'EOF'
+url = "https://127.0.0.1/";
 stack = (
   { provider = "hello"; password = "file:secrets/hello.password"; },
   { provider = "apikey"; key = "file:secrets/hello.password"; header = "X-Key"; }

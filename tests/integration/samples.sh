@@ -11,7 +11,11 @@ APIKEY=sb-apikey-0123456789
 
 sandbox_start
 confdir_new
-cp "$top_srcdir/conf.d/edgecast.conf" "$top_srcdir/conf.d/apikey-example.conf" "$CONF/conf.d/"
+# The samples as shipped, pointed at the sandbox (their url is the origin).
+for _s in edgecast apikey-example; do
+	sed "s|^url = \"https://[^\"]*\"|url = \"$SB/\"|" "$top_srcdir/conf.d/$_s.conf" \
+		>"$CONF/conf.d/$_s.conf"
+done
 chmod 0644 "$CONF/conf.d/edgecast.conf" "$CONF/conf.d/apikey-example.conf"
 secret_file edgecast.token "$PRIMARY"
 secret_file edgecast.backup "$BACKUP"

@@ -28,7 +28,7 @@ static void s_check_schema(const char *module, const apicred_schema *schema)
 
 		if (k->type < APICRED_T_STRING || k->type > APICRED_T_GROUP)
 			fail_msg("%s: key %s has no valid type", module, k->name);
-		if (k->flags & ~(APICRED_F_REQUIRED | APICRED_F_SECRET))
+		if (k->flags & ~(APICRED_F_REQUIRED | APICRED_F_SECRET | APICRED_F_SECRET_FILE))
 			fail_msg("%s: key %s has unknown flags", module, k->name);
 		if (!k->help || !*k->help)
 			fail_msg("%s: key %s has no help line", module, k->name);
