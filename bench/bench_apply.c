@@ -93,21 +93,26 @@ int main(void)
 	sg_server_answer(&srv, 200, "{\"auth_token\":\"bench-token-0123456789abcdef\"}");
 	confdir = sg_confdir_new();
 	sg_service(confdir, "key",
+	           "url = \"https://api.example/\";\n"
 	           "stack = ( { provider = \"apikey\"; key = \"k-0123456789abcdef\"; } );\n");
 	sg_service(confdir, "hmacq",
+	           "url = \"https://api.example/\";\n"
 	           "stack = ( { provider = \"hmac\"; insecure_http = true;\n"
 	           "  auth_url = \"http://127.0.0.1:%d/api/v1/auth\";\n"
 	           "  app_token = \"bench-app-token\"; app_secret = \"bench-secret-0123456789abcdef\"; } );\n",
 	           srv.port);
 	sg_service(confdir, "hmacb",
+	           "url = \"https://api.example/\";\n"
 	           "stack = ( { provider = \"hmac\"; insecure_http = true; sign = \"query+body\";\n"
 	           "  auth_url = \"http://127.0.0.1:%d/api/v1/auth\";\n"
 	           "  app_token = \"bench-app-token\"; app_secret = \"bench-secret-0123456789abcdef\"; } );\n",
 	           srv.port);
 	sg_service(confdir, "tcxp",
+	           "url = \"https://api.example/\";\n"
 	           "stack = ( { provider = \"tcx\"; type = \"owtc\"; mode = \"param\";\n"
 	           "  app_id = \"bench-app\"; app_public = \"bench-public-key\"; } );\n");
 	sg_service(confdir, "tcxt",
+	           "url = \"https://api.example/\";\n"
 	           "stack = ( { provider = \"tcx\"; type = \"ftc\"; mode = \"time\";\n"
 	           "  app_id = \"bench-app\"; app_public = \"bench-public-key\";\n"
 	           "  master_key = \"bench-master\"; } );\n");

@@ -296,6 +296,10 @@ static void test_items(void **state)
 	fx_service(f, "hub", 0600,
 	           "stack = ({ provider = \"mtls\"; cert = \"certs/client-chain.pem\";\n"
 	           "  key = \"certs/client.key\"; ca = \"certs/ca.pem\"; min_tls = \"1.3\"; });\n");
+	/* A group of readers (0640 root:apicred) is the one rule for key files
+	 * as for secrets. */
+	s_path(f, "client.key", ca, sizeof(ca));
+	assert_int_equal(chmod(ca, 0640), 0);
 	s_open(f);
 	assert_int_equal(fx_get(f, "hub"), APICRED_OK);
 
