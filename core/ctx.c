@@ -267,11 +267,12 @@ static int s_read_global(struct ac_ctx *ctx, char **moduledir)
 		free(ctx->http.ca_file);
 		ctx->http.ca_file = abs;
 	}
-	if ((ctx->http.ca_file && (rc = ac_path_safe(ctx->http.ca_file, "http.ca_file",
-	                                             AC_PATH_FILE))) ||
-	    (ctx->http.ca_path && (rc = ac_path_safe(ctx->http.ca_path, "http.ca_path",
-	                                             AC_PATH_DIR))))
+	/* Whoever can change them picks whom the secrets are sent to. */
+	if (ctx->http.ca_file &&
+	    (rc = ac_path_safe(ctx->http.ca_file, "http.ca_file", AC_PATH_FILE)))
 		goto out;
+	if (ctx->http.ca_path)
+		rc = ac_path_safe(ctx->http.ca_path, "http.ca_path", AC_PATH_DIR);
 out:
 	free(level);
 	config_destroy(&cfg);

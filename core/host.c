@@ -165,19 +165,20 @@ static int s_path(const apicred_host *h, const char *key, char **path)
 {
 	struct ac_layer *L = s_layer(h);
 	const char *ref = s_cfg_str(h, key);
+	const apicred_schema *e;
+	char what[160];
 	int rc;
 
 	*path = NULL;
 	if (!ref)
 		return ac_layer_error(L, APICRED_ERR_CONFIG, "'%s' is not configured", key);
-	const apicred_schema *e = s_entry(L, key);
-	char what[160];
-
 	rc = ac_path_resolve(L->stack->ctx, ref, path);
 	if (rc != APICRED_OK)
 		return rc;
 	ac_watch_add(L->stack, *path);
+	/* The core's rule, so that no provider keeps a copy of it. */
 	snprintf(what, sizeof(what), "'%s'", key);
+	e = s_entry(L, key);
 	rc = ac_path_safe(*path, what, e && (e->flags & APICRED_F_SECRET_FILE) ? AC_PATH_SECRET
 	                                                                        : AC_PATH_ANY);
 	if (rc != APICRED_OK) {
