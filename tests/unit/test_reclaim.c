@@ -85,7 +85,8 @@ static apicred_ctx *s_open(unsigned flags)
 	return ctx;
 }
 
-#define S_SVC "stack = ( { provider = \"counter\"; label = \"%s\"; },\n" \
+#define S_SVC "url = \"https://api.example/\";\n" \
+              "stack = ( { provider = \"counter\"; label = \"%s\"; },\n" \
               "          { provider = \"apikey\"; key = \"file:secrets/k\"; } );\n"
 
 static void s_service(const char *label)
@@ -403,6 +404,7 @@ static void test_failed_service_returns_its_error(void **state)
 	/* Layer 1 fails validation: layer 2 never gets its provider. */
 	s_write("conf.d/broken.conf",
 	        "description = \"half a service\";\n"
+	        "url = \"https://api.example/\";\n"
 	        "stack = ( { provider = \"apikey\"; key = \"file:secrets/k\"; nonsense = 1; },\n"
 	        "          { provider = \"counter\"; } );\n");
 	ctx = s_open(APICRED_OPEN_NO_BACKGROUND);
