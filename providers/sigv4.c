@@ -595,8 +595,8 @@ static int s_headers(const struct s_state *st, const apicred_host *host,
 		if (s_is(&x, "authorization") || s_is(&x, "x-amz-date") ||
 		    (st->sha_header && s_is(&x, "x-amz-content-sha256")) ||
 		    (st->token && s_is(&x, "x-amz-security-token")))
-			return host->error(host, APICRED_ERR_INVALID, "the request already has a "
-			                   "%.*s header, which sigv4 sets", (int)x.nlen, x.name);
+			return host->error(host, APICRED_ERR_INVALID, "the request has its own "
+			                   "%.*s header; sigv4 sets it", (int)x.nlen, x.name);
 		if (n == S_MAX_HEADERS - 4)
 			return host->error(host, APICRED_ERR_INVALID, "more than %d request headers "
 			                   "to sign", S_MAX_HEADERS - 4);
