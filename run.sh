@@ -15,7 +15,7 @@ cd "$(dirname "$0")"
 SRCDIR=$(pwd)
 JOBS=$(nproc 2>/dev/null || echo 2)
 PACKAGES="autoconf automake libtool pkg-config make gcc libcurl4-openssl-dev
-libssl-dev libconfig-dev libjansson-dev libcmocka-dev python3 openssl curl"
+libssl-dev libconfig-dev libjansson-dev libcmocka-dev python3 python3-botocore openssl curl"
 
 say() { printf 'run.sh: %s\n' "$*" >&2; }
 
