@@ -80,6 +80,7 @@ static const apicred_schema s_schema[] = {
 #define S_DAY_MS 86400000LL
 #define S_MAX_HEADERS 64 /* request headers signed, plus ours */
 #define S_MAX_NAME 64    /* region and service lengths */
+#define S_EMPTY_SHA256 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 
 struct s_state {
 	const apicred_host *host;
@@ -207,14 +208,31 @@ fail:
 
 /* ---- signing keys ---------------------------------------------------- */
 
-/* "YYYYMMDD" and "YYYYMMDDTHHMMSSZ" (UTC) of a wall-clock time. */
+/* "YYYYMMDD" and "YYYYMMDDTHHMMSSZ" (UTC) of a wall-clock time; by hand
+ * rather than strftime, whose locale handling costs more than the rest. */
 static void s_stamps(int64_t ms, char date[9], char stamp[17])
 {
 	time_t t = (time_t)(ms / 1000);
 	struct tm tm;
+	int v[6], width[6] = { 4, 2, 2, 2, 2, 2 };
+	char *p = stamp;
 
 	gmtime_r(&t, &tm);
-	strftime(stamp, 17, "%Y%m%dT%H%M%SZ", &tm);
+	v[0] = (tm.tm_year + 1900) % 10000;
+	v[1] = tm.tm_mon + 1;
+	v[2] = tm.tm_mday;
+	v[3] = tm.tm_hour;
+	v[4] = tm.tm_min;
+	v[5] = tm.tm_sec;
+	for (int i = 0; i < 6; i++) {
+		if (i == 3)
+			*p++ = 'T';
+		for (int j = width[i] - 1; j >= 0; j--, v[i] /= 10)
+			p[j] = (char)('0' + v[i] % 10);
+		p += width[i];
+	}
+	*p++ = 'Z';
+	*p = '\0';
 	memcpy(date, stamp, 8);
 	date[8] = '\0';
 }
@@ -324,9 +342,9 @@ static void s_put(struct s_sink *k, const char *p, size_t len)
 	k->n += len;
 }
 
-static void s_putc(struct s_sink *k, char c)
+static inline void s_putc(struct s_sink *k, char c)
 {
-	if (k->n == k->cap)
+	if (__builtin_expect(k->n == k->cap, 0))
 		s_flush(k);
 	if (k->n < k->cap)
 		k->buf[k->n++] = c;
@@ -343,6 +361,19 @@ static int s_hexval(char c)
 	return c >= '0' && c <= '9' ? c - '0'
 	     : c >= 'A' && c <= 'F' ? c - 'A' + 10
 	     : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* Lowercase hex of a digest into out (2 * len + 1 bytes): the core's
+ * host->hex would allocate, three times per request. */
+static void s_hex(const unsigned char *in, size_t len, char *out)
+{
+	static const char hx[] = "0123456789abcdef";
+
+	for (size_t i = 0; i < len; i++) {
+		out[2 * i] = hx[in[i] >> 4];
+		out[2 * i + 1] = hx[in[i] & 15];
+	}
+	out[2 * len] = '\0';
 }
 
 /* AWS's UriEncode of one byte: unreserved bytes as they are, others %XX. */
@@ -366,8 +397,16 @@ static void s_put_enc(struct s_sink *k, const char *p, size_t len, bool keep, bo
 {
 	for (size_t i = 0; i < len; i++) {
 		unsigned char c = (unsigned char)p[i];
+		size_t run = i;
 		int hi, lo;
 
+		while (run < len && s_unreserved((unsigned char)p[run]))
+			run++;
+		if (run > i) { /* the common case: copied as it is */
+			s_put(k, p + i, run - i);
+			i = run - 1;
+			continue;
+		}
 		if (keep && c == '%' && i + 2 < len && (hi = s_hexval(p[i + 1])) >= 0 &&
 		    (lo = s_hexval(p[i + 2])) >= 0) {
 			c = (unsigned char)(hi << 4 | lo);
@@ -515,17 +554,18 @@ static int s_cmp_hdr(const void *a, const void *b)
 /* A value trimmed, each inner run of blanks made one space. */
 static void s_put_trimmed(struct s_sink *k, const char *v, size_t len)
 {
-	bool blank = false, any = false;
+	bool any = false;
 
-	for (size_t i = 0; i < len; i++) {
-		if (v[i] == ' ' || v[i] == '\t') {
-			blank = any;
-			continue;
-		}
-		if (blank)
+	for (size_t i = 0, run; i < len; i = run) {
+		for (; i < len && (v[i] == ' ' || v[i] == '\t'); i++)
+			;
+		for (run = i; run < len && v[run] != ' ' && v[run] != '\t'; run++)
+			;
+		if (run == i)
+			break;
+		if (any)
 			s_putc(k, ' ');
-		s_putc(k, v[i]);
-		blank = false;
+		s_put(k, v + i, run - i);
 		any = true;
 	}
 }
@@ -545,13 +585,25 @@ static bool s_unsigned_header(const struct s_hdr *h)
 
 /* ---- apply ----------------------------------------------------------- */
 
+/* DATE/REGION/SERVICE/aws4_request */
+static void s_put_scope(struct s_sink *k, const struct s_state *st, const char *date)
+{
+	s_put(k, date, 8);
+	s_putc(k, '/');
+	s_put(k, st->region, strlen(st->region));
+	s_putc(k, '/');
+	s_put(k, st->service, strlen(st->service));
+	s_put(k, "/aws4_request", 13);
+}
+
 /* What apply builds, freed in one place. */
 struct s_work {
 	CURLU *url;
 	char *scheme, *hostname, *port, *path, *query;
-	char *signed_names, *body_hash, *creq_hash, *sig, *auth;
+	char *signed_names, *auth;
 	EVP_MD_CTX *md;
 	EVP_MAC_CTX *mac;
+	bool token;
 	char buf[512];
 };
 
@@ -564,13 +616,14 @@ static void s_work_free(struct s_work *w)
 	curl_free(w->query);
 	curl_url_cleanup(w->url);
 	free(w->signed_names);
-	free(w->body_hash);
-	free(w->creq_hash);
-	free(w->sig);
-	free(w->auth);
+	if (w->auth) {
+		OPENSSL_cleanse(w->auth, strlen(w->auth)); /* holds the access key id */
+		free(w->auth);
+	}
 	EVP_MD_CTX_free(w->md);
 	EVP_MAC_CTX_free(w->mac);
-	OPENSSL_cleanse(w->buf, sizeof(w->buf)); /* may hold the session token */
+	if (w->token)
+		OPENSSL_cleanse(w->buf, sizeof(w->buf)); /* held the session token */
 }
 
 /* Collects the headers to sign: the request's, host and ours. */
@@ -620,10 +673,17 @@ static int s_hostport(const apicred_host *host, const struct s_work *w, char *ou
 {
 	bool dflt = !w->port || (strcmp(w->scheme, "https") == 0 && strcmp(w->port, "443") == 0) ||
 	            (strcmp(w->scheme, "http") == 0 && strcmp(w->port, "80") == 0);
-	int n = snprintf(out, size, "%s%s%s", w->hostname, dflt ? "" : ":", dflt ? "" : w->port);
+	size_t h = strlen(w->hostname), p = dflt ? 0 : strlen(w->port);
 
-	if (n < 0 || (size_t)n >= size)
+	if (h + p + 2 > size)
 		return host->error(host, APICRED_ERR_INVALID, "the request URL's host is too long");
+	memcpy(out, w->hostname, h);
+	if (p) {
+		out[h] = ':';
+		memcpy(out + h + 1, w->port, p);
+		h += p + 1;
+	}
+	out[h] = '\0';
 	return APICRED_OK;
 }
 
@@ -632,17 +692,19 @@ static int s_apply(void *state, const apicred_host *host, const void *session,
 {
 	const struct s_state *st = state;
 	const struct s_session *sess = session;
-	struct s_work w = { 0 };
+	struct s_work w = { .token = st->token != NULL };
 	struct s_hdr h[S_MAX_HEADERS];
 	struct s_sink k = { .ok = true, .cap = sizeof(w.buf), .buf = w.buf };
 	unsigned char md[EVP_MAX_MD_SIZE], sig[EVP_MAX_MD_SIZE];
 	unsigned int mdlen = 0;
-	size_t nh = 0, siglen = 0, names = 0;
-	char date[9], stamp[17], hostport[300], sts[300], *p;
+	size_t nh = 0, siglen = 0, names = 0, n;
+	char date[9], stamp[17], hostport[300], sts[320], *p;
+	char body_hash[2 * EVP_MAX_MD_SIZE + 1], creq_hash[2 * EVP_MAX_MD_SIZE + 1];
+	char sig_hex[2 * EVP_MAX_MD_SIZE + 1];
 	const char *payload = "UNSIGNED-PAYLOAD", *method = req->method ? req->method : "GET";
 	int64_t now = host->now_wall_ms(host), day;
 	CURLUcode uc;
-	int rc, n;
+	int rc;
 
 	if (!req->url)
 		return host->error(host, APICRED_ERR_INVALID, "sigv4 signs the whole request: "
@@ -680,15 +742,22 @@ static int s_apply(void *state, const apicred_host *host, const void *session,
 	if ((rc = s_hostport(host, &w, hostport, sizeof(hostport))) != APICRED_OK)
 		goto done;
 
-	if (!st->unsigned_payload) {
-		if (!EVP_Digest(req->body ? req->body : "", req->body ? req->body_len : 0, md, &mdlen,
-		                st->sha256, NULL)) {
+	w.md = EVP_MD_CTX_new();
+	if (!w.md) {
+		rc = host->error(host, APICRED_ERR_NOMEM, "out of memory");
+		goto done;
+	}
+	if (!st->unsigned_payload && (!req->body || !req->body_len)) {
+		payload = S_EMPTY_SHA256; /* most requests: no need to hash "" again */
+	} else if (!st->unsigned_payload) {
+		if (!EVP_DigestInit_ex2(w.md, st->sha256, NULL) ||
+		    !EVP_DigestUpdate(w.md, req->body, req->body_len) ||
+		    !EVP_DigestFinal_ex(w.md, md, &mdlen)) {
 			rc = host->error(host, APICRED_ERR_INTERNAL, "SHA-256 failed");
 			goto done;
 		}
-		if ((rc = host->hex(host, md, mdlen, &w.body_hash)) != APICRED_OK)
-			goto done;
-		payload = w.body_hash;
+		s_hex(md, mdlen, body_hash);
+		payload = body_hash;
 	}
 	rc = s_headers(st, host, req, &w, hostport, stamp, payload, h, &nh);
 	if (rc != APICRED_OK)
@@ -713,9 +782,8 @@ static int s_apply(void *state, const apicred_host *host, const void *session,
 	*p = '\0';
 
 	/* The canonical request, hashed as it is written. */
-	w.md = EVP_MD_CTX_new();
-	if (!w.md || !EVP_DigestInit_ex2(w.md, st->sha256, NULL)) {
-		rc = host->error(host, APICRED_ERR_NOMEM, "out of memory");
+	if (!EVP_DigestInit_ex2(w.md, st->sha256, NULL)) {
+		rc = host->error(host, APICRED_ERR_INTERNAL, "SHA-256 failed");
 		goto done;
 	}
 	k.md = w.md;
@@ -747,32 +815,47 @@ static int s_apply(void *state, const apicred_host *host, const void *session,
 		rc = host->error(host, APICRED_ERR_NOMEM, "cannot hash the canonical request");
 		goto done;
 	}
-	if ((rc = host->hex(host, md, mdlen, &w.creq_hash)) != APICRED_OK)
-		goto done;
+	s_hex(md, mdlen, creq_hash);
 
-	/* The string to sign, signed with the day's key. */
-	n = snprintf(sts, sizeof(sts), "AWS4-HMAC-SHA256\n%s\n%s/%s/%s/aws4_request\n%s", stamp,
-	             date, st->region, st->service, w.creq_hash);
+	/* The string to sign (region and service are short: see init), signed
+	 * with the day's key. */
+	k = (struct s_sink){ .ok = true, .cap = sizeof(sts) - 1, .buf = sts };
+	s_put(&k, "AWS4-HMAC-SHA256\n", 17);
+	s_put(&k, stamp, 16);
+	s_putc(&k, '\n');
+	s_put_scope(&k, st, date);
+	s_putc(&k, '\n');
+	s_put(&k, creq_hash, strlen(creq_hash));
 	if (sess && sess->day[0] == day)
 		w.mac = EVP_MAC_CTX_dup(sess->mac[0]);
 	else if (sess && sess->day[1] == day)
 		w.mac = EVP_MAC_CTX_dup(sess->mac[1]);
 	else
 		w.mac = s_day_mac(st, day); /* the clock left the session's days */
-	if (!w.mac || !EVP_MAC_update(w.mac, (const unsigned char *)sts, (size_t)n) ||
+	if (!k.ok || !w.mac || !EVP_MAC_update(w.mac, (const unsigned char *)sts, k.n) ||
 	    !EVP_MAC_final(w.mac, sig, &siglen, sizeof(sig))) {
 		rc = host->error(host, APICRED_ERR_INTERNAL, "HMAC-SHA256 failed");
 		goto done;
 	}
-	if ((rc = host->hex(host, sig, siglen, &w.sig)) != APICRED_OK)
-		goto done;
-	if (asprintf(&w.auth, "AWS4-HMAC-SHA256 Credential=%s/%s/%s/%s/aws4_request, "
-	             "SignedHeaders=%s, Signature=%s", st->akid, date, st->region, st->service,
-	             w.signed_names, w.sig) < 0) {
-		w.auth = NULL;
+	s_hex(sig, siglen, sig_hex);
+
+	n = strlen(st->akid) + strlen(st->region) + strlen(st->service) + strlen(w.signed_names) +
+	    strlen(sig_hex) + 128;
+	w.auth = malloc(n);
+	if (!w.auth) {
 		rc = host->error(host, APICRED_ERR_NOMEM, "out of memory");
 		goto done;
 	}
+	k = (struct s_sink){ .ok = true, .cap = n - 1, .buf = w.auth };
+	s_put(&k, "AWS4-HMAC-SHA256 Credential=", 28);
+	s_put(&k, st->akid, st->akid_len);
+	s_putc(&k, '/');
+	s_put_scope(&k, st, date);
+	s_put(&k, ", SignedHeaders=", 16);
+	s_put(&k, w.signed_names, strlen(w.signed_names));
+	s_put(&k, ", Signature=", 12);
+	s_put(&k, sig_hex, strlen(sig_hex));
+	w.auth[k.n] = '\0';
 
 	rc = host->add_header(out, "Authorization", w.auth);
 	if (rc == APICRED_OK)
