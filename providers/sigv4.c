@@ -628,8 +628,7 @@ static void s_work_free(struct s_work *w)
 
 /* Collects the headers to sign: the request's, host and ours. */
 static int s_headers(const struct s_state *st, const apicred_host *host,
-                     const apicred_request *req, const struct s_work *w,
-                     const char *hostport, const char *stamp, const char *payload,
+                     const apicred_request *req, const char *hostport, const char *stamp, const char *payload,
                      struct s_hdr *h, size_t *count)
 {
 	size_t n = 0;
@@ -759,7 +758,7 @@ static int s_apply(void *state, const apicred_host *host, const void *session,
 		s_hex(md, mdlen, body_hash);
 		payload = body_hash;
 	}
-	rc = s_headers(st, host, req, &w, hostport, stamp, payload, h, &nh);
+	rc = s_headers(st, host, req, hostport, stamp, payload, h, &nh);
 	if (rc != APICRED_OK)
 		goto done;
 
