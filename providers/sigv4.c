@@ -707,7 +707,7 @@ static int s_apply(void *state, const apicred_host *host, const void *session,
 
 	if (!req->url)
 		return host->error(host, APICRED_ERR_INVALID, "sigv4 signs the whole request: "
-		                   "it needs the request's URL (apicred_request.url)");
+		                   "it needs the request's URL (apicred_request.url; apicred get -u)");
 	if (req->body_len && !req->body && !st->unsigned_payload)
 		return host->error(host, APICRED_ERR_INVALID, "the request has a body_len of %zu "
 		                   "but no body: cannot hash the payload", req->body_len);
