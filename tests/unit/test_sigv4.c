@@ -147,6 +147,11 @@ static void test_get_vanilla_query_order_key_case(void **state)
 	s_case(f, "GET", "https://example.amazonaws.com/?Param2=value2&Param1=value1", NULL, NULL,
 	       SCOPE "SignedHeaders=host;x-amz-date, "
 	       "Signature=b97d918cfa904a5beff61c982a1b6f458b799221646efd99d3219ec94cdf2500");
+	/* The same through libcurl's parser (user info, not sent, not signed;
+	 * a fragment). */
+	s_case(f, "GET", "https://u:p@example.amazonaws.com/?Param2=value2&Param1=value1#f", NULL,
+	       NULL, SCOPE "SignedHeaders=host;x-amz-date, "
+	       "Signature=b97d918cfa904a5beff61c982a1b6f458b799221646efd99d3219ec94cdf2500");
 }
 
 /* Repeated keys: sorted by value too (get-vanilla-query-order-key and
