@@ -718,8 +718,9 @@ static bool s_split_plain(const char *url, struct s_url *u)
 	u->host_len = (size_t)((q ? q : p) - a);
 	u->port = q ? q + 1 : NULL;
 	u->port_len = q ? (size_t)(p - q - 1) : 0;
-	if (!u->host_len || (q && (!u->port_len || strspn(u->port, "0123456789") < u->port_len)))
-		return false;
+	if (!u->host_len || (q && (!u->port_len || *u->port == '0' ||
+	                           strspn(u->port, "0123456789") < u->port_len)))
+		return false; /* libcurl normalises odd ports */
 	u->dflt_port = s_port_dflt(https, u->port, u->port_len);
 	u->path = p;
 	for (; *p && *p != '?' && *p != '#'; p++) {
