@@ -445,6 +445,10 @@ static void test_host_port(void **state)
 	                 APICRED_OK);
 	snprintf(creq, sizeof(creq), "GET\n/b\n\nhost:s3.example.com%s", tail);
 	s_assert_auth("us-east-1", "s3", "20150830T123600Z", "host;x-amz-content-sha256;x-amz-date", creq);
+	/* libcurl reads 0443 as 443, the default: not sent, not signed. */
+	assert_int_equal(s_get(f->ctx, "std", "GET", "https://s3.example.com:0443/b", NULL, NULL),
+	                 APICRED_OK);
+	s_assert_auth("us-east-1", "s3", "20150830T123600Z", "host;x-amz-content-sha256;x-amz-date", creq);
 	assert_int_equal(s_get(f->ctx, "std", "GET", "https://s3.example.com/b", NULL, vhost),
 	                 APICRED_OK);
 	snprintf(creq, sizeof(creq), "GET\n/b\n\nhost:bucket.example.com%s", tail);
