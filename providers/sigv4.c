@@ -168,6 +168,13 @@ static int s_init(const apicred_host *host, void **state)
 		if (rc != APICRED_OK)
 			goto fail;
 	}
+	for (size_t i = 0; i < st->token_len; i++) {
+		if ((unsigned char)st->token[i] < ' ' || st->token[i] == 0x7f) {
+			rc = host->error(host, APICRED_ERR_SECRET, "session_token: control "
+			                 "characters (it is sent as a header)");
+			goto fail;
+		}
+	}
 	if (st->akid_len == 0 || secret_len == 0 || (st->token && st->token_len == 0)) {
 		rc = host->error(host, APICRED_ERR_SECRET, "%s: the secret is empty",
 		                 st->akid_len == 0 ? "access_key_id"

@@ -603,7 +603,13 @@ static void test_config_errors(void **state)
 	           "url = \"https://a.example/\";\n"
 	           "stack = ( { provider = \"sigv4\"; service = \"s\";\n"
 	           "  access_key_id = \"" AKID "\"; secret_access_key = \"" SECRET "\"; } );\n");
+	sg_service(f->confdir, "crlf",
+	           "url = \"https://a.example/\";\n"
+	           "stack = ( { provider = \"sigv4\"; region = \"r\"; service = \"s\";\n"
+	           "  access_key_id = \"" AKID "\"; secret_access_key = \"" SECRET "\";\n"
+	           "  session_token = \"tok\\r\\nX-Injected: 1\"; } );\n");
 	f->ctx = sg_open(f->confdir);
+	s_assert_err(apicred_check(f->ctx, "crlf"), APICRED_ERR_SECRET, "session_token: control");
 	s_assert_err(apicred_check(f->ctx, "slash"), APICRED_ERR_CONFIG, "region (line 2)");
 	s_assert_err(apicred_check(f->ctx, "nohdr"), APICRED_ERR_CONFIG, "UNSIGNED-PAYLOAD");
 	s_assert_err(apicred_check(f->ctx, "bool"), APICRED_ERR_CONFIG, "sign_body");
