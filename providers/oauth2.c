@@ -942,6 +942,9 @@ static int s_init(const apicred_host *host, void **state)
 		                 "= \"%s\"", auth);
 		goto fail;
 	}
+	if (!(st->auth == S_BASIC || st->auth == S_POST || st->auth == S_SECRET_JWT) &&
+	    host->cfg_str(host, "client_secret"))
+		host->log(host, LOG_NOTICE, "client_secret is not used by client_auth = \"%s\"", auth);
 	if (st->auth != S_PRIVATE_KEY_JWT && host->cfg_str(host, "client_key")) {
 		rc = host->error(host, APICRED_ERR_CONFIG, "client_key: only used by "
 		                 "client_auth = \"private_key_jwt\"");

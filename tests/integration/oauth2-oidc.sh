@@ -179,6 +179,22 @@ ok "self_signed_tls_client_auth, unregistered certificate: refused" test "$RC" -
 like "self_signed_tls_client_auth, unregistered certificate: the server's error" "$ERR" \
 	'*invalid_client*'
 
+# ---- the FAPI-style sample ---------------------------------------------------
+sed "s#https://api.bank.example/#$ISS/#g" "$top_srcdir/conf.d/fapi-client.conf" |
+	service_file fapi-client
+secret_file fapi.client fapi
+(umask 077 && mkdir -p "$CONF/certs" && cp "$D/client.pem" "$CONF/certs/fapi-client.pem" &&
+	cp "$D/client.key" "$CONF/certs/fapi-client.key" && cp "$D/ca.pem" "$CONF/certs/fapi-ca.pem" &&
+	cp "$D/rsa.key" "$CONF/keys/fapi-signing.key")
+run apicred get fapi-client
+is "conf.d/fapi-client.conf: token issued" "$RC" 0
+[ "$RC" -eq 0 ] || diag "$ERR"
+intro=$(introspect "$(token)")
+is "conf.d/fapi-client.conf: introspection: client_id" "$(printf '%s' "$intro" | json client_id)" fapi
+is "conf.d/fapi-client.conf: introspection: scope" "$(printf '%s' "$intro" | json scope)" accounts
+is "conf.d/fapi-client.conf: introspection: bound to the certificate" \
+	"$(printf '%s' "$intro" | json 'cnf/x5t#S256')" "$(x5t "$D/client.pem")"
+
 # ---- DPoP ------------------------------------------------------------------
 secret_file basic.secret basic-secret
 dpop_service() { # NAME [EXTRA]

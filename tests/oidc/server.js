@@ -15,6 +15,7 @@
 //   tls          tls_client_auth, subject CN=sb-client, certificate-bound tokens
 //   selfsigned   self_signed_tls_client_auth with self.pem
 //   basic        client_secret_basic (the DPoP tests' client)
+//   fapi         private_key_jwt (kid fapi-signing-1), certificate-bound tokens
 // DPoP is on. A token request with "X-Test-Nonce: 1" must carry a server
 // nonce. GET/POST /resource accepts a DPoP-bound token with a valid proof
 // (replays refused); /resource-nonce also wants the resource nonce.
@@ -62,6 +63,10 @@ const clients = [
     jwks: { keys: [selfJwk] }, tls_client_certificate_bound_access_tokens: true },
   { ...common, client_id: 'basic', client_secret: 'basic-secret',
     token_endpoint_auth_method: 'client_secret_basic' },
+  // conf.d/fapi-client.conf: mTLS + private_key_jwt, certificate-bound tokens.
+  { ...common, client_id: 'fapi', token_endpoint_auth_method: 'private_key_jwt',
+    jwks: { keys: [pubJwk('rsa.pub', 'fapi-signing-1')] }, scope: 'accounts',
+    tls_client_certificate_bound_access_tokens: true },
   { ...common, client_id: 'introspector', client_secret: 'introspector-secret',
     token_endpoint_auth_method: 'client_secret_basic' },
 ];
@@ -89,6 +94,7 @@ const issuer = `https://127.0.0.1:${port}`;
 const provider = new Provider(issuer, {
   clients,
   jwks: { keys: [serverJwk] },
+  scopes: ['openid', 'accounts'],
   clientAuthMethods: ['client_secret_basic', 'client_secret_post', 'client_secret_jwt',
     'private_key_jwt', 'tls_client_auth', 'self_signed_tls_client_auth'],
   enabledJWA: {
