@@ -337,9 +337,9 @@ static int s_jws(const struct s_state *st, const apicred_host *host, enum s_alg 
                  EVP_PKEY *pkey, const char *hkey, size_t hlen, const char *hdr,
                  const json_t *claims, char **out)
 {
-	unsigned char der[600], raw[512];
-	const unsigned char *sig = raw;
-	size_t siglen = sizeof(der), hl = strlen(hdr), cl, total;
+	unsigned char sig[1024], raw[64]; /* RSA up to 8192 bits; ES256's r || s */
+	const unsigned char *out_sig = sig;
+	size_t siglen = sizeof(sig), hl = strlen(hdr), cl, total;
 	char *claims64, *jws = NULL;
 	EVP_MD_CTX *md = NULL;
 	EVP_PKEY_CTX *pctx = NULL;
@@ -349,7 +349,7 @@ static int s_jws(const struct s_state *st, const apicred_host *host, enum s_alg 
 	if (!(claims64 = s_b64url_json(claims)))
 		return host->error(host, APICRED_ERR_NOMEM, "out of memory");
 	cl = strlen(claims64);
-	total = hl + 1 + cl + 1 + 4 * ((sizeof(raw) + 2) / 3) + 1;
+	total = hl + 1 + cl + 1 + 4 * ((sizeof(sig) + 2) / 3) + 1;
 	if (!(jws = malloc(total))) {
 		rc = host->error(host, APICRED_ERR_NOMEM, "out of memory");
 		goto out;
@@ -361,7 +361,7 @@ static int s_jws(const struct s_state *st, const apicred_host *host, enum s_alg 
 	ERR_clear_error();
 	if (alg == S_HS256) {
 		if (!EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL, hkey, hlen,
-		               (unsigned char *)jws, hl + 1 + cl, raw, sizeof(raw), &siglen))
+		               (unsigned char *)jws, hl + 1 + cl, sig, sizeof(sig), &siglen))
 			goto ossl;
 	} else {
 		/* The digest was fetched at init: no lookup per request. */
@@ -376,12 +376,11 @@ static int s_jws(const struct s_state *st, const apicred_host *host, enum s_alg 
 		    EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING) != 1)
 			goto ossl;
 		if (EVP_DigestSign(md, NULL, &siglen, (unsigned char *)jws, hl + 1 + cl) != 1 ||
-		    siglen > sizeof(der) ||
-		    EVP_DigestSign(md, alg == S_ES256 ? der : raw, &siglen,
-		                   (unsigned char *)jws, hl + 1 + cl) != 1)
+		    siglen > sizeof(sig) ||
+		    EVP_DigestSign(md, sig, &siglen, (unsigned char *)jws, hl + 1 + cl) != 1)
 			goto ossl;
 		if (alg == S_ES256) {
-			const unsigned char *p = der;
+			const unsigned char *p = sig;
 			ECDSA_SIG *es = d2i_ECDSA_SIG(NULL, &p, (long)siglen);
 
 			if (!es)
@@ -393,10 +392,11 @@ static int s_jws(const struct s_state *st, const apicred_host *host, enum s_alg 
 				goto ossl;
 			}
 			ECDSA_SIG_free(es);
+			out_sig = raw;
 		}
 	}
 	jws[hl + 1 + cl] = '.';
-	s_b64url(sig, siglen, jws + hl + 1 + cl + 1);
+	s_b64url(out_sig, siglen, jws + hl + 1 + cl + 1);
 	*out = jws;
 	jws = NULL;
 	rc = APICRED_OK;
@@ -406,6 +406,7 @@ ossl:
 	                 s_alg_name[alg], s_ossl_reason());
 out:
 	EVP_MD_CTX_free(md);
+	explicit_bzero(sig, sizeof(sig)); /* an HS256 MAC is as good as the secret */
 	explicit_bzero(raw, sizeof(raw));
 	free(claims64);
 	if (jws)
@@ -582,7 +583,8 @@ static int s_dpop_proof(struct s_state *st, const apicred_host *host, const char
 	    json_object_set_new(claims, "nonce", json_string(nonce)) != 0)
 		goto nomem;
 	if (!claims)
-		goto nomem;
+		return host->error(host, APICRED_ERR_INVALID, "dpop: the request's method or URL "
+		                   "is not valid UTF-8");
 	rc = s_jws(st, host, S_ES256, st->dpop_key, NULL, 0, st->dpop_hdr, claims, out);
 	json_decref(claims);
 	return rc;
@@ -656,9 +658,10 @@ static int s_assertion_setup(struct s_state *st, const apicred_host *host)
 		        : strcmp(alg, "PS256") == 0 ? S_PS256
 		        : strcmp(alg, "ES256") == 0 ? S_ES256 : S_RS256;
 		if (st->alg == S_ES256 ? !s_is_p256(st->client_key)
-		                       : !rsa || EVP_PKEY_get_bits(st->client_key) < 2048)
+		                       : !rsa || EVP_PKEY_get_bits(st->client_key) < 2048 ||
+		                         EVP_PKEY_get_bits(st->client_key) > 8192)
 			return host->error(host, APICRED_ERR_CONFIG, "client_key: not a key for %s "
-			                   "(RS256/PS256: RSA of 2048 bits or more; ES256: EC P-256)",
+			                   "(RS256/PS256: RSA of 2048 to 8192 bits; ES256: EC P-256)",
 			                   s_alg_name[st->alg]);
 	}
 	if (kid && (!*kid || strpbrk(kid, "\r\n")))
@@ -1136,7 +1139,7 @@ static int s_fetch(void *state, const apicred_host *host, const void *previous,
 	const struct s_req *r = &st->req;
 	const char **hdrs = NULL;
 	char *body = NULL, *proof = NULL, *nonce = NULL, *err = NULL, *line = NULL;
-	size_t body_len = 0;
+	size_t body_len = 0, nh = 0;
 	int rc;
 
 	if (!st->ready) {
@@ -1145,11 +1148,13 @@ static int s_fetch(void *state, const apicred_host *host, const void *previous,
 		r = &tmp;
 	}
 	/* The prepared headers, and room for a DPoP proof and the NULL. */
-	if (!(hdrs = calloc(r->nheaders + 2, sizeof(*hdrs)))) {
+	while (nh < r->nheaders && r->headers[nh])
+		nh++;
+	if (!(hdrs = calloc(nh + 2, sizeof(*hdrs)))) {
 		rc = host->error(host, APICRED_ERR_NOMEM, "out of memory");
 		goto out;
 	}
-	memcpy(hdrs, r->headers, r->nheaders * sizeof(*hdrs));
+	memcpy(hdrs, r->headers, nh * sizeof(*hdrs));
 	req.method = "POST";
 	req.url = st->token_url;
 	req.headers = hdrs;
@@ -1174,7 +1179,7 @@ static int s_fetch(void *state, const apicred_host *host, const void *previous,
 				rc = host->error(host, APICRED_ERR_NOMEM, "out of memory");
 				goto out;
 			}
-			hdrs[r->nheaders] = line;
+			hdrs[nh] = line;
 		}
 		req.body = body;
 		req.body_len = body_len;
@@ -1184,7 +1189,7 @@ static int s_fetch(void *state, const apicred_host *host, const void *previous,
 		free(line);
 		free(proof);
 		line = proof = NULL;
-		hdrs[r->nheaders] = NULL;
+		hdrs[nh] = NULL;
 		if (rc != APICRED_OK)
 			goto out;
 		if (nonce) {

@@ -512,6 +512,28 @@ static void test_dpop_proofs(void **state)
 	assert_non_null(strstr(apicred_errmsg(), "URL"));
 }
 
+/* DPoP with a client assertion: the token request carries both. */
+static void test_dpop_with_private_key_jwt(void **state)
+{
+	struct fx *f = *state;
+	struct sg_req r;
+	struct jws j;
+	json_t *c;
+
+	sg_server_answer(&f->srv, 200, TOKEN_DPOP);
+	s_svc(f, "dp", "client_auth = \"private_key_jwt\"; client_key = \"file:ec.pem\";\n"
+	      "dpop = true; headers = ( \"X-Extra: 1\" );");
+	assert_int_equal(s_get(f, "dp", "GET", f->base, NULL, NULL), APICRED_OK);
+	s_assertion(f, 0, &j);
+	assert_true(s_verify(&j, g_ec, "ES256"));
+	s_jws_free(&j);
+	r = sg_server_req(&f->srv, 0);
+	assert_string_equal(sg_req_header(&r, "X-Extra"), "1");
+	c = s_proof(sg_req_header(&r, "DPoP"), "POST", f->token_url);
+	json_decref(c);
+	assert_string_equal(sg_header("Authorization"), "DPoP tok-d");
+}
+
 static void test_dpop_token_types(void **state)
 {
 	struct fx *f = *state;
@@ -697,6 +719,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_tls_client_auth_needs_no_secret, s_setup,
 		                                s_teardown),
 		cmocka_unit_test_setup_teardown(test_dpop_proofs, s_setup, s_teardown),
+		cmocka_unit_test_setup_teardown(test_dpop_with_private_key_jwt, s_setup, s_teardown),
 		cmocka_unit_test_setup_teardown(test_dpop_token_types, s_setup, s_teardown),
 		cmocka_unit_test_setup_teardown(test_dpop_token_endpoint_nonce, s_setup, s_teardown),
 		cmocka_unit_test_setup_teardown(test_dpop_resource_nonce, s_setup, s_teardown),
