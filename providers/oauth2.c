@@ -40,8 +40,9 @@
  * bare token). Otherwise token_type "bearer" (any case), a missing
  * token_type and MoMo's "access_token" give "Bearer <token>"; with dpop only
  * "DPoP" is accepted; any other type (mac, dpop without dpop = true, ...)
- * needs a proof this layer does not make, so the token is refused (RFC 6749 §7.1: do not use a token type you do not
- * understand) and the message names the `prefix` key as the way out.
+ * needs a proof this layer does not make, so the token is refused (RFC 6749
+ * §7.1: do not use a token type you do not understand) and the message
+ * names the way out (`dpop` or `prefix`).
  *
  * Provisioning (MoMo sandbox): POST {provision_url}/apiuser with a fresh
  * UUIDv4 in X-Reference-Id, then POST {provision_url}/apiuser/{id}/apikey,
