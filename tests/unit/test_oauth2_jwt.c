@@ -10,6 +10,7 @@
  */
 #define _GNU_SOURCE
 #include <fcntl.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -706,6 +707,105 @@ static void test_dpop_bad_nonce_ignored(void **state)
 	json_decref(c);
 }
 
+/* Readers on several threads take the nonce while a writer keeps changing
+ * it: a proof carries a whole nonce, the old one or the new one, never a
+ * mix of the two (the seqlock in oauth2.c). */
+#define S_THREADS 4
+#define S_GETS 1000
+
+static const char *const s_nonces[] = {
+	"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+	"bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb",
+};
+
+struct s_race {
+	struct fx *f;
+	int bad;        /* proofs with a nonce that is neither */
+	int seen;       /* proofs with a nonce */
+	int failed;     /* apicred_get errors */
+};
+
+static void *s_reader(void *arg)
+{
+	struct s_race *r = arg;
+	apicred_request req = APICRED_REQUEST_INIT;
+	apicred_cred *cred;
+
+	req.url = r->f->base;
+	if (apicred_cred_new(&cred) != APICRED_OK)
+		abort();
+	for (int i = 0; i < S_GETS; i++) {
+		const char *proof, *d1, *d2;
+		char *text, *b;
+		unsigned char *raw;
+		json_t *c;
+		int n;
+
+		if (apicred_get(r->f->ctx, "dp", &req, cred) != APICRED_OK ||
+		    !(proof = apicred_cred_find(cred, APICRED_HEADER, "DPoP")) ||
+		    !(d1 = strchr(proof, '.')) || !(d2 = strchr(d1 + 1, '.'))) {
+			__atomic_add_fetch(&r->failed, 1, __ATOMIC_RELAXED);
+			continue;
+		}
+		/* The claims, decoded without cmocka (not on this thread). */
+		text = strndup(d1 + 1, (size_t)(d2 - d1 - 1));
+		b = calloc(1, strlen(text) + 4);
+		raw = calloc(1, strlen(text) + 4);
+		for (size_t k = 0; text[k]; k++)
+			b[k] = text[k] == '-' ? '+' : text[k] == '_' ? '/' : text[k];
+		while (strlen(b) % 4)
+			strcat(b, "=");
+		n = EVP_DecodeBlock(raw, (unsigned char *)b, (int)strlen(b));
+		c = n > 0 ? json_loads((char *)raw, JSON_DISABLE_EOF_CHECK, NULL) : NULL;
+		if (!c) {
+			__atomic_add_fetch(&r->failed, 1, __ATOMIC_RELAXED);
+		} else if (json_object_get(c, "nonce")) {
+			const char *v = json_string_value(json_object_get(c, "nonce"));
+
+			__atomic_add_fetch(&r->seen, 1, __ATOMIC_RELAXED);
+			if (!v || (strcmp(v, s_nonces[0]) != 0 && strcmp(v, s_nonces[1]) != 0))
+				__atomic_add_fetch(&r->bad, 1, __ATOMIC_RELAXED);
+		}
+		json_decref(c);
+		free(text);
+		free(b);
+		free(raw);
+	}
+	apicred_cred_free(cred);
+	return NULL;
+}
+
+static void test_dpop_nonce_race(void **state)
+{
+	struct fx *f = *state;
+	struct s_race r = { .f = f };
+	pthread_t t[S_THREADS];
+	char line[300];
+	const char *hdrs[2] = { line, NULL };
+
+	sg_server_answer(&f->srv, 200, TOKEN_DPOP);
+	s_svc(f, "dp", "client_secret = \"" SECRET "\"; dpop = true;");
+	assert_int_equal(s_get(f, "dp", "GET", f->base, NULL, NULL), APICRED_OK);
+	snprintf(line, sizeof(line), "DPoP-Nonce: %s", s_nonces[1]);
+	assert_int_equal(apicred_report_headers(f->ctx, "dp", NULL, 200, hdrs, NULL, 0, NULL),
+	                 APICRED_OK);
+	for (int i = 0; i < S_THREADS; i++)
+		assert_int_equal(pthread_create(&t[i], NULL, s_reader, &r), 0);
+	for (int i = 0; i < 2 * S_GETS; i++) {
+		snprintf(line, sizeof(line), "DPoP-Nonce: %s", s_nonces[i % 2]);
+		assert_int_equal(apicred_report_headers(f->ctx, "dp", NULL, 200, hdrs, NULL, 0, NULL),
+		                 APICRED_OK);
+	}
+	for (int i = 0; i < S_THREADS; i++)
+		pthread_join(t[i], NULL);
+	assert_int_equal(r.failed, 0);
+	assert_int_equal(r.bad, 0);
+	/* A nonce was set before the readers began, so proofs carry one (a
+	 * reader that finds the writer mid-store for long sends none rather
+	 * than wait: apply never blocks). */
+	assert_true(r.seen > 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -725,6 +825,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_dpop_resource_nonce, s_setup, s_teardown),
 		cmocka_unit_test_setup_teardown(test_dpop_curl_report, s_setup, s_teardown),
 		cmocka_unit_test_setup_teardown(test_dpop_bad_nonce_ignored, s_setup, s_teardown),
+		cmocka_unit_test_setup_teardown(test_dpop_nonce_race, s_setup, s_teardown),
 	};
 	int rc;
 
