@@ -246,8 +246,9 @@ API int apicred_report_headers(apicred_ctx *ctx, const char *service,
 }
 
 /* The final response's headers (not a 100 Continue's, nor a proxy's) as
- * "Name: value" lines, in one block: the array, then the text. */
-static char **s_curl_headers(CURL *easy)
+ * "Name: value" lines, in one block of *size bytes: the array, then the
+ * text (wiped when freed: Set-Cookie and the like may be secrets). */
+static char **s_curl_headers(CURL *easy, size_t *size)
 {
 	struct curl_header *h = NULL;
 	size_t n = 0, text = 0, off;
@@ -266,6 +267,7 @@ static char **s_curl_headers(CURL *easy)
 		off += (size_t)sprintf(lines[n++], "%s: %s", h->name, h->value) + 1;
 	}
 	lines[n] = NULL;
+	*size = off;
 	return lines;
 }
 
@@ -274,6 +276,7 @@ API int apicred_curl_report(apicred_ctx *ctx, const char *service, void *curl_ea
                             int *retry)
 {
 	long status = 0;
+	size_t size = 0;
 	char **lines;
 	int rc;
 
@@ -285,10 +288,11 @@ API int apicred_curl_report(apicred_ctx *ctx, const char *service, void *curl_ea
 	    status == 0)
 		return ac_error(APICRED_ERR_INVALID, "apicred_curl_report: the handle holds no "
 		                "response (call it after curl_easy_perform)");
-	if (!(lines = s_curl_headers(curl_easy)))
+	if (!(lines = s_curl_headers(curl_easy, &size)))
 		return ac_error(APICRED_ERR_NOMEM, "out of memory");
 	rc = s_report(ctx, service, cred, status, (const char *const *)lines, body, body_len,
 	              retry);
+	OPENSSL_cleanse(lines, size);
 	free(lines);
 	return rc;
 }
