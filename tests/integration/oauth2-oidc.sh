@@ -48,6 +48,7 @@ while [ ! -f "$D/oidc.port" ]; do
 done
 ISS=https://127.0.0.1:$(cat "$D/oidc.port")
 SB_CA=$D/ca.pem # confdir_new trusts it
+export SB_CA
 confdir_new
 (umask 077 && mkdir -p "$CONF/keys" && cp "$D"/*.key "$D"/*.pem "$CONF/keys/")
 
@@ -74,6 +75,7 @@ x5t() {
 
 # ---- private_key_jwt ---------------------------------------------------------
 for case in "RS256 rsa.key rsa1" "PS256 rsa.key rsa1" "ES256 ec.key ec1"; do
+	# shellcheck disable=SC2086 # three words on purpose
 	set -- $case
 	service_file "pkjwt-$1" <<EOF
 url = "$ISS/";
