@@ -20,7 +20,7 @@ SRCDIR=$(pwd)
 JOBS=$(nproc 2>/dev/null || echo 2)
 PACKAGES="autoconf automake libtool pkg-config make gcc libcurl4-openssl-dev
 libssl-dev libconfig-dev libjansson-dev libcmocka-dev python3 python3-botocore openssl curl
-abigail-tools"
+abigail-tools nodejs npm"
 
 say() { printf 'run.sh: %s\n' "$*" >&2; }
 
@@ -28,6 +28,12 @@ deps() {
 	command -v dpkg-query >/dev/null 2>&1 || { say "not Debian: install the equivalents of: $(echo $PACKAGES)"; return 0; }
 	missing=
 	for p in $PACKAGES; do
+		# Node from elsewhere (e.g. NodeSource, whose nodejs bundles npm and
+		# conflicts with Debian's npm) serves as well.
+		case $p in
+		nodejs) command -v node >/dev/null 2>&1 && continue ;;
+		npm) command -v npm >/dev/null 2>&1 && continue ;;
+		esac
 		dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed' ||
 			missing="$missing $p"
 	done
@@ -44,6 +50,23 @@ deps() {
 	apt-get install -y -q --no-install-recommends $missing
 }
 
+# oidc_peer DIR: oidc-provider, the OAuth 2.0 peer of the oauth2-oidc test,
+# installed from the npm registry with `npm ci` at the version pinned in
+# tests/oidc/package-lock.json, into DIR/tests/oidc (once per lock file).
+# A failure is loud here, and the test bails out naming the fix.
+oidc_peer() {
+	peer=$1/tests/oidc
+	if [ -f "$peer/node_modules/oidc-provider/package.json" ] &&
+		cmp -s "$SRCDIR/tests/oidc/package-lock.json" "$peer/package-lock.json"; then
+		return 0
+	fi
+	say "npm ci (oidc-provider, pinned) in $peer"
+	mkdir -p "$peer"
+	cp "$SRCDIR/tests/oidc/package.json" "$SRCDIR/tests/oidc/package-lock.json" "$peer/"
+	(cd "$peer" && npm ci --omit=dev --ignore-scripts --no-audit --no-fund) ||
+		say "npm ci failed in $peer: tests/integration/oauth2-oidc.sh will fail"
+}
+
 # build DIR [configure options]: autogen, configure (VPATH unless DIR is .), make.
 build() {
 	dir=$1; shift
@@ -53,6 +76,7 @@ build() {
 		say "configure in $dir $*"
 		if [ "$dir" = . ]; then ./configure "$@"; else (cd "$dir" && "$SRCDIR/configure" "$@"); fi
 	fi
+	oidc_peer "$dir"
 	say "make -j$JOBS in $dir"
 	make -C "$dir" -j"$JOBS"
 }

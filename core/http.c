@@ -552,6 +552,16 @@ int ac_http(struct ac_layer *L, const apicred_http_request *req, apicred_http_re
 		goto out;
 	}
 	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+	if (req->size >= offsetof(apicred_http_request, resp_header_value) + sizeof(char **) &&
+	    req->resp_header && req->resp_header_value) {
+		struct curl_header *h = NULL;
+
+		/* The final response's header (not a 100 Continue's). */
+		*req->resp_header_value = NULL;
+		if (curl_easy_header(c, req->resp_header, 0, CURLH_HEADER, -1, &h) == CURLHE_OK &&
+		    !(*req->resp_header_value = ac_strdup(h->value)))
+			goto nomem;
+	}
 	{
 		char *ct = NULL;
 		curl_easy_getinfo(c, CURLINFO_CONTENT_TYPE, &ct);

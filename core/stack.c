@@ -170,8 +170,9 @@ API int apicred_get(apicred_ctx *ctx, const char *service, const apicred_request
 	return rc;
 }
 
-API int apicred_report(apicred_ctx *ctx, const char *service, const apicred_cred *cred,
-                       long http_status, const void *body, size_t body_len, int *retry)
+static int s_report(apicred_ctx *ctx, const char *service, const apicred_cred *cred,
+                    long http_status, const char *const *headers, const void *body,
+                    size_t body_len, int *retry)
 {
 	struct ac_service *svc;
 	struct ac_stack *st;
@@ -202,14 +203,17 @@ API int apicred_report(apicred_ctx *ctx, const char *service, const apicred_cred
 				used = ours = true;
 				gen = cred->layers[k].gen;
 			}
-		if (!used || L->fail_code || !L->mod->vt.feedback)
+		if (!used || L->fail_code || (!L->mod->vt.feedback && !L->mod->vt.feedback_headers))
 			continue;
 		if (L->mod->vt.fetch && (!s || s->gen != gen)) {
 			changed = true; /* already replaced since: just retry */
 			continue;
 		}
-		switch (L->mod->vt.feedback(L->state, &L->host, s ? s->data : NULL, http_status,
-		                            body, body_len)) {
+		switch (L->mod->vt.feedback_headers
+		        ? L->mod->vt.feedback_headers(L->state, &L->host, s ? s->data : NULL,
+		                                      http_status, headers, body, body_len)
+		        : L->mod->vt.feedback(L->state, &L->host, s ? s->data : NULL, http_status,
+		                              body, body_len)) {
 		case APICRED_FEEDBACK_INVALIDATE:
 			ac_log(&ctx->c, LOG_INFO, service, "layer %d (%s): HTTP %ld: dropping the "
 			       "cached session", L->index + 1, L->provider, http_status);
@@ -230,6 +234,72 @@ API int apicred_report(apicred_ctx *ctx, const char *service, const apicred_cred
 	if (retry)
 		*retry = changed;
 	return APICRED_OK;
+}
+
+API int apicred_report(apicred_ctx *ctx, const char *service, const apicred_cred *cred,
+                       long http_status, const void *body, size_t body_len, int *retry)
+{
+	return s_report(ctx, service, cred, http_status, NULL, body, body_len, retry);
+}
+
+API int apicred_report_headers(apicred_ctx *ctx, const char *service,
+                               const apicred_cred *cred, long http_status,
+                               const char *const *headers, const void *body,
+                               size_t body_len, int *retry)
+{
+	return s_report(ctx, service, cred, http_status, headers, body, body_len, retry);
+}
+
+/* The final response's headers (not a 100 Continue's, nor a proxy's) as
+ * "Name: value" lines, in one block of *size bytes: the array, then the
+ * text (wiped when freed: Set-Cookie and the like may be secrets). */
+static char **s_curl_headers(CURL *easy, size_t *size)
+{
+	struct curl_header *h = NULL;
+	size_t n = 0, text = 0, off;
+	char **lines;
+
+	while ((h = curl_easy_nextheader(easy, CURLH_HEADER, -1, h))) {
+		n++;
+		text += strlen(h->name) + 2 + strlen(h->value) + 1;
+	}
+	if (!(lines = malloc((n + 1) * sizeof(*lines) + text)))
+		return NULL;
+	off = (n + 1) * sizeof(*lines);
+	n = 0;
+	while ((h = curl_easy_nextheader(easy, CURLH_HEADER, -1, h))) {
+		lines[n] = (char *)lines + off;
+		off += (size_t)sprintf(lines[n++], "%s: %s", h->name, h->value) + 1;
+	}
+	lines[n] = NULL;
+	*size = off;
+	return lines;
+}
+
+API int apicred_curl_report(apicred_ctx *ctx, const char *service, void *curl_easy,
+                            const apicred_cred *cred, const void *body, size_t body_len,
+                            int *retry)
+{
+	long status = 0;
+	size_t size = 0;
+	char **lines;
+	int rc;
+
+	if (retry)
+		*retry = 0;
+	if (!curl_easy)
+		return ac_error(APICRED_ERR_INVALID, "apicred_curl_report: NULL CURL handle");
+	if (curl_easy_getinfo(curl_easy, CURLINFO_RESPONSE_CODE, &status) != CURLE_OK ||
+	    status == 0)
+		return ac_error(APICRED_ERR_INVALID, "apicred_curl_report: the handle holds no "
+		                "response (call it after curl_easy_perform)");
+	if (!(lines = s_curl_headers(curl_easy, &size)))
+		return ac_error(APICRED_ERR_NOMEM, "out of memory");
+	rc = s_report(ctx, service, cred, status, (const char *const *)lines, body, body_len,
+	              retry);
+	OPENSSL_cleanse(lines, size);
+	free(lines);
+	return rc;
 }
 
 API int apicred_curl_apply(apicred_ctx *ctx, const char *service, void *curl_easy,

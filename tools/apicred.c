@@ -514,10 +514,11 @@ static size_t s_write(char *ptr, size_t size, size_t nmemb, void *user)
 	return n;
 }
 
-/* One attempt: get credentials, decorate a fresh handle, perform. Returns
- * 0 with *status set, or 1 after printing the error. */
+/* One attempt: get credentials, decorate a fresh handle, perform, and
+ * report the answer (status, headers, body) to the library. Returns 0 with
+ * *status and *retry set, or 1 after printing the error. */
 static int s_perform(apicred_ctx *ctx, const char *service, const apicred_request *req,
-                     apicred_cred *cred, struct s_buf *body, long *status)
+                     apicred_cred *cred, struct s_buf *body, long *status, int *retry)
 {
 	char errbuf[CURL_ERROR_SIZE] = "";
 	CURL *h;
@@ -556,6 +557,11 @@ static int s_perform(apicred_ctx *ctx, const char *service, const apicred_reques
 		goto out;
 	}
 	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
+	rc = apicred_curl_report(ctx, service, h, cred, body->data, body->len, retry);
+	if (rc != APICRED_OK) {
+		s_fail(service, rc);
+		goto out;
+	}
 	ret = 0;
 out:
 	curl_easy_cleanup(h);
@@ -582,7 +588,7 @@ static int s_cmd_request(int argc, char **argv)
 	apicred_cred *cred = NULL;
 	const char *service, *output = NULL, *ctype = NULL;
 	long status = 0;
-	int c, rc, retry = 0, ret = EXIT_FAILURE;
+	int c, retry = 0, ret = EXIT_FAILURE;
 
 	hdrs = calloc((size_t)argc + 1, sizeof(*hdrs));
 	if (!hdrs) {
@@ -647,14 +653,9 @@ static int s_cmd_request(int argc, char **argv)
 		body.len = 0;
 		if (body.data)
 			body.data[0] = '\0';
-		if (s_perform(ctx, service, &req, cred, &body, &status) != 0)
-			goto out;
 		retry = 0;
-		rc = apicred_report(ctx, service, cred, status, body.data, body.len, &retry);
-		if (rc != APICRED_OK) {
-			s_fail(service, rc);
+		if (s_perform(ctx, service, &req, cred, &body, &status, &retry) != 0)
 			goto out;
-		}
 		if (!retry || attempt == 1)
 			break;
 		if (gl.verbose)

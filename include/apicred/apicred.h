@@ -220,6 +220,20 @@ int apicred_report(apicred_ctx *ctx, const char *service,
                    const apicred_cred *cred, long http_status,
                    const void *body, size_t body_len, int *retry);
 
+/* Same, with the response's header lines ("Name: value", NULL-terminated),
+ * so that providers see e.g. WWW-Authenticate and DPoP-Nonce. Since 1.1. */
+int apicred_report_headers(apicred_ctx *ctx, const char *service,
+                           const apicred_cred *cred, long http_status,
+                           const char *const *headers, const void *body,
+                           size_t body_len, int *retry);
+
+/* Same, reading status and headers from a libcurl easy handle (a CURL *)
+ * after curl_easy_perform() returned CURLE_OK; the body is the caller's to
+ * pass. Since 1.1. */
+int apicred_curl_report(apicred_ctx *ctx, const char *service, void *curl_easy,
+                        const apicred_cred *cred, const void *body, size_t body_len,
+                        int *retry);
+
 /* ---- providers and provisioning ---------------------------------------- */
 
 /* Calls fn for each provider module in the module directory, with the

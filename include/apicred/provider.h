@@ -22,6 +22,7 @@
  *   fetch     obtain a session: token, login, ... (network I/O)  (Optional)
  *   apply     turn state + session into request decorations      (Mandatory)
  *   feedback  read a server's answer; tell the core what to do   (Optional)
+ *   feedback_headers  the same, with the response's headers      (Optional)
  *   provision create the account/secrets a layer refers to       (Optional)
  *   fini      release state                                      (Mandatory)
  *
@@ -51,7 +52,7 @@ extern "C" {
 #endif
 
 #define APICRED_PROVIDER_MAJOR 1
-#define APICRED_PROVIDER_MINOR 0
+#define APICRED_PROVIDER_MINOR 1
 
 /* ---- configuration schema ---------------------------------------------- */
 
@@ -98,6 +99,11 @@ typedef struct apicred_http_request {
 	size_t body_len;
 	const char *content_type;   /* of body, or NULL */
 	size_t max_body;            /* response cap in bytes; 0: http.max_body */
+	/* Since minor 1 (the core tests size). A response header the caller
+	 * wants (e.g. "DPoP-Nonce"): its value, or NULL when absent, goes to
+	 * *resp_header_value (free()) whatever the status. */
+	const char *resp_header;
+	char **resp_header_value;
 } apicred_http_request;
 
 typedef struct apicred_http_response {
@@ -264,6 +270,14 @@ typedef apicred_feedback (*apicred_feedback_fn)(void *state, const apicred_host 
                                                 const void *session, long status,
                                                 const void *body, size_t body_len);
 
+/* Optional (minor 1). Same, with the response's header lines ("Name:
+ * value", NULL-terminated; NULL when the application handed none over):
+ * the core calls it instead of feedback when the provider has it. */
+typedef apicred_feedback (*apicred_feedback_headers_fn)(void *state, const apicred_host *host,
+                                                        const void *session, long status,
+                                                        const char *const *headers,
+                                                        const void *body, size_t body_len);
+
 /* Optional. Creates what the layer's secrets refer to (see
  * APICRED_PROVISION_*); *report receives a summary (malloc'ed). */
 typedef int (*apicred_provision_fn)(void *state, const apicred_host *host,
@@ -283,6 +297,10 @@ typedef struct apicred_vtable_v1 {
 	apicred_provision_fn provision;
 	apicred_fini_fn fini;
 	/* minor 0 ends here */
+	/* Minor 1. (The shared cache's session_export and session_import go
+	 * first, before feedback_headers, when both are merged.) */
+	apicred_feedback_headers_fn feedback_headers;
+	/* minor 1 ends here */
 } apicred_vtable_v1;
 
 /* The one exported symbol of a provider module. */
@@ -294,10 +312,12 @@ int apicred_provider_initvt(int major, int minor, void *vtable);
 #define APICRED_VTABLE_V1_END_MINOR0 \
 	(offsetof(apicred_vtable_v1, fini) + sizeof(apicred_fini_fn))
 
+#define APICRED_VTABLE_V1_END_MINOR1 \
+	(offsetof(apicred_vtable_v1, feedback_headers) + sizeof(apicred_feedback_headers_fn))
+
 static inline size_t apicred_vtable_v1_size(int minor)
 {
-	(void)minor; /* one minor so far; later ones add a case each */
-	return APICRED_VTABLE_V1_END_MINOR0;
+	return minor >= 1 ? APICRED_VTABLE_V1_END_MINOR1 : APICRED_VTABLE_V1_END_MINOR0;
 }
 
 /* Defines apicred_provider_initvt for a provider whose v1 vtable is vt:

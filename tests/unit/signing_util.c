@@ -214,7 +214,7 @@ static void *s_serve(void *arg)
 	struct sg_req r;
 	char out[4096];
 	int c, status;
-	const char *body;
+	const char *body, *hdrs;
 
 	while ((c = accept(s->fd, NULL, NULL)) >= 0) {
 		if (s_read_req(c, &r) == 0) {
@@ -224,10 +224,11 @@ static void *s_serve(void *arg)
 			s->nreqs++;
 			status = s->answers[s->next].status;
 			body = s->answers[s->next].body;
+			hdrs = s->answers[s->next].headers;
 			snprintf(out, sizeof(out),
-			         "HTTP/1.1 %d X\r\nContent-Type: application/json\r\n"
+			         "HTTP/1.1 %d X\r\nContent-Type: application/json\r\n%s"
 			         "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
-			         status, strlen(body), body);
+			         status, hdrs, strlen(body), body);
 			if (s->next + 1 < s->nanswers)
 				s->next++;
 			pthread_mutex_unlock(&s->mu);
@@ -276,11 +277,29 @@ void sg_server_answer(struct sg_server *s, int status, const char *body)
 	sg_server_then(s, status, body);
 }
 
+void sg_server_answer_headers(struct sg_server *s, int status, const char *headers,
+                              const char *body)
+{
+	pthread_mutex_lock(&s->mu);
+	s->nanswers = 0;
+	s->next = 0;
+	pthread_mutex_unlock(&s->mu);
+	sg_server_then_headers(s, status, headers, body);
+}
+
 void sg_server_then(struct sg_server *s, int status, const char *body)
+{
+	sg_server_then_headers(s, status, "", body);
+}
+
+void sg_server_then_headers(struct sg_server *s, int status, const char *headers,
+                            const char *body)
 {
 	pthread_mutex_lock(&s->mu);
 	if (s->nanswers < sizeof(s->answers) / sizeof(s->answers[0])) {
 		s->answers[s->nanswers].status = status;
+		snprintf(s->answers[s->nanswers].headers, sizeof(s->answers[0].headers), "%s",
+		         headers);
 		snprintf(s->answers[s->nanswers].body, sizeof(s->answers[0].body), "%s", body);
 		s->nanswers++;
 	}

@@ -1,5 +1,5 @@
 /*
- * signing_util.h - what the hmac and tcx unit tests (and bench_apply) share:
+ * signing_util.h - what the hmac, tcx and oauth2 unit tests (and bench_apply) share:
  * a private confdir, a ctx with an injected clock and random source, a tiny
  * HTTP/1.1 server on 127.0.0.1 that plays the login endpoints, and the
  * expected values computed with OpenSSL directly (never with the provider).
@@ -57,7 +57,7 @@ struct sg_server {
 	pthread_t thread;
 	pthread_mutex_t mu;
 	/* Answers, consumed in order; once used up, the last one repeats. */
-	struct { int status; char body[2048]; } answers[16];
+	struct { int status; char headers[512]; char body[2048]; } answers[16];
 	size_t nanswers, next;
 	struct sg_req reqs[SG_MAX_REQS];
 	size_t nreqs;        /* requests served so far */
@@ -69,6 +69,11 @@ void sg_server_stop(struct sg_server *s);
 void sg_server_answer(struct sg_server *s, int status, const char *body);
 /* ...or appends one to it. */
 void sg_server_then(struct sg_server *s, int status, const char *body);
+/* Both with extra response header lines, each ending in CRLF. */
+void sg_server_answer_headers(struct sg_server *s, int status, const char *headers,
+                              const char *body);
+void sg_server_then_headers(struct sg_server *s, int status, const char *headers,
+                            const char *body);
 size_t sg_server_count(struct sg_server *s);
 /* Copy of the i-th request (0-based). */
 struct sg_req sg_server_req(struct sg_server *s, size_t i);
