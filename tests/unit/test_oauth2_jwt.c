@@ -102,9 +102,10 @@ static int s_teardown(void **state)
 static void s_svc(struct fx *f, const char *name, const char *extra)
 {
 	sg_service(f->confdir, name,
+	           "url = \"%s/\"; insecure_http = true;\n"
 	           "stack = ( { provider = \"oauth2\"; insecure_http = true;\n"
 	           "  token_url = \"%s\"; client_id = \"my-client\";\n"
-	           "  %s } );\n", f->token_url, extra);
+	           "  %s } );\n", f->base, f->token_url, extra);
 }
 
 /* sg_get on a ctx opened once the services are written. */
