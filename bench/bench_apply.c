@@ -124,6 +124,7 @@ int main(void)
 	           "  master_key = \"bench-master\"; } );\n");
 
 	sg_service(confdir, "sigv4",
+	           "url = \"https://api.example/\";\n"
 	           "stack = ( { provider = \"sigv4\"; region = \"us-east-1\"; service = \"execute-api\";\n"
 	           "  access_key_id = \"AKIDBENCH0123456789\";\n"
 	           "  secret_access_key = \"bench/secret+0123456789EXAMPLEKEY\"; } );\n");

@@ -93,10 +93,12 @@ int main(void)
 	               "\"token_type\":\"Bearer\",\"expires_in\":3600}");
 	confdir = sg_confdir_new();
 	sg_service(confdir, "dpop",
+	           "url = \"https://api.example/\";\n"
 	           "stack = ( { provider = \"oauth2\"; insecure_http = true; dpop = true;\n"
 	           "  token_url = \"http://127.0.0.1:%d/token\";\n"
 	           "  client_id = \"bench\"; client_secret = \"bench-secret\"; } );\n", srv.port);
 	sg_service(confdir, "bearer",
+	           "url = \"https://api.example/\";\n"
 	           "stack = ( { provider = \"oauth2\"; insecure_http = true;\n"
 	           "  token_url = \"http://127.0.0.1:%d/token\";\n"
 	           "  client_id = \"bench\"; client_secret = \"bench-secret\"; } );\n", srv.port);
