@@ -227,6 +227,43 @@ API int apicred_report(apicred_ctx *ctx, const char *service, const apicred_cred
 	return APICRED_OK;
 }
 
+/* The Content-Type the signing layers saw is the one the server gets:
+ * req->content_type, else the core's guess for a body (JSON when it starts
+ * with '{' or '[', else a form: what libcurl would send anyway), unless the
+ * application's own header lines name one. */
+static int s_content_type_line(struct curl_slist **list, const apicred_request *req)
+{
+	const char *const *h = req->size >= sizeof(*req) ? req->headers : NULL;
+	const char *ct = req->content_type;
+	const char *lines[2] = { NULL, NULL };
+	char *line;
+	int rc;
+
+	for (; h && *h; h++)
+		if (strncasecmp(*h, "Content-Type:", 13) == 0)
+			return APICRED_OK;
+	if (!ct && req->body && req->body_len) {
+		const char *b = req->body;
+		size_t i = 0;
+
+		while (i < req->body_len && strchr(" \t\r\n", b[i]) && b[i])
+			i++;
+		ct = i < req->body_len && (b[i] == '{' || b[i] == '[') ? "application/json"
+		                                                       : "application/x-www-form-urlencoded";
+	}
+	if (!ct)
+		return APICRED_OK;
+	if (!ac_header_value_ok(ct, strlen(ct)))
+		return ac_error(APICRED_ERR_INVALID, "apicred_curl_apply: content_type contains "
+		                "CR, LF or NUL");
+	if (asprintf(&line, "Content-Type: %s", ct) < 0)
+		return ac_error(APICRED_ERR_NOMEM, "out of memory");
+	lines[0] = line;
+	rc = ac_slist_headers(list, lines, NULL);
+	free(line);
+	return rc;
+}
+
 API int apicred_curl_apply(apicred_ctx *ctx, const char *service, void *curl_easy,
                            const apicred_request *req, apicred_cred *cred)
 {
@@ -248,6 +285,8 @@ API int apicred_curl_apply(apicred_ctx *ctx, const char *service, void *curl_eas
 		goto fail;
 	}
 	rc = ac_slist_headers(&list, req->size >= sizeof(*req) ? req->headers : NULL, cred);
+	if (rc == APICRED_OK)
+		rc = s_content_type_line(&list, req);
 	if (rc != APICRED_OK)
 		goto fail;
 	cred->slist = list; /* freed (wiped) with cred or by the next get */

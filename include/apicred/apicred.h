@@ -85,7 +85,8 @@ typedef void (*apicred_log_fn)(void *user, int level, const char *service,
 typedef struct apicred_options {
 	size_t size;            /* sizeof(apicred_options) */
 	const char *confdir;    /* NULL: $APICRED_CONFDIR (secure_getenv) or built-in */
-	const char *moduledir;  /* NULL: apicred.conf, $APICRED_MODULEDIR, built-in */
+	const char *moduledir;  /* NULL: $APICRED_MODULEDIR (secure_getenv), else
+	                         * apicred.conf's moduledir, else built-in */
 	unsigned flags;         /* APICRED_OPEN_* */
 	apicred_log_fn log;     /* NULL: syslog */
 	void *log_user;
@@ -192,10 +193,14 @@ int apicred_cred_url(const apicred_cred *cred, const char *url, char **out);
 /* One call that gets credentials and decorates a libcurl easy handle
  * (a CURL *): CURLOPT_URL (req->url plus the query parameters),
  * CURLOPT_HTTPHEADER (req->headers plus the credential's headers), client
- * certificate and key (in memory), CA, pinned key, TLS version. Peer
- * verification stays on. Method and body are the application's to set.
- * The header list lives in cred: keep cred alive until curl_easy_perform()
- * returns. req must have a url. */
+ * certificate and key (in memory), CA, pinned key, TLS version, and the
+ * Content-Type the signing layers saw (req->content_type or the guess for
+ * the body) unless req->headers has one. Peer verification stays on.
+ * Method and body are the application's to set (CURLOPT_POSTFIELDS...).
+ * Never set CURLOPT_HTTPHEADER afterwards: it would replace the list, and
+ * the credential headers with it; use req->headers. The header list lives
+ * in cred: keep cred alive until curl_easy_perform() returns. req must
+ * have a url. */
 int apicred_curl_apply(apicred_ctx *ctx, const char *service, void *curl_easy,
                        const apicred_request *req, apicred_cred *cred);
 
