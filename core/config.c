@@ -15,7 +15,7 @@
 #include "internal.h"
 
 /* Keys of a layer that the core itself handles, for every provider. */
-static const apicred_schema s_core_keys[] = {
+const apicred_schema ac_core_keys[] = {
 	{ "provider", APICRED_T_STRING, APICRED_F_REQUIRED, NULL, NULL, "the scheme's module" },
 	{ "control", APICRED_T_STRING, 0, "required", "required|optional|sufficient",
 	  "what a failure of this layer means" },
@@ -133,7 +133,7 @@ static int s_check_layer(struct ac_stack *st, struct ac_layer *L)
 	for (int i = 0; i < n; i++) {
 		config_setting_t *s = config_setting_get_elem(L->cfg, (unsigned)i);
 		const char *name = config_setting_name(s);
-		const apicred_schema *e = ac_schema_find(s_core_keys, name);
+		const apicred_schema *e = ac_schema_find(ac_core_keys, name);
 
 		if (!e)
 			e = ac_schema_find(schema, name);

@@ -229,6 +229,7 @@ bool ac_watch_changed(struct ac_stack *st);
 int ac_watch_add(struct ac_stack *st, const char *path);
 void ac_service_maybe_reload(struct ac_ctx *ctx, struct ac_service *svc, bool force);
 const apicred_schema *ac_schema_find(const apicred_schema *schema, const char *name);
+extern const apicred_schema ac_core_keys[]; /* keys of every layer */
 
 /* Walks layers [0, upto) adding their output to cred. */
 int ac_stack_apply(struct ac_stack *st, size_t upto, const apicred_request *req,

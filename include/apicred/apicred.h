@@ -229,6 +229,26 @@ typedef void (*apicred_provider_fn)(void *user, const char *name,
                                     const char *detail);
 int apicred_providers(apicred_ctx *ctx, apicred_provider_fn fn, void *user);
 
+/* One configuration key a provider accepts, from its schema. */
+typedef struct apicred_key {
+	size_t size;          /* sizeof(apicred_key); fields are only appended */
+	const char *name;
+	const char *type;     /* "string", "integer", "boolean", "list", "group" */
+	int required;
+	int secret;           /* a literal only in a private service file */
+	const char *def;      /* the default as text, or NULL */
+	const char *choices;  /* "a|b|c", or NULL */
+	const char *help;     /* one line, or NULL */
+} apicred_key;
+
+typedef void (*apicred_key_fn)(void *user, const apicred_key *key);
+
+/* Calls fn for each key of the provider's schema; provider NULL: the keys
+ * every layer accepts (provider, control, carry, ...). Strings are valid
+ * during the call. */
+int apicred_provider_keys(apicred_ctx *ctx, const char *provider, apicred_key_fn fn,
+                          void *user);
+
 #define APICRED_PROVISION_FORCE 0x1u /* overwrite existing secret files */
 #define APICRED_PROVISION_SHOW  0x2u /* only show what exists */
 
