@@ -495,6 +495,7 @@ int ac_http(struct ac_layer *L, const apicred_http_request *req, apicred_http_re
 		}
 		rc = ac_layer_error(L, code, "%s %s: %s%s%s", req->method, shown,
 		                    curl_easy_strerror(cc), *errbuf ? ": " : "", errbuf);
+		AC_TRACE(L, "%s %s -> no answer", req->method, shown);
 		goto out;
 	}
 	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
@@ -510,8 +511,13 @@ int ac_http(struct ac_layer *L, const apicred_http_request *req, apicred_http_re
 	body.data = NULL;
 	if (!resp->body)
 		goto nomem;
-	ac_log(ctx, LOG_DEBUG, L->stack->svc->name, "layer %d (%s): %s %s -> HTTP %ld, %zu bytes",
-	       L->index + 1, L->provider, req->method, shown, status, resp->body_len);
+	if (ctx->log_level >= LOG_DEBUG) {
+		double secs = 0;
+
+		curl_easy_getinfo(c, CURLINFO_TOTAL_TIME, &secs);
+		AC_TRACE(L, "%s %s -> HTTP %ld, %zu bytes, %.0f ms", req->method, shown, status,
+		         resp->body_len, secs * 1000);
+	}
 	rc = APICRED_OK;
 	goto out;
 nomem:

@@ -22,6 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <syslog.h>
 
 #include <libconfig.h>
 
@@ -48,6 +49,18 @@ void ac_text_clean(char *s);
 void ac_log(struct ac_ctx *ctx, int level, const char *service, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 int ac_log_level(const char *name); /* -1 if unknown */
+/* Debug traces of a layer's decisions (never a secret): "layer N (p): ...".
+ * Costs one load and a branch when the level is below debug, so they may
+ * sit on the hot path. */
+#define AC_TRACE(L, ...)                                                      \
+	do {                                                                  \
+		if ((L)->stack->ctx->log_level >= LOG_DEBUG)                  \
+			ac_trace((L), __VA_ARGS__);                           \
+	} while (0)
+struct ac_layer;
+void ac_trace(const struct ac_layer *L, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A monotonic time as the wall-clock time it will be: "12:34:56Z". */
+const char *ac_mono_clock(struct ac_ctx *ctx, int64_t mono_ms, char buf[16]);
 
 /* ---- epoch-based reclamation (ebr.c) ------------------------------------- */
 

@@ -200,6 +200,8 @@ API int apicred_report(apicred_ctx *ctx, const char *service, const apicred_cred
 		if (!used || L->fail_code || !L->mod->vt.feedback)
 			continue;
 		if (L->mod->vt.fetch && (!s || s->gen != gen)) {
+			AC_TRACE(L, "HTTP %ld for session generation %llu, already replaced: "
+			         "nothing dropped", http_status, (unsigned long long)gen);
 			changed = true; /* already replaced since: just retry */
 			continue;
 		}
@@ -207,14 +209,18 @@ API int apicred_report(apicred_ctx *ctx, const char *service, const apicred_cred
 		                            body, body_len)) {
 		case APICRED_FEEDBACK_INVALIDATE:
 			ac_log(&ctx->c, LOG_INFO, service, "layer %d (%s): HTTP %ld: dropping the "
-			       "cached session", L->index + 1, L->provider, http_status);
+			       "cached session (generation %llu)", L->index + 1, L->provider,
+			       http_status, (unsigned long long)gen);
 			ac_layer_invalidate(L, gen);
 			changed = true;
 			break;
 		case APICRED_FEEDBACK_CHANGED:
+			AC_TRACE(L, "HTTP %ld: the provider changed its credentials", http_status);
 			changed = true;
 			break;
 		default:
+			if (http_status >= 400)
+				AC_TRACE(L, "HTTP %ld: nothing to drop", http_status);
 			break;
 		}
 	}
