@@ -87,6 +87,8 @@ struct ac_module {
 struct ac_module *ac_module_get(struct ac_ctx *ctx, const char *name);
 void ac_modules_free(struct ac_ctx *ctx);
 bool ac_name_valid(const char *name);
+/* The modules of the module directory, sorted: free each and the array. */
+int ac_module_names(struct ac_ctx *ctx, char ***names, size_t *n);
 
 /* ---- sessions and layers (cache.c, stack.c) ------------------------------ */
 
@@ -116,6 +118,7 @@ struct ac_layer {
 	bool insecure_http;
 	int64_t default_ttl_ms;
 	int64_t refresh_ahead_ms;
+	bool setup_ok;              /* its keys are valid: init may run */
 	int fail_code;              /* fail closed: a layer that could not init */
 	char *fail_msg;
 
@@ -154,6 +157,8 @@ struct ac_stack {
 	bool cfg_loaded;
 	int fail_code;             /* file-level failure (syntax, validation) */
 	char *fail_msg;
+	char **problems;           /* every problem found, "svc: file:line: msg" */
+	size_t nproblems;
 	char *description;
 	char *origin;              /* "https://host:port" from url, or NULL */
 	char *origin_short;        /* the same without a default port */

@@ -7,6 +7,7 @@
  */
 #include "config.h"
 
+#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -159,6 +160,46 @@ void ac_modules_free(struct ac_ctx *ctx)
 		free(m);
 	}
 	ctx->modules = NULL;
+}
+
+static int s_strcmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int ac_module_names(struct ac_ctx *ctx, char ***out, size_t *nout)
+{
+	DIR *d = opendir(ctx->moduledir);
+	struct dirent *de;
+	char **names = NULL;
+	size_t n = 0, cap = 0;
+
+	*out = NULL;
+	*nout = 0;
+	if (!d)
+		return ac_error(APICRED_ERR_PROVIDER, "cannot open module directory %s: %s",
+		                ctx->moduledir, strerror(errno));
+	while ((de = readdir(d))) {
+		size_t len = strlen(de->d_name);
+
+		if (len < 4 || strcmp(de->d_name + len - 3, ".so") != 0)
+			continue;
+		if (n == cap) {
+			char **p = realloc(names, (cap = cap ? 2 * cap : 16) * sizeof(*names));
+			if (!p)
+				break;
+			names = p;
+		}
+		if (!(names[n] = strndup(de->d_name, len - 3)))
+			break;
+		n++;
+	}
+	closedir(d);
+	if (n)
+		qsort(names, n, sizeof(*names), s_strcmp);
+	*out = names;
+	*nout = n;
+	return APICRED_OK;
 }
 
 /* ---- describing schemas (apicred providers -v) --------------------------- */

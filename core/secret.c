@@ -122,6 +122,9 @@ static int s_resolve(struct ac_layer *L, const char *key, const char *ref, char 
 		if (!v)
 			return ac_layer_error(L, APICRED_ERR_SECRET,
 			                      "%s: environment variable %s is not set", what, ref + 4);
+		if (!*v)
+			return ac_layer_error(L, APICRED_ERR_SECRET,
+			                      "%s: environment variable %s is empty", what, ref + 4);
 		*value = ac_strdup(v);
 		*len = strlen(v);
 	} else {

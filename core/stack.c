@@ -4,7 +4,6 @@
  */
 #include "config.h"
 
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -430,6 +429,29 @@ API int apicred_check(apicred_ctx *ctx, const char *service)
 	return rc;
 }
 
+API int apicred_check_report(apicred_ctx *ctx, const char *service, apicred_problem_fn fn,
+                             void *user)
+{
+	struct ac_service *svc;
+	struct ac_stack *st;
+	int rc;
+
+	if (!ctx || !service || !fn)
+		return ac_error(APICRED_ERR_INVALID, "apicred_check_report: NULL argument");
+	if (!(svc = s_service(&ctx->c, service)))
+		return ac_name_valid(service) ? APICRED_ERR_NO_SERVICE : APICRED_ERR_BAD_NAME;
+	ac_ebr_enter();
+	st = atomic_load(&svc->stack);
+	for (size_t i = 0; i < st->nproblems; i++)
+		fn(user, st->problems[i]);
+	rc = ac_stack_error(st);
+	/* Anything without a problem of its own (out of memory) still shows. */
+	if (rc != APICRED_OK && !st->nproblems)
+		fn(user, apicred_errmsg());
+	ac_ebr_leave();
+	return rc;
+}
+
 API const char *apicred_service_description(apicred_ctx *ctx, const char *service)
 {
 	struct ac_service *svc;
@@ -489,40 +511,16 @@ API int apicred_provision(apicred_ctx *ctx, const char *service, unsigned flags,
 	return rc;
 }
 
-static int s_cmp(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 API int apicred_providers(apicred_ctx *ctx, apicred_provider_fn fn, void *user)
 {
-	DIR *d;
-	struct dirent *de;
 	char **names = NULL;
-	size_t n = 0, cap = 0;
+	size_t n = 0;
+	int rc;
 
 	if (!ctx || !fn)
 		return ac_error(APICRED_ERR_INVALID, "apicred_providers: NULL argument");
-	d = opendir(ctx->c.moduledir);
-	if (!d)
-		return ac_error(APICRED_ERR_PROVIDER, "cannot open module directory %s: %m",
-		                ctx->c.moduledir);
-	while ((de = readdir(d))) {
-		size_t len = strlen(de->d_name);
-		if (len < 4 || strcmp(de->d_name + len - 3, ".so") != 0)
-			continue;
-		if (n == cap) {
-			char **p = realloc(names, (cap = cap ? 2 * cap : 16) * sizeof(*names));
-			if (!p)
-				break;
-			names = p;
-		}
-		if (!(names[n] = strndup(de->d_name, len - 3)))
-			break;
-		n++;
-	}
-	closedir(d);
-	qsort(names, n, sizeof(*names), s_cmp);
+	if ((rc = ac_module_names(&ctx->c, &names, &n)) != APICRED_OK)
+		return rc;
 	for (size_t i = 0; i < n; i++) {
 		struct ac_module *m = ac_module_get(&ctx->c, names[i]);
 		if (m)

@@ -736,8 +736,11 @@ static int s_perform(apicred_ctx *ctx, const char *service, const apicred_reques
 
 	cc = curl_easy_perform(h);
 	if (cc != CURLE_OK) {
-		fprintf(stderr, "apicred: %s: %s\n", service,
-		        errbuf[0] ? errbuf : curl_easy_strerror(cc));
+		fprintf(stderr, "apicred: %s: %s%s\n", service,
+		        errbuf[0] ? errbuf : curl_easy_strerror(cc),
+		        cc == CURLE_PEER_FAILED_VERIFICATION
+		        ? " (is the CA that signed the server's certificate in http.ca_file of "
+		          "apicred.conf, or the mtls layer's ca?)" : "");
 		goto out;
 	}
 	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &a->status);
@@ -1040,6 +1043,25 @@ static int s_check_online(apicred_ctx *ctx, const char *service, char *note, siz
 	return rc;
 }
 
+/* Each problem of a service: a line on stderr, or into the JSON array. */
+struct s_problems {
+	const char *service;
+	json_t *arr;
+};
+
+static void s_problem_cb(void *user, const char *message)
+{
+	struct s_problems *p = user;
+	size_t n = strlen(p->service);
+
+	if (strncmp(message, p->service, n) == 0 && message[n] == ':' && message[n + 1] == ' ')
+		message += n + 2;
+	if (p->arr)
+		json_array_append_new(p->arr, json_string(message));
+	else
+		fprintf(stderr, "apicred: %s: %s\n", p->service, message);
+}
+
 static int s_cmd_check(const struct s_cmd *cmd, int argc, char **argv)
 {
 	struct s_flags fl = { 0 };
@@ -1071,22 +1093,35 @@ static int s_cmd_check(const struct s_cmd *cmd, int argc, char **argv)
 
 		if (!svc)
 			continue;
-		rc = apicred_check(ctx, svc);
-		if (rc == APICRED_OK && fl.online)
+		struct s_problems pr = { svc, fl.json ? json_array() : NULL };
+
+		rc = apicred_check_report(ctx, svc, s_problem_cb, &pr);
+		if (rc == APICRED_ERR_NO_SERVICE || rc == APICRED_ERR_BAD_NAME) {
+			if (!fl.json)
+				s_fail(svc, rc); /* no file, hence no problem of one */
+			else
+				json_array_append_new(pr.arr, json_string(s_errtext(svc, rc)));
+		}
+		if (rc == APICRED_OK && fl.online) {
 			rc = s_check_online(ctx, svc, note, sizeof(note));
+			if (rc != APICRED_OK && !fl.json)
+				s_fail(svc, rc);
+			else if (rc != APICRED_OK)
+				json_array_append_new(pr.arr, json_string(s_errtext(svc, rc)));
+		}
 		failed |= rc != APICRED_OK;
 		if (fl.json) {
-			json_t *o = json_pack("{s:s, s:b, s:o}", "service", svc, "ok", rc == APICRED_OK,
-			                      "error", rc == APICRED_OK ? json_null()
-			                                                : json_string(s_errtext(svc, rc)));
+			json_t *o = json_pack("{s:s, s:b, s:o, s:o}", "service", svc, "ok",
+			                      rc == APICRED_OK, "error",
+			                      rc == APICRED_OK ? json_null()
+			                                       : json_string(s_errtext(svc, rc)),
+			                      "problems", pr.arr ? pr.arr : json_null());
 			if (!o || json_array_append_new(arr, o) != 0)
 				failed = 1;
 		} else if (rc == APICRED_OK) {
 			printf("%s: ok%s\n", svc, note);
 			fflush(stdout);
 			s_log_show(svc, 0);
-		} else {
-			s_fail(svc, rc);
 		}
 		fflush(stdout);
 	}
@@ -1381,7 +1416,8 @@ static const struct s_cmd s_cmds[] = {
 	  "load and validate services (default: all)",
 	  "      --online            also fetch a session from each service's servers,\n"
 	  "                          proving the credentials\n"
-	  "      --json              one JSON array: service, ok, error\n" },
+	  "      --json              one JSON array: service, ok, error, problems\n"
+	  "\nEvery problem of a file is shown, as file:line: message.\n" },
 	{ "list", s_cmd_list, "", s_json_lopts, "[--json]",
 	  "list services with their descriptions",
 	  "      --json              one JSON array: name, description\n" },

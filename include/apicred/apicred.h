@@ -127,6 +127,13 @@ const char *apicred_service_name(const apicred_ctx *ctx, size_t index);
  * holds a service, and no .conf file whose name is no service name. */
 int apicred_check(apicred_ctx *ctx, const char *service);
 
+/* Like apicred_check, calling fn with every problem found in the
+ * service's files, "service: file:line: message", in file order. The
+ * message is valid during the call. */
+typedef void (*apicred_problem_fn)(void *user, const char *message);
+int apicred_check_report(apicred_ctx *ctx, const char *service, apicred_problem_fn fn,
+                         void *user);
+
 /* The service file's description, or NULL. Valid until the service is
  * reloaded (a file changed, or apicred_reload): copy it to keep it. */
 const char *apicred_service_description(apicred_ctx *ctx, const char *service);
