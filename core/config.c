@@ -67,7 +67,9 @@ static char *s_problem(struct ac_stack *st, const config_setting_t *where, const
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	return s_problem_at(st, where ? config_setting_source_line(where) : 1, msg);
+	int line = where ? config_setting_source_line(where) : 0;
+
+	return s_problem_at(st, line > 0 ? line : 1, msg); /* the root has no line */
 }
 
 /* A problem of the file: the first one is also the stack's failure. */
@@ -462,7 +464,7 @@ static const config_setting_t *s_blame(const struct ac_layer *L, const char *msg
 {
 	const config_setting_t *best = L->cfg;
 	const char *at = NULL;
-	char pat[3][80];
+	char pat[4][80];
 
 	for (int i = 0; i < config_setting_length(L->cfg); i++) {
 		const config_setting_t *s = config_setting_get_elem(L->cfg, (unsigned)i);
@@ -473,7 +475,8 @@ static const config_setting_t *s_blame(const struct ac_layer *L, const char *msg
 		snprintf(pat[0], sizeof(pat[0]), "'%s'", name);
 		snprintf(pat[1], sizeof(pat[1]), " %s:", name);
 		snprintf(pat[2], sizeof(pat[2]), "(%s)", name);
-		for (int k = 0; k < 3; k++)
+		snprintf(pat[3], sizeof(pat[3]), "): %s ", name); /* "layer 1 (p): key ..." */
+		for (int k = 0; k < 4; k++)
 			if ((p = strstr(msg, pat[k])) && (!at || p < at)) {
 				at = p;
 				best = s;

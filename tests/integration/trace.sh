@@ -59,6 +59,36 @@ ok "back-off: each service name once per line" once_per_line "$ERR"
 no_secrets "back-off" "$ERR"
 ctl fault token 500 0
 
+# ---- check --online: what the server said, and what to do about TLS -------
+secret_file bad.secret not-the-secret
+service_file refused <<EOF
+url = "$SB/";
+stack = ( { provider = "oauth2"; token_url = "$SB/oauth2/token";
+            client_id = "file:secrets/gen.id"; client_secret = "file:secrets/bad.secret"; } );
+EOF
+service_file otherca <<EOF
+url = "$SB_UNKNOWNCA/";
+stack = ( { provider = "oauth2"; token_url = "$SB_UNKNOWNCA/oauth2/token";
+            client_id = "file:secrets/gen.id"; client_secret = "file:secrets/gen.secret"; } );
+EOF
+run check refused otherca
+is "offline, both files are fine" "$RC|$OUT" "0|refused: ok
+otherca: ok"
+run check --online refused otherca oauth
+is "--online: exit 1" "$RC" 1
+is "--online: the good one proven" "$(printf '%s\n' "$OUT" | sed 's/until .*)/until T)/')" \
+	"oauth: ok (online: session valid until T)"
+like "--online: the server's refusal" "$ERR" "*apicred: refused: layer 1 (oauth2): *HTTP 401*invalid_client*"
+like "--online, unknown CA: the CA used and what to set" "$ERR" \
+	"*apicred: otherca: layer 1 (oauth2): POST $SB_UNKNOWNCA/oauth2/token: *(trusted CA: $SB_CA, from apicred.conf; set http.ca_file in apicred.conf, or the mtls layer's ca, to the CA that signed the server's certificate)*"
+no_secrets "--online" "$OUT$ERR"
+case $ERR in *not-the-secret*) ok "--online: no secret" false ;; *) ok "--online: no secret" true ;; esac
+run check --online --json refused
+printf '%s' "$OUT" >"$T/online.json"
+ok "--online --json: the refusal in the entry" "$PYTHON3" -c 'import json,sys
+j = json.load(open(sys.argv[1]))
+sys.exit(0 if not j[0]["ok"] and "invalid_client" in j[0]["error"] else 1)' "$T/online.json"
+
 # Without -v: nothing; -v alone: no debug.
 run get oauth
 is "quiet without -v" "$ERR" ""
