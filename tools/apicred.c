@@ -56,8 +56,9 @@ struct s_cmd {
 	const char *help;
 };
 
-static const struct s_cmd s_cmds[];
-static const size_t s_ncmds;
+/* The command table (at the end of the file). */
+static const struct s_cmd *s_cmds;
+static size_t s_ncmds;
 
 #define S_GLOBAL_OPTS "c:m:vhV"
 static const struct option s_global_lopts[] = {
@@ -1383,7 +1384,7 @@ static const struct option s_provision_lopts[] = {
 	{ NULL, 0, NULL, 0 }
 };
 
-static const struct s_cmd s_cmds[] = {
+static const struct s_cmd s_cmd_table[] = {
 	{ "get", s_cmd_get, "X:u:d:", s_get_lopts,
 	  "SERVICE [-X METHOD] [-u URL] [-d DATA|@FILE] [--json | --value [ITEM]]",
 	  "print the credentials a request to SERVICE must carry",
@@ -1432,7 +1433,6 @@ static const struct s_cmd s_cmds[] = {
 	{ "help", s_cmd_help, "", NULL, "[COMMAND]", "show the help of apicred or of a command",
 	  NULL },
 };
-static const size_t s_ncmds = sizeof(s_cmds) / sizeof(s_cmds[0]);
 
 /* Output that did not reach its destination (a full disk) is a failure. */
 static int s_finish(int ret)
@@ -1471,6 +1471,8 @@ int main(int argc, char **argv)
 	/* It holds and prints credentials: no core dump, no ptrace by others
 	 * of the same user, no /proc/PID/mem or environ. */
 	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+	s_cmds = s_cmd_table;
+	s_ncmds = sizeof(s_cmd_table) / sizeof(s_cmd_table[0]);
 
 	if (i < 0) {
 		/* No command: --help, --version, or a usage error. */
