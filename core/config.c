@@ -485,6 +485,16 @@ static const config_setting_t *s_blame(const struct ac_layer *L, const char *msg
 	return best;
 }
 
+int ac_problem_line(const struct ac_stack *st, const char *msg)
+{
+	const char *p = strstr(msg, "layer ");
+	long n = p ? strtol(p + 6, NULL, 10) : 0;
+
+	if (n < 1 || (size_t)n > st->nlayers)
+		return 1;
+	return config_setting_source_line(s_blame(&st->layers[n - 1], p));
+}
+
 /* Creates each layer's provider state. A layer that cannot be created fails
  * closed: it keeps the reason and fails every request that reaches it. */
 static void s_init_layers(struct ac_stack *st)

@@ -243,6 +243,8 @@ struct ac_stack *ac_stack_load(struct ac_ctx *ctx, struct ac_service *svc);
 void ac_stack_free(void *stack);
 void ac_stack_retire(struct ac_ctx *ctx, struct ac_stack *st);
 int ac_stack_error(struct ac_stack *st); /* sets the detail; APICRED_OK if fine */
+/* The line of st's file a message about "layer N" is most likely about. */
+int ac_problem_line(const struct ac_stack *st, const char *msg);
 bool ac_watch_changed(struct ac_stack *st);
 int ac_watch_add(struct ac_stack *st, const char *path);
 void ac_service_maybe_reload(struct ac_ctx *ctx, struct ac_service *svc, bool force);

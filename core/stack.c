@@ -444,10 +444,22 @@ API int apicred_check_report(apicred_ctx *ctx, const char *service, apicred_prob
 	st = atomic_load(&svc->stack);
 	for (size_t i = 0; i < st->nproblems; i++)
 		fn(user, st->problems[i]);
-	rc = ac_stack_error(st);
-	/* Anything without a problem of its own (out of memory) still shows. */
-	if (rc != APICRED_OK && !st->nproblems)
-		fn(user, apicred_errmsg());
+	/* The files' problems, else what apicred_check finds beyond them
+	 * (secrets, headers, endpoints), or out of memory. */
+	rc = st->nproblems ? ac_stack_error(st) : s_check_stack(st);
+	if (rc != APICRED_OK && !st->nproblems) {
+		const char *m = apicred_errmsg();
+		size_t n = strlen(st->svc->name);
+		char *line = NULL;
+
+		if (strncmp(m, st->svc->name, n) == 0 && m[n] == ':' && m[n + 1] == ' ')
+			m += n + 2;
+		if (asprintf(&line, "%s: %s:%d: %s", st->svc->name, st->svc->path,
+		             ac_problem_line(st, m), m) < 0)
+			line = NULL;
+		fn(user, line ? line : apicred_errmsg());
+		free(line);
+	}
 	ac_ebr_leave();
 	return rc;
 }

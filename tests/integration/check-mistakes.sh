@@ -136,7 +136,7 @@ stack = ( { provider = "apikey"; key = "env:APICRED_TEST_KEY"; default_ttl = -5;
 url = "https://api.example/";
 stack = ( { provider = "apikey"; key = "env:APICRED_TEST_KEY"; default_ttl = 0; } );
 ---
-2: layer 1: 'default_ttl' must be > 0
+2: layer 1: 'default_ttl' must be from 1 to 31622400 seconds
 === secret-missing 600
 url = "https://api.example/";
 stack = ( { provider = "apikey";
@@ -214,6 +214,13 @@ stack = ( { provider = "mtls";
             cert = "certs/none.pem"; key = "certs/none.key"; } );
 ---
 3: layer 1 (mtls): cert {conf}/certs/none.pem: No such file or directory
+=== plain-http 600
+url = "https://api.example/";
+stack = ( { provider = "oauth2";
+            token_url = "http://api.example/token";
+            client_id = "me"; client_secret = "env:APICRED_TEST_KEY"; } );
+---
+3: layer 1 (oauth2): 'token_url' (line 3) is plain http:// (set insecure_http = true, allowed for loopback hosts only)
 === good-with-x 600
 url = "https://api.example/";
 x-owner = "team payments";
