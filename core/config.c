@@ -61,14 +61,13 @@ static char *s_problem_at(struct ac_stack *st, int lineno, const char *msg)
 /* A problem about a setting; about the whole file (where NULL): line 1. */
 static char *s_problem(struct ac_stack *st, const config_setting_t *where, const char *fmt, ...)
 {
+	int line = where ? config_setting_source_line(where) : 0;
 	char msg[768];
 	va_list ap;
 
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	int line = where ? config_setting_source_line(where) : 0;
-
 	return s_problem_at(st, line > 0 ? line : 1, msg); /* the root has no line */
 }
 
