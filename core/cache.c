@@ -165,7 +165,7 @@ static void s_publish_inlock(struct ac_layer *L, int rc, struct ac_session *s,
 		free(L->last_msg);
 		L->last_msg = ac_strdup(apicred_errmsg());
 		ac_log(ctx, LOG_WARNING, L->stack->svc->name,
-		       "%s (attempt %d; back-off: next attempt in %lld ms)",
+		       "%s (attempt %d; back-off: next in %lld ms)",
 		       L->last_msg ? L->last_msg : apicred_strerror(rc), L->failures,
 		       (long long)(L->retry_at_ms - ac_now_mono(ctx)));
 	}

@@ -54,7 +54,7 @@ ok "401 and retry: each service name once per line" once_per_line "$ERR"
 ctl fault token 500 -1
 run get oauth -vv
 is "token endpoint down: exit 1" "$RC" 1
-like "back-off: the attempts and the next one" "$ERR" "*layer 1 (oauth2): retrying in * ms*attempt 1; back-off: next attempt in * ms*"
+like "back-off: the attempts and the next one" "$ERR" "*layer 1 (oauth2): retrying in * ms*attempt 1; back-off: next in * ms*"
 ok "back-off: each service name once per line" once_per_line "$ERR"
 no_secrets "back-off" "$ERR"
 ctl fault token 500 0
