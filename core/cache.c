@@ -194,6 +194,16 @@ static void s_publish_inlock(struct ac_layer *L, int rc, struct ac_session *s,
 		L->last_code = 0;
 		free(L->last_msg);
 		L->last_msg = NULL;
+		if (ctx->log_level >= LOG_DEBUG) {
+			int64_t now = ac_now_mono(ctx);
+			char at[16];
+
+			AC_TRACE(L, "new session (generation %llu), expires in %lld s, refresh "
+			         "scheduled in %lld s (at %s)", (unsigned long long)s->gen,
+			         (long long)((s->expires_ms - now) / 1000),
+			         (long long)((s->refresh_at_ms - now) / 1000),
+			         ac_mono_clock(ctx, s->refresh_at_ms, at));
+		}
 	} else {
 		L->failures++;
 		L->retry_at_ms = ac_now_mono(ctx) + s_backoff(ctx, L->failures, retry_after_ms);
@@ -201,7 +211,8 @@ static void s_publish_inlock(struct ac_layer *L, int rc, struct ac_session *s,
 		L->last_code = rc;
 		free(L->last_msg);
 		L->last_msg = ac_strdup(apicred_errmsg());
-		ac_log(ctx, LOG_WARNING, L->stack->svc->name, "%s (attempt %d, next in %lld ms)",
+		ac_log(ctx, LOG_WARNING, L->stack->svc->name,
+		       "%s (attempt %d; back-off: next in %lld ms)",
 		       L->last_msg ? L->last_msg : apicred_strerror(rc), L->failures,
 		       (long long)(L->retry_at_ms - ac_now_mono(ctx)));
 	}
@@ -355,6 +366,9 @@ static void s_refresh(struct ac_layer *L)
 	atomic_store(&L->quiet_until_ms, INT64_MAX);
 	pthread_mutex_unlock(&L->mu);
 
+	AC_TRACE(L, "fetch started: %s", !s_valid(prev, ac_now_mono(ctx)) ? "no valid session"
+	         : L->failures ? "retrying a failed refresh while the session lasts"
+	                       : "refresh ahead of expiry");
 	began = ac_deadline_begin(ctx->http.deadline_ms);
 	rc = s_fetch_once(L, prev ? prev->data : NULL, &s, &retry_after);
 	ac_deadline_end(began);
@@ -416,6 +430,9 @@ static int s_session_slow(struct ac_layer *L, struct ac_session **out)
 		if (s_valid(s, now)) {
 			bool refresh = now >= s->refresh_at_ms && !L->fetching && now >= L->retry_at_ms;
 			*out = s;
+			AC_TRACE(L, "cache hit, %lld s left%s", (long long)((s->expires_ms - now) / 1000),
+			         refresh ? ", refresh due" : L->fetching ? ", refresh running"
+			                                              : ", refresh backing off");
 			if (refresh && s_bg_enqueue(L, now)) {
 				atomic_store(&L->quiet_until_ms, INT64_MAX);
 				refresh = false;
@@ -439,6 +456,9 @@ static int s_session_slow(struct ac_layer *L, struct ac_session **out)
 	L->fetching = true;
 	pthread_mutex_unlock(&L->mu);
 
+	AC_TRACE(L, "fetch started, the caller waits: %s", !s ? "no session yet"
+	         : atomic_load(&s->invalid) ? "the session was dropped (a 401 or 403 reported)"
+	                                    : "the session expired");
 	rc = s_fetch_cold(L, s ? s->data : NULL, &fresh, &retry_after);
 
 	pthread_mutex_lock(&L->mu);
@@ -459,6 +479,7 @@ int ac_layer_session(struct ac_layer *L, struct ac_session **out)
 	     (now < s->expires_ms &&
 	      now < atomic_load_explicit(&L->quiet_until_ms, memory_order_relaxed)))) {
 		*out = s;
+		AC_TRACE(L, "cache hit, %lld s left", (long long)((s->expires_ms - now) / 1000));
 		return APICRED_OK;
 	}
 	return s_session_slow(L, out);

@@ -15,7 +15,7 @@
 #include "internal.h"
 
 /* Keys of a layer that the core itself handles, for every provider. */
-static const apicred_schema s_core_keys[] = {
+const apicred_schema ac_core_keys[] = {
 	{ "provider", APICRED_T_STRING, APICRED_F_REQUIRED, NULL, NULL, "the scheme's module" },
 	{ "control", APICRED_T_STRING, 0, "required", "required|optional|sufficient",
 	  "what a failure of this layer means" },
@@ -36,26 +36,126 @@ const apicred_schema *ac_schema_find(const apicred_schema *schema, const char *n
 	return NULL;
 }
 
+static char *s_problem(struct ac_stack *st, const config_setting_t *where, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
 static int s_fail(struct ac_stack *st, int code, const config_setting_t *where,
                   const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
-/* Records the stack's first file-level failure: "file:line: message". */
-static int s_fail(struct ac_stack *st, int code, const config_setting_t *where,
-                  const char *fmt, ...)
+/* Records a problem, "service: file:line: message", for apicred check,
+ * which shows every one. Returns it (owned by st), or NULL without memory. */
+static char *s_problem_at(struct ac_stack *st, int lineno, const char *msg)
 {
+	char *line = NULL, **p;
+
+	if (asprintf(&line, "%s: %s:%d: %s", st->svc->name, st->svc->path, lineno, msg) < 0)
+		return NULL;
+	if (!(p = realloc(st->problems, (st->nproblems + 1) * sizeof(*p)))) {
+		free(line);
+		return NULL;
+	}
+	st->problems = p;
+	st->problems[st->nproblems++] = line;
+	return line;
+}
+
+/* A problem about a setting; about the whole file (where NULL): line 1. */
+static char *s_problem(struct ac_stack *st, const config_setting_t *where, const char *fmt, ...)
+{
+	int line = where ? config_setting_source_line(where) : 0;
 	char msg[768];
 	va_list ap;
-	int line = where ? config_setting_source_line(where) : 0;
 
-	if (st->fail_code)
-		return st->fail_code;
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	st->fail_code = code;
-	if (asprintf(&st->fail_msg, "%s: %s:%d: %s", st->svc->name, st->svc->path, line, msg) < 0)
-		st->fail_msg = NULL;
+	return s_problem_at(st, line > 0 ? line : 1, msg); /* the root has no line */
+}
+
+/* A problem of the file: the first one is also the stack's failure. */
+static int s_fail(struct ac_stack *st, int code, const config_setting_t *where,
+                  const char *fmt, ...)
+{
+	char msg[768], *line;
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	line = s_problem(st, where, "%s", msg);
+	if (!st->fail_code) {
+		st->fail_code = code;
+		st->fail_msg = ac_strdup(line);
+	}
 	return code;
+}
+
+/* ---- "did you mean" --------------------------------------------------------- */
+
+/* Damerau-Levenshtein distance (optimal string alignment), capped at 9:
+ * a swapped pair of letters is one typo, as people make them. */
+static int s_distance(const char *a, const char *b)
+{
+	size_t la = strlen(a), lb = strlen(b);
+	int d[32][32];
+
+	if (la > 30 || lb > 30)
+		return 9;
+	for (size_t i = 0; i <= la; i++)
+		d[i][0] = (int)i;
+	for (size_t j = 0; j <= lb; j++)
+		d[0][j] = (int)j;
+	for (size_t i = 1; i <= la; i++)
+		for (size_t j = 1; j <= lb; j++) {
+			int cost = a[i - 1] != b[j - 1], v = d[i - 1][j] + 1;
+
+			if (d[i][j - 1] + 1 < v)
+				v = d[i][j - 1] + 1;
+			if (d[i - 1][j - 1] + cost < v)
+				v = d[i - 1][j - 1] + cost;
+			if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+			    d[i - 2][j - 2] + 1 < v)
+				v = d[i - 2][j - 2] + 1;
+			d[i][j] = v;
+		}
+	return d[la][lb] < 9 ? d[la][lb] : 9;
+}
+
+/* The closest candidate within a typo or two (fewer for short words), or
+ * NULL. A prefix also counts: "oauth" -> "oauth2". */
+static const char *s_suggest(const char *word, const char *const *cands, size_t n)
+{
+	const char *best = NULL;
+	int bestd = strlen(word) <= 3 ? 1 : strlen(word) <= 5 ? 2 : 3;
+
+	for (size_t i = 0; i < n; i++) {
+		int d = strncmp(cands[i], word, strlen(word)) == 0 ? 1 : s_distance(word, cands[i]);
+
+		if (d <= bestd && (!best || d < bestd)) {
+			best = cands[i];
+			bestd = d;
+		}
+	}
+	return best;
+}
+
+/* "; did you mean 'x'?" for a key unknown to the core's and the schema's. */
+static const char *s_key_hint(const char *name, const apicred_schema *schema, char *buf,
+                              size_t cap)
+{
+	const char *cands[64];
+	size_t n = 0;
+	const char *best;
+
+	for (const apicred_schema *e = ac_core_keys; e->name && n < 64; e++)
+		cands[n++] = e->name;
+	for (const apicred_schema *e = schema; e && e->name && n < 64; e++)
+		cands[n++] = e->name;
+	best = s_suggest(name, cands, n);
+	if (best)
+		snprintf(buf, cap, "; did you mean '%s'?", best);
+	else
+		buf[0] = '\0';
+	return buf;
 }
 
 static bool s_is_string_list(const config_setting_t *s)
@@ -128,12 +228,12 @@ static int s_check_value(struct ac_stack *st, int layer, const config_setting_t 
 static int s_check_layer(struct ac_stack *st, struct ac_layer *L)
 {
 	const apicred_schema *schema = L->mod && L->mod->code == APICRED_OK ? L->mod->vt.schema : NULL;
-	int n = config_setting_length(L->cfg), rc;
+	int n = config_setting_length(L->cfg), rc = APICRED_OK;
 
 	for (int i = 0; i < n; i++) {
 		config_setting_t *s = config_setting_get_elem(L->cfg, (unsigned)i);
 		const char *name = config_setting_name(s);
-		const apicred_schema *e = ac_schema_find(s_core_keys, name);
+		const apicred_schema *e = ac_schema_find(ac_core_keys, name);
 
 		if (!e)
 			e = ac_schema_find(schema, name);
@@ -141,20 +241,51 @@ static int s_check_layer(struct ac_stack *st, struct ac_layer *L)
 			continue;
 		if (!e && !schema)
 			continue; /* provider unusable: the layer fails closed anyway */
-		if (!e)
-			return s_fail(st, APICRED_ERR_CONFIG, s,
-			              "layer %d: unknown key '%s' for provider '%s'", L->index + 1,
-			              name, L->provider);
-		rc = s_check_value(st, L->index + 1, s, e);
-		if (rc)
-			return rc;
+		if (!e) {
+			char hint[64];
+
+			rc = s_fail(st, APICRED_ERR_CONFIG, s,
+			            "layer %d: unknown key '%s' for provider '%s'%s", L->index + 1,
+			            name, L->provider, s_key_hint(name, schema, hint, sizeof(hint)));
+			continue;
+		}
+		if (s_check_value(st, L->index + 1, s, e))
+			rc = APICRED_ERR_CONFIG;
 	}
 	for (const apicred_schema *e = schema; e && e->name; e++)
 		if ((e->flags & APICRED_F_REQUIRED) && !config_setting_get_member(L->cfg, e->name))
-			return s_fail(st, APICRED_ERR_CONFIG, L->cfg,
-			              "layer %d: missing required key '%s' for provider '%s'",
-			              L->index + 1, e->name, L->provider);
-	return APICRED_OK;
+			rc = s_fail(st, APICRED_ERR_CONFIG, L->cfg,
+			            "layer %d: missing required key '%s' for provider '%s'",
+			            L->index + 1, e->name, L->provider);
+	return rc;
+}
+
+/* A provider that is not there: the closest name and the ones that are. */
+static void s_provider_fail(struct ac_stack *st, struct ac_layer *L)
+{
+	const config_setting_t *where = config_setting_get_member(L->cfg, "provider");
+	char **names = NULL, list[512] = "";
+	const char *best;
+	size_t n = 0, used = 0;
+	struct stat sb;
+
+	if (!ac_name_valid(L->provider) || stat(L->mod->path, &sb) == 0 || errno != ENOENT) {
+		s_fail(st, L->mod->code, where, "layer %d (%s): %s", L->index + 1, L->provider,
+		       L->mod->why ? L->mod->why : "unusable");
+		return;
+	}
+	ac_module_names(st->ctx, &names, &n);
+	for (size_t i = 0; i < n && used < sizeof(list); i++)
+		used += (size_t)snprintf(list + used, sizeof(list) - used, "%s%s", i ? ", " : "",
+		                         names[i]);
+	best = s_suggest(L->provider, (const char *const *)names, n);
+	s_fail(st, L->mod->code, where, "layer %d: unknown provider '%s' (%s: %s)%s%s%s "
+	       "(available: %s)", L->index + 1, L->provider, L->mod->path, strerror(ENOENT),
+	       best ? "; did you mean '" : "", best ? best : "", best ? "'?" : "",
+	       n ? list : "none");
+	for (size_t i = 0; i < n; i++)
+		free(names[i]);
+	free(names);
 }
 
 /* A layer's time in seconds, from min to a year: beyond that nothing is
@@ -192,9 +323,14 @@ static int s_layer_setup(struct ac_stack *st, struct ac_layer *L)
 	L->mod = ac_module_get(ctx, v);
 	if (!L->mod)
 		return s_fail(st, APICRED_ERR_NOMEM, L->cfg, "out of memory");
+	if (L->mod->code != APICRED_OK)
+		/* Fail closed whatever the layer's control: a provider that is
+		 * missing or will not load is a broken installation, not an
+		 * optional credential that happens to be absent. */
+		s_provider_fail(st, L);
 	rc = s_check_layer(st, L);
-	if (rc)
-		return rc;
+	if (rc || L->mod->code != APICRED_OK)
+		return rc ? rc : L->mod->code;
 
 	L->control = AC_REQUIRED;
 	if (config_setting_lookup_string(L->cfg, "control", &v))
@@ -244,67 +380,78 @@ static int s_static_header(struct ac_stack *st, const config_setting_t *s, size_
 static int s_parse_service(struct ac_stack *st)
 {
 	config_setting_t *root = config_root_setting(&st->cfg), *s;
-	int n = config_setting_length(root), rc, b;
+	int n = config_setting_length(root), b, bad_type = 0;
 
 	for (int i = 0; i < n; i++) {
 		s = config_setting_get_elem(root, (unsigned)i);
 		const char *name = config_setting_name(s);
 		if (strcmp(name, "insecure_http") == 0) {
 			if (config_setting_type(s) != CONFIG_TYPE_BOOL)
-				return s_fail(st, APICRED_ERR_CONFIG, s, "'insecure_http' must be true or false");
+				bad_type = s_fail(st, APICRED_ERR_CONFIG, s,
+				                  "'insecure_http' must be true or false");
 		} else if (strcmp(name, "description") == 0 || strcmp(name, "url") == 0) {
 			if (config_setting_type(s) != CONFIG_TYPE_STRING)
-				return s_fail(st, APICRED_ERR_CONFIG, s, "'%s' must be a string", name);
+				bad_type = s_fail(st, APICRED_ERR_CONFIG, s, "'%s' must be a string", name);
 		} else if (strcmp(name, "headers") == 0) {
 			if (!s_is_string_list(s))
-				return s_fail(st, APICRED_ERR_CONFIG, s,
-				              "'headers' must be a list of \"Name: value\" strings");
+				bad_type = s_fail(st, APICRED_ERR_CONFIG, s,
+				                  "'headers' must be a list of \"Name: value\" strings");
 		} else if (strcmp(name, "stack") == 0) {
 			if (config_setting_type(s) != CONFIG_TYPE_LIST)
-				return s_fail(st, APICRED_ERR_CONFIG, s,
-				              "'stack' must be a list of layers: ( { provider = ...; }, ... )");
+				bad_type = s_fail(st, APICRED_ERR_CONFIG, s, "'stack' must be a list of "
+				                  "layers: ( { provider = ...; }, ... )");
 		} else if (strncmp(name, "x-", 2) != 0) {
-			return s_fail(st, APICRED_ERR_CONFIG, s, "unknown key '%s'", name);
+			static const char *const top[] = { "description", "url", "insecure_http",
+			                                   "headers", "stack" };
+			const char *best = s_suggest(name, top, 5);
+
+			s_fail(st, APICRED_ERR_CONFIG, s, "unknown key '%s'%s%s%s", name,
+			       best ? "; did you mean '" : "", best ? best : "", best ? "'?" : "");
 		}
 	}
+	/* Wrong types above: the values below cannot be read. */
+	if (bad_type)
+		return st->fail_code;
 
 	if ((s = config_setting_get_member(root, "description")))
 		st->description = ac_strdup(config_setting_get_string(s));
 	/* Without an origin, credentials would go wherever the application
 	 * says; over plain http, to whoever listens. */
-	if (!(s = config_setting_get_member(root, "url")))
-		return s_fail(st, APICRED_ERR_CONFIG, root, "missing 'url': the origin "
-		              "(https://host[:port]/) the credentials may be sent to");
-	st->origin = ac_url_origin(config_setting_get_string(s));
-	if (!st->origin)
-		return s_fail(st, APICRED_ERR_CONFIG, s, "'url' is not an absolute http(s) URL");
-	bool https = strncmp(st->origin, "https:", 6) == 0;
-	if (!https && !(config_lookup_bool(&st->cfg, "insecure_http", &b) && b &&
-	                ac_url_loopback(config_setting_get_string(s))))
-		return s_fail(st, APICRED_ERR_CONFIG, s, "'url' must be https:// (plain http:// "
-		              "only to a loopback host, with insecure_http = true; at the top "
-		              "of the file)");
-	size_t olen = strlen(st->origin);
-	const char *def = https ? ":443" : ":80";
-	if (olen > strlen(def) && strcmp(st->origin + olen - strlen(def), def) == 0)
-		st->origin_short = strndup(st->origin, olen - strlen(def));
+	if (!(s = config_setting_get_member(root, "url"))) {
+		s_fail(st, APICRED_ERR_CONFIG, root, "missing 'url': the origin "
+		       "(https://host[:port]/) the credentials may be sent to");
+	} else if (!(st->origin = ac_url_origin(config_setting_get_string(s)))) {
+		s_fail(st, APICRED_ERR_CONFIG, s, "'url' is not an absolute http(s) URL");
+	} else {
+		bool https = strncmp(st->origin, "https:", 6) == 0;
+		size_t olen = strlen(st->origin);
+		const char *def = https ? ":443" : ":80";
+
+		if (!https && !(config_lookup_bool(&st->cfg, "insecure_http", &b) && b &&
+		                ac_url_loopback(config_setting_get_string(s))))
+			s_fail(st, APICRED_ERR_CONFIG, s, "'url' must be https:// (plain http:// "
+			       "only to a loopback host, with insecure_http = true; at the top "
+			       "of the file)");
+		if (olen > strlen(def) && strcmp(st->origin + olen - strlen(def), def) == 0)
+			st->origin_short = strndup(st->origin, olen - strlen(def));
+	}
 	if ((s = config_setting_get_member(root, "headers"))) {
 		bool one = config_setting_type(s) == CONFIG_TYPE_STRING;
 		st->nheaders = one ? 1 : (size_t)config_setting_length(s);
 		st->headers = calloc(2 * st->nheaders + 1, sizeof(char *));
 		if (!st->headers)
 			return s_fail(st, APICRED_ERR_NOMEM, s, "out of memory");
-		for (size_t i = 0; i < st->nheaders; i++) {
-			rc = s_static_header(st, one ? s : config_setting_get_elem(s, (unsigned)i), i);
-			if (rc)
-				return rc;
-		}
+		for (size_t i = 0; i < st->nheaders; i++)
+			s_static_header(st, one ? s : config_setting_get_elem(s, (unsigned)i), i);
 	}
 
 	s = config_setting_get_member(root, "stack");
-	if (!s || config_setting_length(s) == 0)
-		return s_fail(st, APICRED_ERR_CONFIG, s ? s : root,
+	if (!s)
+		return s_fail(st, APICRED_ERR_CONFIG, root,
 		              "missing 'stack': a service needs at least one layer");
+	if (config_setting_length(s) == 0)
+		return s_fail(st, APICRED_ERR_CONFIG, s,
+		              "'stack' is empty: a service needs at least one layer");
 	if (config_setting_length(s) > AC_MAX_LAYERS)
 		return s_fail(st, APICRED_ERR_CONFIG, s, "'stack' has more than %d layers",
 		              AC_MAX_LAYERS);
@@ -320,12 +467,47 @@ static int s_parse_service(struct ac_stack *st)
 		L->cfg = config_setting_get_elem(s, (unsigned)i);
 		ac_layer_cache_init(L);
 	}
-	for (size_t i = 0; i < st->nlayers; i++) {
-		rc = s_layer_setup(st, &st->layers[i]);
-		if (rc)
-			return rc;
+	for (size_t i = 0; i < st->nlayers; i++)
+		if (s_layer_setup(st, &st->layers[i]) == APICRED_OK)
+			st->layers[i].setup_ok = true;
+	return st->fail_code;
+}
+
+/* The line a provider's complaint is about: the earliest key of the layer
+ * it names ('key', "key:" or "(key)"), else the layer's own line. */
+static const config_setting_t *s_blame(const struct ac_layer *L, const char *msg)
+{
+	const config_setting_t *best = L->cfg;
+	const char *at = NULL;
+	char pat[4][80];
+
+	for (int i = 0; i < config_setting_length(L->cfg); i++) {
+		const config_setting_t *s = config_setting_get_elem(L->cfg, (unsigned)i);
+		const char *name = config_setting_name(s), *p;
+
+		if (strcmp(name, "provider") == 0)
+			continue;
+		snprintf(pat[0], sizeof(pat[0]), "'%s'", name);
+		snprintf(pat[1], sizeof(pat[1]), " %s:", name);
+		snprintf(pat[2], sizeof(pat[2]), "(%s)", name);
+		snprintf(pat[3], sizeof(pat[3]), "): %s ", name); /* "layer 1 (p): key ..." */
+		for (int k = 0; k < 4; k++)
+			if ((p = strstr(msg, pat[k])) && (!at || p < at)) {
+				at = p;
+				best = s;
+			}
 	}
-	return APICRED_OK;
+	return best;
+}
+
+int ac_problem_line(const struct ac_stack *st, const char *msg)
+{
+	const char *p = strstr(msg, "layer ");
+	long n = p ? strtol(p + 6, NULL, 10) : 0;
+
+	if (n < 1 || (size_t)n > st->nlayers)
+		return 1;
+	return config_setting_source_line(s_blame(&st->layers[n - 1], p));
 }
 
 /* Creates each layer's provider state. A layer that cannot be created fails
@@ -335,16 +517,8 @@ static void s_init_layers(struct ac_stack *st)
 	for (size_t i = 0; i < st->nlayers; i++) {
 		struct ac_layer *L = &st->layers[i];
 
-		if (L->mod->code != APICRED_OK) {
-			/* Fail closed whatever the layer's control: a provider that is
-			 * missing or will not load is a broken installation, not an
-			 * optional credential that happens to be absent. */
-			st->fail_code = L->mod->code;
-			if (asprintf(&st->fail_msg, "%s: layer %d (%s): %s", st->svc->name, L->index + 1,
-			             L->provider, L->mod->why ? L->mod->why : "unusable") < 0)
-				st->fail_msg = NULL;
-			return;
-		}
+		if (!L->setup_ok)
+			continue; /* already a problem of the file */
 		ac_host_setup(L);
 		ac_error_clear();
 		int rc = L->mod->vt.init(&L->host, &L->state);
@@ -354,6 +528,14 @@ static void s_init_layers(struct ac_stack *st)
 			L->fail_msg = ac_strdup(*apicred_errmsg() ? apicred_errmsg() : apicred_strerror(rc));
 			/* fail_msg already names service and layer. */
 			ac_log(st->ctx, LOG_ERR, NULL, "%s", L->fail_msg ? L->fail_msg : "layer failed");
+			if (L->fail_msg && L->control == AC_REQUIRED) {
+				size_t n = strlen(st->svc->name);
+				const char *m = L->fail_msg;
+
+				if (strncmp(m, st->svc->name, n) == 0 && m[n] == ':' && m[n + 1] == ' ')
+					m += n + 2;
+				s_problem(st, s_blame(L, m), "%s", m);
+			}
 		}
 	}
 }
@@ -389,6 +571,90 @@ static int s_check_includes(struct ac_stack *st, const config_setting_t *s)
 	return rc;
 }
 
+/* In the order of the file (stable: one line's problems keep theirs). */
+static void s_sort_problems(struct ac_stack *st)
+{
+	size_t skip = strlen(st->svc->name) + 2 + strlen(st->svc->path) + 1;
+
+	for (size_t i = 1; i < st->nproblems; i++) {
+		char *p = st->problems[i];
+		long line = strtol(p + skip, NULL, 10);
+		size_t k = i;
+
+		for (; k > 0 && strtol(st->problems[k - 1] + skip, NULL, 10) > line; k--)
+			st->problems[k] = st->problems[k - 1];
+		st->problems[k] = p;
+	}
+}
+
+/* The first line, up to upto, that opens a string and does not close it
+ * (libconfig strings do not span lines unless closed and reopened), or 0. */
+static int s_unclosed_string(const char *path, int upto)
+{
+	FILE *f = fopen(path, "re");
+	int line = 0, found = 0, c;
+
+	if (!f)
+		return 0;
+	while (!found && line < upto) {
+		bool in = false, esc = false, comment = false;
+		char prev = 0;
+
+		line++;
+		while ((c = getc(f)) != EOF && c != '\n') {
+			if (comment)
+				continue;
+			if (in) {
+				if (esc)
+					esc = false;
+				else if (c == '\\')
+					esc = true;
+				else if (c == '"')
+					in = false;
+			} else if (c == '"') {
+				in = true;
+			} else if (c == '#' || (c == '/' && prev == '/')) {
+				comment = true;
+			}
+			prev = (char)c;
+		}
+		if (in)
+			found = line;
+		if (c == EOF)
+			break;
+	}
+	fclose(f);
+	return found;
+}
+
+/* libconfig's own words ("syntax error") say nothing a reader can act on;
+ * its line for a string left open is a later one, where it gave up. */
+static void s_syntax_error(struct ac_stack *st)
+{
+	const char *text = config_error_text(&st->cfg), *file = config_error_file(&st->cfg);
+	int line = config_error_line(&st->cfg), open_at = 0;
+	char msg[512];
+
+	if ((!file || strcmp(file, st->svc->path) == 0) &&
+	    (open_at = s_unclosed_string(st->svc->path, line)) > 0) {
+		line = open_at;
+		snprintf(msg, sizeof(msg), "syntax error: a string is not closed (a '\"' is "
+		         "missing on this line)");
+	} else if (file && strcmp(file, st->svc->path) != 0) {
+		snprintf(msg, sizeof(msg), "in the included file %s, line %d: %s", file, line,
+		         text ? text : "syntax error");
+	} else if (text && strcmp(text, "syntax error") == 0) {
+		snprintf(msg, sizeof(msg), "syntax error: expected name = value; (is a ';', a "
+		         "value after '=', a closing quote, ')' or '}' missing on this line or the "
+		         "one before?)");
+	} else {
+		snprintf(msg, sizeof(msg), "syntax error: %s", text ? text : "unreadable");
+	}
+	s_problem_at(st, line, msg);
+	st->fail_code = APICRED_ERR_CONFIG;
+	st->fail_msg = st->nproblems ? ac_strdup(st->problems[st->nproblems - 1]) : NULL;
+}
+
 struct ac_stack *ac_stack_load(struct ac_ctx *ctx, struct ac_service *svc)
 {
 	struct ac_stack *st = calloc(1, sizeof(*st));
@@ -412,18 +678,19 @@ struct ac_stack *ac_stack_load(struct ac_ctx *ctx, struct ac_service *svc)
 			s_fail(st, APICRED_ERR_CONFIG, NULL, "cannot read the service file: %s",
 			       strerror(errno ? errno : EIO));
 		} else {
-			st->fail_code = APICRED_ERR_CONFIG;
-			if (asprintf(&st->fail_msg, "%s: %s:%d: syntax error: %s", svc->name,
-			             config_error_file(&st->cfg) ? config_error_file(&st->cfg) : svc->path,
-			             config_error_line(&st->cfg), config_error_text(&st->cfg)) < 0)
-				st->fail_msg = NULL;
+			s_syntax_error(st);
 		}
 	} else {
 		/* Literal secrets are only allowed in a file nobody else can read. */
 		st->literal_ok = (sb.st_mode & (S_IRGRP | S_IROTH)) == 0;
-		if (s_check_includes(st, config_root_setting(&st->cfg)) == APICRED_OK &&
-		    s_parse_service(st) == APICRED_OK)
+		/* Layers whose own keys are right are created even when other
+		 * parts of the file are wrong: check reports all at once. Settings
+		 * from an unsafe included file are not used at all. */
+		if (s_check_includes(st, config_root_setting(&st->cfg)) == APICRED_OK) {
+			s_parse_service(st);
 			s_init_layers(st);
+		}
+		s_sort_problems(st);
 	}
 	if (st->fail_code)
 		ac_log(ctx, LOG_ERR, NULL, "%s",
@@ -472,6 +739,9 @@ void ac_stack_free(void *p)
 	free(st->origin);
 	free(st->origin_short);
 	free(st->fail_msg);
+	for (size_t i = 0; i < st->nproblems; i++)
+		free(st->problems[i]);
+	free(st->problems);
 	free(st);
 }
 

@@ -280,6 +280,21 @@ out:
 	return rc;
 }
 
+/* APICRED_DEBUG=1 (or a level name: info, debug...) raises the log level
+ * without editing apicred.conf; it never lowers it. secure_getenv: a
+ * set-user-ID program's user cannot make it talk. */
+static void s_debug_env(struct ac_ctx *ctx)
+{
+	const char *env = secure_getenv("APICRED_DEBUG");
+	int lv;
+
+	if (!env || !*env || strcmp(env, "0") == 0)
+		return;
+	lv = strcmp(env, "1") == 0 ? LOG_DEBUG : ac_log_level(env);
+	if (lv > ctx->log_level)
+		ctx->log_level = lv;
+}
+
 /* ---- services ------------------------------------------------------------ */
 
 static int s_svc_cmp(const void *a, const void *b)
@@ -531,6 +546,7 @@ API int apicred_open_opts(apicred_ctx **out, const apicred_options *opts)
 	}
 	if ((rc = s_read_global(ctx, &moduledir)) != APICRED_OK)
 		goto fail;
+	s_debug_env(ctx);
 	env = secure_getenv("APICRED_MODULEDIR");
 	ctx->moduledir = ac_strdup(o.moduledir ? o.moduledir : env && *env ? env :
 	                           moduledir ? moduledir : APICRED_MODULEDIR);

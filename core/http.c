@@ -424,6 +424,26 @@ static int s_carried(struct ac_layer *L, const char *method, const char *url,
 	return rc;
 }
 
+/* After a failed server verification: which CA was trusted, and where
+ * another one is set. */
+static const char *s_ca_hint(struct ac_ctx *ctx, const apicred_cred *carried, CURLcode cc)
+{
+	static _Thread_local char hint[600];
+	const char *layer = apicred_cred_find(carried, APICRED_TLS, "ca_file");
+
+	if (cc != CURLE_PEER_FAILED_VERIFICATION && cc != CURLE_SSL_CACERT_BADFILE)
+		return "";
+	if (!layer)
+		layer = apicred_cred_find(carried, APICRED_TLS, "ca_path");
+	snprintf(hint, sizeof(hint), " (trusted CA: %s%s; set http.ca_file in apicred.conf, or "
+	         "the mtls layer's ca, to the CA that signed the server's certificate)",
+	         layer ? layer : ctx->http.ca_file ? ctx->http.ca_file
+	                       : ctx->http.ca_path ? ctx->http.ca_path : "libcurl's default bundle",
+	         layer ? ", the layer's ca" : ctx->http.ca_file || ctx->http.ca_path
+	                                      ? ", from apicred.conf" : "");
+	return hint;
+}
+
 int ac_http(struct ac_layer *L, const apicred_http_request *req, apicred_http_response *resp)
 {
 	struct ac_ctx *ctx = L->stack->ctx;
@@ -547,8 +567,10 @@ int ac_http(struct ac_layer *L, const apicred_http_request *req, apicred_http_re
 		default:
 			break;
 		}
-		rc = ac_layer_error(L, code, "%s %s: %s%s%s", req->method, shown,
-		                    curl_easy_strerror(cc), *errbuf ? ": " : "", errbuf);
+		rc = ac_layer_error(L, code, "%s %s: %s%s%s%s", req->method, shown,
+		                    curl_easy_strerror(cc), *errbuf ? ": " : "", errbuf,
+		                    s_ca_hint(ctx, carried, cc));
+		AC_TRACE(L, "%s %s -> no answer", req->method, shown);
 		goto out;
 	}
 	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
@@ -580,8 +602,13 @@ int ac_http(struct ac_layer *L, const apicred_http_request *req, apicred_http_re
 	body.data = NULL;
 	if (!resp->body)
 		goto nomem;
-	ac_log(ctx, LOG_DEBUG, L->stack->svc->name, "layer %d (%s): %s %s -> HTTP %ld, %zu bytes",
-	       L->index + 1, L->provider, req->method, shown, status, resp->body_len);
+	if (ctx->log_level >= LOG_DEBUG) {
+		double secs = 0;
+
+		curl_easy_getinfo(c, CURLINFO_TOTAL_TIME, &secs);
+		AC_TRACE(L, "%s %s -> HTTP %ld, %zu bytes, %.0f ms", req->method, shown, status,
+		         resp->body_len, secs * 1000);
+	}
 	rc = APICRED_OK;
 	goto out;
 nomem:

@@ -23,6 +23,7 @@
 #include <stdint.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <syslog.h>
 
 #include <libconfig.h>
 
@@ -51,6 +52,18 @@ void ac_text_clean(char *s);
 void ac_log(struct ac_ctx *ctx, int level, const char *service, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 int ac_log_level(const char *name); /* -1 if unknown */
+/* Debug traces of a layer's decisions (never a secret): "layer N (p): ...".
+ * Costs one load and a branch when the level is below debug, so they may
+ * sit on the hot path. */
+#define AC_TRACE(L, ...)                                                      \
+	do {                                                                  \
+		if ((L)->stack->ctx->log_level >= LOG_DEBUG)                  \
+			ac_trace((L), __VA_ARGS__);                           \
+	} while (0)
+struct ac_layer;
+void ac_trace(const struct ac_layer *L, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* A monotonic time as the wall-clock time it will be: "12:34:56Z". */
+const char *ac_mono_clock(struct ac_ctx *ctx, int64_t mono_ms, char buf[16]);
 
 /* ---- epoch-based reclamation (ebr.c) ------------------------------------- */
 
@@ -93,6 +106,8 @@ struct ac_module {
 struct ac_module *ac_module_get(struct ac_ctx *ctx, const char *name);
 void ac_modules_free(struct ac_ctx *ctx);
 bool ac_name_valid(const char *name);
+/* The modules of the module directory, sorted: free each and the array. */
+int ac_module_names(struct ac_ctx *ctx, char ***names, size_t *n);
 
 /* ---- sessions and layers (cache.c, stack.c) ------------------------------ */
 
@@ -124,6 +139,7 @@ struct ac_layer {
 	bool insecure_http;
 	int64_t default_ttl_ms;
 	int64_t refresh_ahead_ms;
+	bool setup_ok;              /* its keys are valid: init may run */
 	int fail_code;              /* fail closed: a layer that could not init */
 	char *fail_msg;
 
@@ -164,6 +180,8 @@ struct ac_stack {
 	bool cfg_loaded;
 	int fail_code;             /* file-level failure (syntax, validation) */
 	char *fail_msg;
+	char **problems;           /* every problem found, "svc: file:line: msg" */
+	size_t nproblems;
 	char *description;
 	char *origin;              /* "https://host:port" from url, or NULL */
 	char *origin_short;        /* the same without a default port */
@@ -257,10 +275,13 @@ struct ac_stack *ac_stack_load(struct ac_ctx *ctx, struct ac_service *svc);
 void ac_stack_free(void *stack);
 void ac_stack_retire(struct ac_ctx *ctx, struct ac_stack *st);
 int ac_stack_error(struct ac_stack *st); /* sets the detail; APICRED_OK if fine */
+/* The line of st's file a message about "layer N" is most likely about. */
+int ac_problem_line(const struct ac_stack *st, const char *msg);
 bool ac_watch_changed(struct ac_stack *st);
 int ac_watch_add(struct ac_stack *st, const char *path);
 void ac_service_maybe_reload(struct ac_ctx *ctx, struct ac_service *svc, bool force);
 const apicred_schema *ac_schema_find(const apicred_schema *schema, const char *name);
+extern const apicred_schema ac_core_keys[]; /* keys of every layer */
 
 /* Walks layers [0, upto) adding their output to cred. */
 int ac_stack_apply(struct ac_stack *st, size_t upto, const apicred_request *req,

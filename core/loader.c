@@ -7,6 +7,7 @@
  */
 #include "config.h"
 
+#include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -166,4 +167,83 @@ void ac_modules_free(struct ac_ctx *ctx)
 		free(m);
 	}
 	ctx->modules = NULL;
+}
+
+static int s_strcmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+int ac_module_names(struct ac_ctx *ctx, char ***out, size_t *nout)
+{
+	DIR *d = opendir(ctx->moduledir);
+	struct dirent *de;
+	char **names = NULL;
+	size_t n = 0, cap = 0;
+
+	*out = NULL;
+	*nout = 0;
+	if (!d)
+		return ac_error(APICRED_ERR_PROVIDER, "cannot open module directory %s: %s",
+		                ctx->moduledir, strerror(errno));
+	while ((de = readdir(d))) {
+		size_t len = strlen(de->d_name);
+
+		if (len < 4 || strcmp(de->d_name + len - 3, ".so") != 0)
+			continue;
+		if (n == cap) {
+			char **p = realloc(names, (cap = cap ? 2 * cap : 16) * sizeof(*names));
+			if (!p)
+				break;
+			names = p;
+		}
+		if (!(names[n] = strndup(de->d_name, len - 3)))
+			break;
+		n++;
+	}
+	closedir(d);
+	if (n)
+		qsort(names, n, sizeof(*names), s_strcmp);
+	*out = names;
+	*nout = n;
+	return APICRED_OK;
+}
+
+/* ---- describing schemas (apicred providers -v) --------------------------- */
+
+static const char *const s_type_name[] = {
+	[APICRED_T_STRING] = "string", [APICRED_T_INT] = "integer", [APICRED_T_BOOL] = "boolean",
+	[APICRED_T_LIST] = "list", [APICRED_T_GROUP] = "group",
+};
+
+__attribute__((visibility("default")))
+int apicred_provider_keys(apicred_ctx *c, const char *provider, apicred_key_fn fn, void *user)
+{
+	const apicred_schema *e;
+
+	if (!c || !fn)
+		return ac_error(APICRED_ERR_INVALID, "apicred_provider_keys: NULL argument");
+	if (!provider) {
+		e = ac_core_keys;
+	} else {
+		struct ac_module *m = ac_module_get(&c->c, provider);
+
+		if (!m)
+			return ac_error(APICRED_ERR_NOMEM, "out of memory");
+		if (m->code != APICRED_OK)
+			return ac_error(m->code, "%s", m->why ? m->why : "provider failed to load");
+		e = m->vt.schema;
+	}
+	for (; e && e->name; e++) {
+		apicred_key k = {
+			.size = sizeof(k), .name = e->name,
+			.type = e->type >= APICRED_T_STRING && e->type <= APICRED_T_GROUP
+			        ? s_type_name[e->type] : "unknown",
+			.required = (e->flags & APICRED_F_REQUIRED) != 0,
+			.secret = (e->flags & APICRED_F_SECRET) != 0,
+			.def = e->def, .choices = e->choices, .help = e->help,
+		};
+		fn(user, &k);
+	}
+	return APICRED_OK;
 }

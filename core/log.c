@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 #include <syslog.h>
+#include <time.h>
 
 #include "internal.h"
 
@@ -27,23 +28,32 @@ static void s_vlog(struct ac_ctx *ctx, int level, const char *service, const cha
                    va_list ap)
 {
 	char msg[1024];
+	const char *text = msg;
 
 	if (ctx && level > ctx->log_level)
 		return;
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	ac_text_clean(msg); /* one line, whatever a server put in it */
+	/* Messages often wrap an error that already names the service: say
+	 * it once per line. */
+	if (service) {
+		size_t n = strlen(service);
+
+		while (strncmp(text, service, n) == 0 && text[n] == ':' && text[n + 1] == ' ')
+			text += n + 2;
+	}
 	if (ctx && ctx->log) {
-		ctx->log(ctx->log_user, level, service, msg);
+		ctx->log(ctx->log_user, level, service, text);
 	} else if (ctx && (ctx->flags & APICRED_OPEN_LOG_STDERR)) {
 		const char *lv = "debug";
 		for (size_t i = 0; i < sizeof(s_levels) / sizeof(s_levels[0]); i++)
 			if (s_levels[i].level == level)
 				lv = s_levels[i].name;
 		fprintf(stderr, "apicred[%s]: %s%s%s\n", lv, service ? service : "",
-		        service ? ": " : "", msg);
+		        service ? ": " : "", text);
 	} else {
 		syslog(LOG_AUTHPRIV | level, "apicred: %s%s%s", service ? service : "",
-		       service ? ": " : "", msg);
+		       service ? ": " : "", text);
 	}
 }
 
@@ -54,4 +64,26 @@ void ac_log(struct ac_ctx *ctx, int level, const char *service, const char *fmt,
 	va_start(ap, fmt);
 	s_vlog(ctx, level, service, fmt, ap);
 	va_end(ap);
+}
+
+void ac_trace(const struct ac_layer *L, const char *fmt, ...)
+{
+	char msg[768];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	ac_log(L->stack->ctx, LOG_DEBUG, L->stack->svc->name, "layer %d (%s): %s", L->index + 1,
+	       L->provider, msg);
+}
+
+const char *ac_mono_clock(struct ac_ctx *ctx, int64_t mono_ms, char buf[16])
+{
+	time_t t = (time_t)((ac_now_wall(ctx) + (mono_ms - ac_now_mono(ctx))) / 1000);
+	struct tm tm;
+
+	if (!gmtime_r(&t, &tm) || !strftime(buf, 16, "%H:%M:%SZ", &tm))
+		snprintf(buf, 16, "?");
+	return buf;
 }

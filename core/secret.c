@@ -136,10 +136,17 @@ static int s_resolve(struct ac_layer *L, const char *key, const char *ref, char 
 		if (!v)
 			return ac_layer_error(L, APICRED_ERR_SECRET,
 			                      "%s: environment variable %s is not set", what, ref + 4);
+		if (!*v)
+			return ac_layer_error(L, APICRED_ERR_SECRET,
+			                      "%s: environment variable %s is empty", what, ref + 4);
 		*value = ac_strdup(v);
 		*len = strlen(v);
 	} else {
-		if (!L->stack->literal_ok)
+		/* Identifiers (client_id) may be resolved like secrets, but
+		 * only keys the schema marks secret must hide from readers. */
+		const apicred_schema *e = ac_schema_find(L->mod ? L->mod->vt.schema : NULL, key);
+
+		if (!L->stack->literal_ok && (!e || (e->flags & APICRED_F_SECRET)))
 			return ac_layer_error(L, APICRED_ERR_SECRET,
 			                      "%s: a literal secret is only allowed in a service file "
 			                      "(and the files it includes) that is not group or world "

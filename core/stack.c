@@ -4,7 +4,6 @@
  */
 #include "config.h"
 
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -206,6 +205,8 @@ static int s_report(apicred_ctx *ctx, const char *service, const apicred_cred *c
 		if (!used || L->fail_code || (!L->mod->vt.feedback && !L->mod->vt.feedback_headers))
 			continue;
 		if (L->mod->vt.fetch && (!s || s->gen != gen)) {
+			AC_TRACE(L, "HTTP %ld for session generation %llu, already replaced: "
+			         "nothing dropped", http_status, (unsigned long long)gen);
 			changed = true; /* already replaced since: just retry */
 			continue;
 		}
@@ -216,14 +217,18 @@ static int s_report(apicred_ctx *ctx, const char *service, const apicred_cred *c
 		                              body, body_len)) {
 		case APICRED_FEEDBACK_INVALIDATE:
 			ac_log(&ctx->c, LOG_INFO, service, "layer %d (%s): HTTP %ld: dropping the "
-			       "cached session", L->index + 1, L->provider, http_status);
+			       "cached session (generation %llu)", L->index + 1, L->provider,
+			       http_status, (unsigned long long)gen);
 			ac_layer_invalidate(L, gen);
 			changed = true;
 			break;
 		case APICRED_FEEDBACK_CHANGED:
+			AC_TRACE(L, "HTTP %ld: the provider changed its credentials", http_status);
 			changed = true;
 			break;
 		default:
+			if (http_status >= 400)
+				AC_TRACE(L, "HTTP %ld: nothing to drop", http_status);
 			break;
 		}
 	}
@@ -302,6 +307,43 @@ API int apicred_curl_report(apicred_ctx *ctx, const char *service, void *curl_ea
 	return rc;
 }
 
+/* The Content-Type the signing layers saw is the one the server gets:
+ * req->content_type, else the core's guess for a body (JSON when it starts
+ * with '{' or '[', else a form: what libcurl would send anyway), unless the
+ * application's own header lines name one. */
+static int s_content_type_line(struct curl_slist **list, const apicred_request *req)
+{
+	const char *const *h = req->size >= sizeof(*req) ? req->headers : NULL;
+	const char *ct = req->content_type;
+	const char *lines[2] = { NULL, NULL };
+	char *line;
+	int rc;
+
+	for (; h && *h; h++)
+		if (strncasecmp(*h, "Content-Type:", 13) == 0)
+			return APICRED_OK;
+	if (!ct && req->body && req->body_len) {
+		const char *b = req->body;
+		size_t i = 0;
+
+		while (i < req->body_len && strchr(" \t\r\n", b[i]) && b[i])
+			i++;
+		ct = i < req->body_len && (b[i] == '{' || b[i] == '[') ? "application/json"
+		                                                       : "application/x-www-form-urlencoded";
+	}
+	if (!ct)
+		return APICRED_OK;
+	if (!ac_header_value_ok(ct, strlen(ct)))
+		return ac_error(APICRED_ERR_INVALID, "apicred_curl_apply: content_type contains "
+		                "CR, LF or NUL");
+	if (asprintf(&line, "Content-Type: %s", ct) < 0)
+		return ac_error(APICRED_ERR_NOMEM, "out of memory");
+	lines[0] = line;
+	rc = ac_slist_headers(list, lines, NULL);
+	free(line);
+	return rc;
+}
+
 API int apicred_curl_apply(apicred_ctx *ctx, const char *service, void *curl_easy,
                            const apicred_request *req, apicred_cred *cred)
 {
@@ -323,6 +365,8 @@ API int apicred_curl_apply(apicred_ctx *ctx, const char *service, void *curl_eas
 		goto fail;
 	}
 	rc = ac_slist_headers(&list, req->size >= sizeof(*req) ? req->headers : NULL, cred);
+	if (rc == APICRED_OK)
+		rc = s_content_type_line(&list, req);
 	if (rc != APICRED_OK)
 		goto fail;
 	cred->slist = list; /* freed (wiped) with cred or by the next get */
@@ -463,6 +507,41 @@ API int apicred_check(apicred_ctx *ctx, const char *service)
 	return rc;
 }
 
+API int apicred_check_report(apicred_ctx *ctx, const char *service, apicred_problem_fn fn,
+                             void *user)
+{
+	struct ac_service *svc;
+	struct ac_stack *st;
+	int rc;
+
+	if (!ctx || !service || !fn)
+		return ac_error(APICRED_ERR_INVALID, "apicred_check_report: NULL argument");
+	if (!(svc = s_service(&ctx->c, service)))
+		return ac_name_valid(service) ? APICRED_ERR_NO_SERVICE : APICRED_ERR_BAD_NAME;
+	ac_ebr_enter();
+	st = atomic_load(&svc->stack);
+	for (size_t i = 0; i < st->nproblems; i++)
+		fn(user, st->problems[i]);
+	/* The files' problems, else what apicred_check finds beyond them
+	 * (secrets, headers, endpoints), or out of memory. */
+	rc = st->nproblems ? ac_stack_error(st) : s_check_stack(st);
+	if (rc != APICRED_OK && !st->nproblems) {
+		const char *m = apicred_errmsg();
+		size_t n = strlen(st->svc->name);
+		char *line = NULL;
+
+		if (strncmp(m, st->svc->name, n) == 0 && m[n] == ':' && m[n + 1] == ' ')
+			m += n + 2;
+		if (asprintf(&line, "%s: %s:%d: %s", st->svc->name, st->svc->path,
+		             ac_problem_line(st, m), m) < 0)
+			line = NULL;
+		fn(user, line ? line : apicred_errmsg());
+		free(line);
+	}
+	ac_ebr_leave();
+	return rc;
+}
+
 /* The description of a service that works (copied if copy), or its error. */
 static int s_description(struct ac_ctx *ctx, const char *service, const char *fn,
                          const char **out, char **copy)
@@ -561,41 +640,17 @@ API int apicred_provision(apicred_ctx *ctx, const char *service, unsigned flags,
 	return rc;
 }
 
-static int s_cmp(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
 API int apicred_providers(apicred_ctx *ctx, apicred_provider_fn fn, void *user)
 {
-	DIR *d;
-	struct dirent *de;
 	char **names = NULL;
-	size_t n = 0, cap = 0;
+	size_t n = 0;
+	int rc;
 
 	if (!ctx || !fn)
 		return ac_error(APICRED_ERR_INVALID, "apicred_providers: NULL argument");
 	ac_fork_check(&ctx->c);
-	d = opendir(ctx->c.moduledir);
-	if (!d)
-		return ac_error(APICRED_ERR_PROVIDER, "cannot open module directory %s: %m",
-		                ctx->c.moduledir);
-	while ((de = readdir(d))) {
-		size_t len = strlen(de->d_name);
-		if (len < 4 || strcmp(de->d_name + len - 3, ".so") != 0)
-			continue;
-		if (n == cap) {
-			char **p = realloc(names, (cap = cap ? 2 * cap : 16) * sizeof(*names));
-			if (!p)
-				break;
-			names = p;
-		}
-		if (!(names[n] = strndup(de->d_name, len - 3)))
-			break;
-		n++;
-	}
-	closedir(d);
-	qsort(names, n, sizeof(*names), s_cmp);
+	if ((rc = ac_module_names(&ctx->c, &names, &n)) != APICRED_OK)
+		return rc;
 	for (size_t i = 0; i < n; i++) {
 		struct ac_module *m = ac_module_get(&ctx->c, names[i]);
 		if (m)

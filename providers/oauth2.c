@@ -81,7 +81,7 @@
 static const apicred_schema s_schema[] = {
 	{ "token_url", APICRED_T_STRING, APICRED_F_REQUIRED, NULL, NULL,
 	  "the token endpoint (https://...)" },
-	{ "client_id", APICRED_T_STRING, APICRED_F_REQUIRED | APICRED_F_SECRET, NULL, NULL,
+	{ "client_id", APICRED_T_STRING, APICRED_F_REQUIRED, NULL, NULL,
 	  "client id (file:PATH, env:NAME or literal); MoMo: the API user" },
 	{ "client_secret", APICRED_T_STRING, APICRED_F_SECRET, NULL, NULL,
 	  "client secret (file:PATH, env:NAME or literal); MoMo: the API key; "

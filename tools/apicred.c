@@ -1,7 +1,7 @@
 /*
  * apicred - command-line front end of libapicred.
  *
- *   apicred [-c CONFDIR] [-m MODULEDIR] [-v] COMMAND [ARGS]
+ *   apicred [OPTIONS] COMMAND [ARGS]      options may come anywhere
  *
  * Uses only the public application ABI (apicred.h), so it is also the
  * reference for how an application is meant to drive the library.
@@ -9,12 +9,13 @@
  * Exit status: 0 success, 1 failure (bad configuration, network, ...),
  * 2 bad command line, 22 `request` got a non-2xx answer (as curl -f).
  *
- * Logging: with -v the library's own stderr logger is used (level from
- * apicred.conf's log.level). Without it nothing goes to syslog, and the
- * warnings and errors about the service at hand (or about no service) are
- * held back and shown only if the command succeeds: a failure is reported
- * once, by its apicred_errmsg(), while a success still shows what went wrong
- * on the way (a failover to a backup token, a certificate about to expire).
+ * Logging: with -v the library's own stderr logger is used, at level info
+ * (-vv: debug; apicred.conf's log.level if higher). Without it nothing goes
+ * to syslog, and the warnings and errors about the service at hand (or
+ * about no service) are held back and shown only if the command succeeds:
+ * a failure is reported once, by its apicred_errmsg(), while a success
+ * still shows what went wrong on the way (a failover to a backup token, a
+ * certificate about to expire).
  */
 #include "config.h"
 
@@ -29,6 +30,7 @@
 #include <strings.h>
 #include <syslog.h>
 #include <sys/prctl.h>
+#include <time.h>
 
 #include <curl/curl.h>
 #include <jansson.h>
@@ -39,33 +41,46 @@
 
 enum {
 	EXIT_USAGE = 2,
-	EXIT_HTTP = 22 /* like curl --fail */
+	EXIT_HTTP = 22, /* like curl --fail */
+	S_GO = -1       /* s_parse: run the command */
 };
 
-static const char s_usage[] =
-	"usage: apicred [-c CONFDIR] [-m MODULEDIR] [-v] COMMAND [ARGS]\n"
-	"\n"
-	"commands:\n"
-	"  get SERVICE [-X METHOD] [-u URL] [-d DATA|@FILE] [--json]\n"
-	"        print the credentials a request to SERVICE must carry\n"
-	"  request SERVICE URL [-X METHOD] [-d DATA|@FILE] [-H 'Name: value']... [-o FILE]\n"
-	"        make the request with libcurl and print the response body\n"
-	"  check [SERVICE...]      load and validate services (default: all)\n"
-	"  list                    list services with their descriptions\n"
-	"  providers               list provider modules and whether they load\n"
-	"  provision SERVICE [--force] [--show]\n"
-	"        create the account and secret files the service refers to\n"
-	"\n"
-	"options:\n"
+/* A command: its options (getopt syntax; the global ones are added to
+ * every command, and may come before or after it, anywhere on the line),
+ * one synopsis line and the help `apicred help NAME` prints. */
+struct s_cmd {
+	const char *name;
+	int (*run)(const struct s_cmd *cmd, int argc, char **argv);
+	const char *opts;
+	const struct option *lopts;
+	const char *synopsis;
+	const char *summary;
+	const char *help;
+};
+
+/* The command table (at the end of the file). */
+static const struct s_cmd *s_cmds;
+static size_t s_ncmds;
+
+#define S_GLOBAL_OPTS "c:m:vhV"
+static const struct option s_global_lopts[] = {
+	{ "confdir", required_argument, NULL, 'c' },
+	{ "moduledir", required_argument, NULL, 'm' },
+	{ "verbose", no_argument, NULL, 'v' },
+	{ "help", no_argument, NULL, 'h' },
+	{ "version", no_argument, NULL, 'V' },
+	{ NULL, 0, NULL, 0 }
+};
+
+static const char s_global_help[] =
+	"options (anywhere on the line):\n"
 	"  -c, --confdir DIR       configuration directory (default: $APICRED_CONFDIR\n"
 	"                          or " APICRED_CONFDIR ")\n"
-	"  -m, --moduledir DIR     provider directory (default: apicred.conf,\n"
-	"                          $APICRED_MODULEDIR or " APICRED_MODULEDIR ")\n"
-	"  -v, --verbose           show the library's log messages on stderr\n"
-	"  -h, --help              show this help\n"
-	"  -V, --version           show the version\n"
-	"\n"
-	"exit status: 0 ok, 1 error, 2 bad usage, 22 HTTP status not 2xx\n";
+	"  -m, --moduledir DIR     provider directory (default: $APICRED_MODULEDIR,\n"
+	"                          apicred.conf's moduledir or " APICRED_MODULEDIR ")\n"
+	"  -v, --verbose           the library's log on stderr (-vv: with debug traces)\n"
+	"  -h, --help              show help (apicred help COMMAND: a command's)\n"
+	"  -V, --version           show the version\n";
 
 /* Options shared by every command. */
 static struct {
@@ -74,21 +89,100 @@ static struct {
 	int verbose;
 } gl;
 
-/* ---- small helpers --------------------------------------------------- */
+/* ---- help and usage errors --------------------------------------------- */
 
-static int s_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void s_help(const struct s_cmd *cmd, FILE *f)
+{
+	if (cmd) {
+		fprintf(f, "usage: apicred %s %s\n\n%s\n%s%s", cmd->name, cmd->synopsis, cmd->summary,
+		        cmd->help ? "\n" : "", cmd->help ? cmd->help : "");
+		fprintf(f, "\n%s", s_global_help);
+		return;
+	}
+	fputs("usage: apicred [OPTIONS] COMMAND [ARGS]\n\ncommands:\n", f);
+	for (size_t i = 0; i < s_ncmds; i++)
+		fprintf(f, "  %s %s\n        %s\n", s_cmds[i].name, s_cmds[i].synopsis,
+		        s_cmds[i].summary);
+	fprintf(f, "\n%s\nexit status: 0 ok, 1 error, 2 bad usage, 22 HTTP status not 2xx\n",
+	        s_global_help);
+}
 
-static int s_usage_error(const char *fmt, ...)
+static int s_usage_error(const struct s_cmd *cmd, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* One line saying what is wrong, one line saying what would be right. */
+static int s_usage_error(const struct s_cmd *cmd, const char *fmt, ...)
 {
 	va_list ap;
 
-	fputs("apicred: ", stderr);
+	fprintf(stderr, "apicred: %s%s", cmd ? cmd->name : "", cmd ? ": " : "");
 	va_start(ap, fmt);
 	vfprintf(stderr, fmt, ap);
 	va_end(ap);
-	fputs("\n\n", stderr);
-	fputs(s_usage, stderr);
+	if (cmd)
+		fprintf(stderr, "\nusage: apicred %s %s (more: apicred help %s)\n", cmd->name,
+		        cmd->synopsis, cmd->name);
+	else
+		fputs("\nusage: apicred [OPTIONS] COMMAND [ARGS] (more: apicred help)\n", stderr);
 	return EXIT_USAGE;
+}
+
+/* Parses the whole command line, global options included, for cmd (NULL:
+ * none was given), calling opt for each of the command's own options; opt
+ * returns S_GO or an exit status. Returns S_GO with the arguments after
+ * the command name in *pos, or the status to exit with. */
+static int s_parse(const struct s_cmd *cmd, int argc, char **argv,
+                   int (*opt)(void *user, int c, char *arg), void *user,
+                   char ***pos, int *npos)
+{
+	char shortopts[64];
+	struct option lopts[32];
+	size_t n = 0;
+	int c, rc;
+
+	snprintf(shortopts, sizeof(shortopts), ":%s%s", S_GLOBAL_OPTS,
+	         cmd && cmd->opts ? cmd->opts : "");
+	for (const struct option *o = s_global_lopts; o->name; o++)
+		lopts[n++] = *o;
+	for (const struct option *o = cmd ? cmd->lopts : NULL; o && o->name && n < 31; o++)
+		lopts[n++] = *o;
+	memset(&lopts[n], 0, sizeof(lopts[n]));
+
+	optind = 0; /* glibc: start afresh */
+	opterr = 0; /* our own messages, naming the command */
+	while ((c = getopt_long(argc, argv, shortopts, lopts, NULL)) != -1) {
+		switch (c) {
+		case 'c': gl.confdir = optarg; break;
+		case 'm': gl.moduledir = optarg; break;
+		case 'v': gl.verbose++; break;
+		case 'h': s_help(cmd, stdout); return EXIT_SUCCESS;
+		case 'V':
+			printf("apicred %s (application ABI %d.%d)\n", PACKAGE_VERSION,
+			       APICRED_VERSION_MAJOR, APICRED_VERSION_MINOR);
+			return EXIT_SUCCESS;
+		case ':':
+			return s_usage_error(cmd, "option '%s' needs an argument", argv[optind - 1]);
+		case '?':
+			if (optopt && optopt < 0x100)
+				return s_usage_error(cmd, "unknown option '-%c'", optopt);
+			return s_usage_error(cmd, "unknown option '%s'", argv[optind - 1]);
+		default:
+			if (!opt)
+				return s_usage_error(cmd, "unknown option '%s'", argv[optind - 1]);
+			if ((rc = opt(user, c, optarg)) != S_GO)
+				return rc;
+		}
+	}
+	/* A setuid or setgid apicred must not load its caller's modules. */
+	const char *why = ac_dirs_refused(ac_secure(), gl.confdir != NULL, gl.moduledir != NULL);
+	if (why) {
+		fprintf(stderr, "apicred: %s\n", why);
+		return EXIT_USAGE;
+	}
+	/* Arguments keep their order: the command's name comes first. */
+	*pos = argv + optind + (cmd ? 1 : 0);
+	*npos = argc - optind - (cmd ? 1 : 0);
+	return S_GO;
 }
 
 /* "apicred: SERVICE: message". The library's detail message usually starts
@@ -106,20 +200,6 @@ static void s_fail(const char *service, int code)
 		fprintf(stderr, "apicred: %s: %s\n", service, msg);
 	else
 		fprintf(stderr, "apicred: %s\n", msg);
-}
-
-/* getopt's own messages would name the command as the program; say it ours. */
-static int s_bad_option(const char *cmd, char **argv, int c)
-{
-	const char *sep = cmd ? ": " : "";
-
-	if (!cmd)
-		cmd = "";
-	if (c == ':')
-		return s_usage_error("%s%soption '%s' needs an argument", cmd, sep, argv[optind - 1]);
-	if (optopt)
-		return s_usage_error("%s%sunknown option '-%c'", cmd, sep, optopt);
-	return s_usage_error("%s%sunknown option '%s'", cmd, sep, argv[optind - 1]);
 }
 
 /* The quiet logger's held-back lines (see the top of the file). */
@@ -206,10 +286,19 @@ static int s_open(apicred_ctx **ctx)
 	o.moduledir = gl.moduledir;
 	/* A one-shot command: no background refresh threads. */
 	o.flags = APICRED_OPEN_NO_BACKGROUND;
-	if (gl.verbose)
+	if (gl.verbose) {
+		/* The library's own knob (apicred.conf(5)); it only ever raises
+		 * the level, so -v does not quieten a debug apicred.conf. */
+		const char *env = getenv("APICRED_DEBUG");
+
+		if (gl.verbose > 1)
+			setenv("APICRED_DEBUG", "debug", 1);
+		else if (!env || !*env)
+			setenv("APICRED_DEBUG", "info", 1);
 		o.flags |= APICRED_OPEN_LOG_STDERR;
-	else
+	} else {
 		o.log = s_log_quiet;
+	}
 	rc = apicred_open_opts(ctx, &o);
 	if (rc != APICRED_OK) {
 		s_fail(NULL, rc); /* the message names the file */
@@ -415,50 +504,101 @@ static int s_print_json(const apicred_cred *cred)
 	return 0;
 }
 
-static int s_cmd_get(int argc, char **argv)
+/* One value for scripts: ITEM's (a header, else a query parameter), else
+ * the token of Authorization (its value without the scheme word), else the
+ * only item there is. */
+static int s_print_value(const char *service, const apicred_cred *cred, const char *item)
 {
-	static const struct option lopts[] = {
-		{ "request", required_argument, NULL, 'X' },
-		{ "url", required_argument, NULL, 'u' },
-		{ "data", required_argument, NULL, 'd' },
-		{ "json", no_argument, NULL, 'j' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 }
-	};
-	struct s_reqopt ro = { 0 };
+	size_t nh = apicred_cred_count(cred, APICRED_HEADER), nq = apicred_cred_count(cred, APICRED_QUERY);
+	const char *v = NULL, *name, *sp;
+
+	if (item) {
+		v = apicred_cred_find(cred, APICRED_HEADER, item);
+		if (!v)
+			v = apicred_cred_find(cred, APICRED_QUERY, item);
+	} else if ((v = apicred_cred_find(cred, APICRED_HEADER, "Authorization"))) {
+		if ((sp = strchr(v, ' ')) && sp[1] && !strchr(sp + 1, ' '))
+			v = sp + 1; /* "Bearer abc" -> "abc"; "TOK:abc" stays whole */
+	} else if (nh + nq == 1) {
+		apicred_cred_item(cred, nh ? APICRED_HEADER : APICRED_QUERY, 0, &name, &v, NULL);
+	}
+	if (v) {
+		printf("%s\n", v);
+		return EXIT_SUCCESS;
+	}
+	fprintf(stderr, "apicred: %s: ", service);
+	if (item)
+		fprintf(stderr, "no header or query parameter '%s'", item);
+	else if (nh + nq == 0)
+		fprintf(stderr, "no header or query parameter to print");
+	else
+		fprintf(stderr, "%zu values; name one with --value=NAME", nh + nq);
+	for (size_t k = 0; k < 2; k++) {
+		apicred_kind kind = k ? APICRED_QUERY : APICRED_HEADER;
+
+		for (size_t i = 0; i < apicred_cred_count(cred, kind); i++)
+			if (apicred_cred_item(cred, kind, i, &name, &v, NULL) == APICRED_OK)
+				fprintf(stderr, "%s%s", k + i ? ", " : " (there are: ", name);
+	}
+	fputs(nh + nq ? ")\n" : "\n", stderr);
+	return EXIT_FAILURE;
+}
+
+enum { S_OPT_JSON = 0x100, S_OPT_VALUE, S_OPT_ONLINE };
+
+struct s_get {
+	const struct s_cmd *cmd;
+	struct s_reqopt ro;
+	int json, value;
+	const char *item;
+	int ret;
+};
+
+static int s_get_opt(void *user, int c, char *arg)
+{
+	struct s_get *g = user;
+
+	switch (c) {
+	case 'X':
+		if (!s_valid_method(arg))
+			return s_usage_error(g->cmd, "bad method '%s'", arg);
+		g->ro.method = arg;
+		return S_GO;
+	case 'u': g->ro.url = arg; return S_GO;
+	case 'd': return s_reqopt_data(&g->ro, arg) == 0 ? S_GO : EXIT_FAILURE;
+	case S_OPT_JSON: g->json = 1; return S_GO;
+	case S_OPT_VALUE: g->value = 1; g->item = arg; return S_GO;
+	}
+	return EXIT_USAGE;
+}
+
+static int s_cmd_get(const struct s_cmd *cmd, int argc, char **argv)
+{
+	struct s_get g = { .cmd = cmd };
 	apicred_request req = APICRED_REQUEST_INIT;
 	apicred_ctx *ctx = NULL;
 	apicred_cred *cred = NULL;
 	const char *service;
-	int json = 0, c, rc, ret = EXIT_FAILURE;
+	char **pos;
+	int npos, rc, ret;
 
-	optind = 0;
-	while ((c = getopt_long(argc, argv, ":X:u:d:h", lopts, NULL)) != -1) {
-		switch (c) {
-		case 'X':
-			if (!s_valid_method(optarg)) {
-				ret = s_usage_error("get: bad method '%s'", optarg);
-				goto out;
-			}
-			ro.method = optarg;
-			break;
-		case 'u': ro.url = optarg; break;
-		case 'd':
-			if (s_reqopt_data(&ro, optarg) != 0)
-				goto out;
-			break;
-		case 'j': json = 1; break;
-		case 'h': fputs(s_usage, stdout); ret = EXIT_SUCCESS; goto out;
-		default: ret = s_bad_option("get", argv, c); goto out;
-		}
-	}
-	if (argc - optind != 1) {
-		ret = s_usage_error(argc - optind < 1 ? "get: SERVICE missing"
-		                                      : "get: one SERVICE only");
+	ret = s_parse(cmd, argc, argv, s_get_opt, &g, &pos, &npos);
+	if (ret != S_GO)
+		goto out;
+	ret = EXIT_FAILURE;
+	/* --value ITEM as well as --value=ITEM */
+	if (g.value && !g.item && npos == 2)
+		g.item = pos[--npos];
+	if (npos != 1) {
+		ret = s_usage_error(cmd, npos < 1 ? "SERVICE missing" : "one SERVICE only");
 		goto out;
 	}
-	service = argv[optind];
-	s_reqopt_fill(&ro, &req, s_guess_type(&ro));
+	if (g.json && g.value) {
+		ret = s_usage_error(cmd, "--json and --value exclude each other");
+		goto out;
+	}
+	service = pos[0];
+	s_reqopt_fill(&g.ro, &req, s_guess_type(&g.ro));
 
 	if (s_open(&ctx) != APICRED_OK)
 		goto out;
@@ -471,16 +611,19 @@ static int s_cmd_get(int argc, char **argv)
 		s_fail(service, rc);
 		goto out;
 	}
-	if (json ? s_print_json(cred) != 0 : (s_print_text(cred), 0)) {
+	if (g.value) {
+		ret = s_print_value(service, cred, g.item);
+	} else if (g.json ? s_print_json(cred) != 0 : (s_print_text(cred), 0)) {
 		fprintf(stderr, "apicred: %s: cannot build JSON output\n", service);
 		goto out;
+	} else {
+		ret = EXIT_SUCCESS;
 	}
 	s_log_show(service, 0);
-	ret = EXIT_SUCCESS;
 out:
 	apicred_cred_free(cred);
 	apicred_close(ctx);
-	free(ro.data);
+	free(g.ro.data);
 	return ret;
 }
 
@@ -514,23 +657,72 @@ static size_t s_write(char *ptr, size_t size, size_t nmemb, void *user)
 	return n;
 }
 
-/* One attempt: get credentials, decorate a fresh handle, perform, and
- * report the answer (status, headers, body) to the library. Returns 0 with
- * *status and *retry set, or 1 after printing the error. */
-static int s_perform(apicred_ctx *ctx, const char *service, const apicred_request *req,
-                     apicred_cred *cred, struct s_buf *body, long *status, int *retry)
+/* The headers of the last response only (a 100 Continue or a retry's
+ * earlier answer starts over). */
+static size_t s_write_header(char *ptr, size_t size, size_t nmemb, void *user)
 {
-	char errbuf[CURL_ERROR_SIZE] = "";
+	struct s_buf *b = user;
+
+	if (size * nmemb > 5 && strncmp(ptr, "HTTP/", 5) == 0)
+		b->len = 0;
+	return s_write(ptr, size, nmemb, user);
+}
+
+/* What a request to the server says back, for -w and the messages. */
+struct s_answer {
+	long status;
+	char *content_type;  /* copies: the handle is gone by then */
+	char *location;      /* redacted */
+	double time_total;
+	int retry;           /* from apicred_curl_report */
+	struct s_buf body, headers;
+};
+
+/* A URL without user info, query or fragment: a Location may echo the
+ * credentials the request carried in its query. */
+static char *s_redact_url(const char *url)
+{
+	CURLU *u = curl_url();
+	char *out = NULL, *copy = NULL;
+
+	if (u && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK) {
+		char *q = NULL;
+		int had_query = curl_url_get(u, CURLUPART_QUERY, &q, 0) == CURLUE_OK;
+
+		curl_free(q);
+		curl_url_set(u, CURLUPART_QUERY, NULL, 0);
+		curl_url_set(u, CURLUPART_FRAGMENT, NULL, 0);
+		curl_url_set(u, CURLUPART_USER, NULL, 0);
+		curl_url_set(u, CURLUPART_PASSWORD, NULL, 0);
+		if (curl_url_get(u, CURLUPART_URL, &out, 0) == CURLUE_OK &&
+		    asprintf(&copy, "%s%s", out, had_query ? "?(query not shown)" : "") < 0)
+			copy = NULL;
+		curl_free(out);
+	}
+	curl_url_cleanup(u);
+	return copy;
+}
+
+/* One attempt: get credentials, decorate a fresh handle, perform. Returns
+ * 0 with the answer filled, or 1 after printing the error. */
+static int s_perform(apicred_ctx *ctx, const char *service, const apicred_request *req,
+                     apicred_cred *cred, struct s_answer *a)
+{
+	char errbuf[CURL_ERROR_SIZE] = "", *ct = NULL, *loc = NULL;
 	CURL *h;
 	CURLcode cc;
 	int rc, ret = 1;
 
+	a->body.len = a->headers.len = 0;
+	free(a->content_type);
+	free(a->location);
+	a->content_type = a->location = NULL;
 	h = curl_easy_init();
 	if (!h) {
 		fprintf(stderr, "apicred: %s: cannot initialise libcurl\n", service);
 		return 1;
 	}
-	/* URL, headers (ours and the credential's) and TLS material. */
+	/* URL, headers (ours, the content type and the credential's), TLS. */
 	rc = apicred_curl_apply(ctx, service, h, req, cred);
 	if (rc != APICRED_OK) {
 		s_fail(service, rc);
@@ -545,19 +737,31 @@ static int s_perform(apicred_ctx *ctx, const char *service, const apicred_reques
 	else if (strcmp(req->method, req->body ? "POST" : "GET") != 0)
 		curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, req->method);
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, s_write);
-	curl_easy_setopt(h, CURLOPT_WRITEDATA, body);
+	curl_easy_setopt(h, CURLOPT_WRITEDATA, &a->body);
+	curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, s_write_header);
+	curl_easy_setopt(h, CURLOPT_HEADERDATA, &a->headers);
 	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
 	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(h, CURLOPT_USERAGENT, "apicred/" PACKAGE_VERSION);
 
 	cc = curl_easy_perform(h);
 	if (cc != CURLE_OK) {
-		fprintf(stderr, "apicred: %s: %s\n", service,
-		        errbuf[0] ? errbuf : curl_easy_strerror(cc));
+		fprintf(stderr, "apicred: %s: %s%s\n", service,
+		        errbuf[0] ? errbuf : curl_easy_strerror(cc),
+		        cc == CURLE_PEER_FAILED_VERIFICATION
+		        ? " (is the CA that signed the server's certificate in http.ca_file of "
+		          "apicred.conf, or the mtls layer's ca?)" : "");
 		goto out;
 	}
-	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, status);
-	rc = apicred_curl_report(ctx, service, h, cred, body->data, body->len, retry);
+	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &a->status);
+	curl_easy_getinfo(h, CURLINFO_TOTAL_TIME, &a->time_total);
+	if (curl_easy_getinfo(h, CURLINFO_CONTENT_TYPE, &ct) == CURLE_OK && ct)
+		a->content_type = strdup(ct);
+	if (curl_easy_getinfo(h, CURLINFO_REDIRECT_URL, &loc) == CURLE_OK && loc)
+		a->location = s_redact_url(loc);
+	/* The status, the headers (WWW-Authenticate, DPoP-Nonce) and the body. */
+	a->retry = 0;
+	rc = apicred_curl_report(ctx, service, h, cred, a->body.data, a->body.len, &a->retry);
 	if (rc != APICRED_OK) {
 		s_fail(service, rc);
 		goto out;
@@ -568,80 +772,167 @@ out:
 	return ret;
 }
 
-static int s_cmd_request(int argc, char **argv)
+/* -w's variables: the subset of curl's that make sense here. */
+static const char *const s_wvars[] = {
+	"http_code", "response_code", "content_type", "redirect_url", "size_download",
+	"size_header", "time_total", "url", "method", NULL
+};
+
+/* Checks a -w format: NULL if fine, else the unknown variable's name. */
+static const char *s_wformat_bad(const char *fmt, char *bad, size_t cap)
 {
-	static const struct option lopts[] = {
-		{ "request", required_argument, NULL, 'X' },
-		{ "data", required_argument, NULL, 'd' },
-		{ "header", required_argument, NULL, 'H' },
-		{ "output", required_argument, NULL, 'o' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 }
-	};
-	struct s_reqopt ro = { 0 };
+	for (const char *p = fmt; (p = strstr(p, "%{")); p++) {
+		const char *end = strchr(p, '}');
+		size_t n = end ? (size_t)(end - p - 2) : strlen(p + 2);
+		int known = 0;
+
+		for (const char *const *v = s_wvars; end && *v; v++)
+			known |= strlen(*v) == n && strncmp(*v, p + 2, n) == 0;
+		if (!known) {
+			snprintf(bad, cap, "%.*s", (int)n, p + 2);
+			return bad;
+		}
+	}
+	return NULL;
+}
+
+static void s_wprint(const char *fmt, const struct s_answer *a, const apicred_request *req)
+{
+	for (const char *p = fmt; *p; p++) {
+		if (p[0] == '\\' && p[1]) {
+			p++;
+			putchar(*p == 'n' ? '\n' : *p == 't' ? '\t' : *p == 'r' ? '\r' : *p);
+		} else if (p[0] == '%' && p[1] == '%') {
+			putchar('%');
+			p++;
+		} else if (p[0] == '%' && p[1] == '{') {
+			const char *v = p + 2, *end = strchr(v, '}');
+			size_t n = (size_t)(end - v);
+
+#define S_IS(name) (n == strlen(name) && strncmp(v, name, n) == 0)
+			if (S_IS("http_code") || S_IS("response_code"))
+				printf("%03ld", a->status);
+			else if (S_IS("content_type"))
+				fputs(a->content_type ? a->content_type : "", stdout);
+			else if (S_IS("redirect_url"))
+				fputs(a->location ? a->location : "", stdout);
+			else if (S_IS("size_download"))
+				printf("%zu", a->body.len);
+			else if (S_IS("size_header"))
+				printf("%zu", a->headers.len);
+			else if (S_IS("time_total"))
+				printf("%.6f", a->time_total);
+			else if (S_IS("url"))
+				fputs(req->url, stdout); /* the caller's: no credential in it */
+			else if (S_IS("method"))
+				fputs(req->method, stdout);
+#undef S_IS
+			p = end;
+		} else {
+			putchar(*p);
+		}
+	}
+}
+
+struct s_request {
+	const struct s_cmd *cmd;
+	struct s_reqopt ro;
+	const char **hdrs; /* -H lines, NULL-terminated */
+	size_t nhdrs;
+	const char *ctype; /* from -H Content-Type */
+	const char *output, *wformat;
+	int include, silent, fail;
+};
+
+static int s_request_opt(void *user, int c, char *arg)
+{
+	struct s_request *r = user;
+	char bad[64];
+
+	switch (c) {
+	case 'X':
+		if (!s_valid_method(arg))
+			return s_usage_error(r->cmd, "bad method '%s'", arg);
+		r->ro.method = arg;
+		return S_GO;
+	case 'd': return s_reqopt_data(&r->ro, arg) == 0 ? S_GO : EXIT_FAILURE;
+	case 'H': {
+		const char *colon = strchr(arg, ':');
+
+		if (!colon || colon == arg || strpbrk(arg, "\r\n"))
+			return s_usage_error(r->cmd, "bad header '%s' (want 'Name: value')", arg);
+		if ((size_t)(colon - arg) == 12 && strncasecmp(arg, "Content-Type", 12) == 0)
+			r->ctype = colon + 1 + strspn(colon + 1, " \t");
+		r->hdrs[r->nhdrs++] = arg;
+		return S_GO;
+	}
+	case 'o': r->output = arg; return S_GO;
+	case 'i': r->include = 1; return S_GO;
+	case 's': r->silent = 1; return S_GO;
+	case 'f': r->fail = 1; return S_GO;
+	case 'w':
+		if (s_wformat_bad(arg, bad, sizeof(bad)))
+			return s_usage_error(r->cmd, "-w: unknown variable '%%{%s}'", bad);
+		r->wformat = arg;
+		return S_GO;
+	}
+	return EXIT_USAGE;
+}
+
+/* Writes what -i and the body ask for; -f: nothing for an error status. */
+static int s_output(const struct s_request *r, const struct s_answer *a)
+{
+	FILE *f;
+	int err;
+
+	if (r->fail && a->status >= 400)
+		return 0;
+	if (!a->body.len && !(r->include && a->headers.len))
+		return 0;
+	f = r->output ? fopen(r->output, "wb") : stdout;
+	if (!f) {
+		fprintf(stderr, "apicred: %s: %s\n", r->output, strerror(errno));
+		return -1;
+	}
+	err = r->include && fwrite(a->headers.data, 1, a->headers.len, f) != a->headers.len;
+	err |= a->body.len && fwrite(a->body.data, 1, a->body.len, f) != a->body.len;
+	err |= (f == stdout ? fflush(f) : fclose(f)) != 0;
+	if (err) {
+		fprintf(stderr, "apicred: %s: write error\n", r->output ? r->output : "stdout");
+		return -1;
+	}
+	return 0;
+}
+
+static int s_cmd_request(const struct s_cmd *cmd, int argc, char **argv)
+{
+	struct s_request r = { .cmd = cmd };
+	struct s_answer a = { 0 };
 	apicred_request req = APICRED_REQUEST_INIT;
-	const char **hdrs;   /* -H lines, a guessed Content-Type, NULL */
-	size_t nhdrs = 0;
-	char ctype_line[64];
-	struct s_buf body = { 0 };
 	apicred_ctx *ctx = NULL;
 	apicred_cred *cred = NULL;
-	const char *service, *output = NULL, *ctype = NULL;
-	long status = 0;
-	int c, retry = 0, ret = EXIT_FAILURE;
+	const char *service;
+	char **pos;
+	int npos, retry = 0, ret;
 
-	hdrs = calloc((size_t)argc + 1, sizeof(*hdrs));
-	if (!hdrs) {
+	r.hdrs = calloc((size_t)argc + 1, sizeof(*r.hdrs));
+	if (!r.hdrs) {
 		fprintf(stderr, "apicred: out of memory\n");
 		return EXIT_FAILURE;
 	}
-	optind = 0;
-	while ((c = getopt_long(argc, argv, ":X:d:H:o:h", lopts, NULL)) != -1) {
-		switch (c) {
-		case 'X':
-			if (!s_valid_method(optarg)) {
-				ret = s_usage_error("request: bad method '%s'", optarg);
-				goto out;
-			}
-			ro.method = optarg;
-			break;
-		case 'd':
-			if (s_reqopt_data(&ro, optarg) != 0)
-				goto out;
-			break;
-		case 'H': {
-			const char *colon = strchr(optarg, ':');
-
-			if (!colon || colon == optarg || strpbrk(optarg, "\r\n")) {
-				ret = s_usage_error("request: bad header '%s' (want 'Name: value')", optarg);
-				goto out;
-			}
-			if ((size_t)(colon - optarg) == 12 && strncasecmp(optarg, "Content-Type", 12) == 0) {
-				for (ctype = colon + 1; *ctype == ' ' || *ctype == '\t'; ctype++)
-					;
-			}
-			hdrs[nhdrs++] = optarg;
-			break;
-		}
-		case 'o': output = optarg; break;
-		case 'h': fputs(s_usage, stdout); ret = EXIT_SUCCESS; goto out;
-		default: ret = s_bad_option("request", argv, c); goto out;
-		}
-	}
-	if (argc - optind != 2) {
-		ret = s_usage_error(argc - optind < 2 ? "request: SERVICE and URL required"
-		                                      : "request: too many arguments");
+	ret = s_parse(cmd, argc, argv, s_request_opt, &r, &pos, &npos);
+	if (ret != S_GO)
+		goto out;
+	ret = EXIT_FAILURE;
+	if (npos != 2) {
+		ret = s_usage_error(cmd, npos < 2 ? "SERVICE and URL required" : "too many arguments");
 		goto out;
 	}
-	service = argv[optind];
-	ro.url = argv[optind + 1];
-	s_reqopt_fill(&ro, &req, ctype ? ctype : s_guess_type(&ro));
-	if (req.body && !ctype) {
-		/* What signing schemes were told is what the server gets. */
-		snprintf(ctype_line, sizeof(ctype_line), "Content-Type: %s", req.content_type);
-		hdrs[nhdrs++] = ctype_line;
-	}
-	req.headers = hdrs;
+	service = pos[0];
+	r.ro.url = pos[1];
+	/* What signing schemes are told is what apicred_curl_apply sends. */
+	s_reqopt_fill(&r.ro, &req, r.ctype ? r.ctype : s_guess_type(&r.ro));
+	req.headers = r.hdrs;
 
 	if (s_open(&ctx) != APICRED_OK)
 		goto out;
@@ -650,35 +941,27 @@ static int s_cmd_request(int argc, char **argv)
 		goto out;
 	}
 	for (int attempt = 0; attempt < 2; attempt++) {
-		body.len = 0;
-		if (body.data)
-			body.data[0] = '\0';
-		retry = 0;
-		if (s_perform(ctx, service, &req, cred, &body, &status, &retry) != 0)
+		if (s_perform(ctx, service, &req, cred, &a) != 0)
 			goto out;
+		retry = a.retry;
 		if (!retry || attempt == 1)
 			break;
 		if (gl.verbose)
 			fprintf(stderr, "apicred: %s: HTTP %ld, credentials renewed, retrying once\n",
-			        service, status);
+			        service, a.status);
 	}
 
-	if (body.len) {
-		FILE *f = output ? fopen(output, "wb") : stdout;
-
-		if (!f) {
-			fprintf(stderr, "apicred: %s: %s\n", output, strerror(errno));
-			goto out;
-		}
-		if (fwrite(body.data, 1, body.len, f) != body.len ||
-		    (f == stdout ? fflush(f) : fclose(f)) != 0) {
-			fprintf(stderr, "apicred: %s: write error\n", output ? output : "stdout");
-			goto out;
-		}
-	}
+	if (s_output(&r, &a) != 0)
+		goto out;
+	if (r.wformat)
+		s_wprint(r.wformat, &a, &req);
 	s_log_show(service, 0); /* e.g. the failover that made it work */
-	if (status < 200 || status > 299) {
-		fprintf(stderr, "apicred: %s: HTTP %ld\n", service, status);
+	if (a.status < 200 || a.status > 299) {
+		if (!r.silent && a.location)
+			fprintf(stderr, "apicred: %s: HTTP %ld: redirected to %s (not followed)\n",
+			        service, a.status, a.location);
+		else if (!r.silent)
+			fprintf(stderr, "apicred: %s: HTTP %ld\n", service, a.status);
 		ret = EXIT_HTTP;
 		goto out;
 	}
@@ -686,90 +969,201 @@ static int s_cmd_request(int argc, char **argv)
 out:
 	apicred_cred_free(cred);
 	apicred_close(ctx);
-	free(hdrs);
-	free(body.data);
-	free(ro.data);
+	free(r.hdrs);
+	free(a.body.data);
+	free(a.headers.data);
+	free(a.content_type);
+	free(a.location);
+	free(r.ro.data);
 	return ret;
 }
 
-/* ---- check, list, providers, provision ------------------------------ */
+/* ---- check, list, providers, provision, help -------------------------- */
 
-/* Subcommands without options still accept --help and refuse others. */
-static int s_no_options(const char *cmd, int argc, char **argv, int *done)
+/* Prints a JSON value (compact for scripts, one line), then a newline. */
+static int s_json_out(json_t *v)
 {
-	static const struct option lopts[] = {
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 }
-	};
-	int c;
+	char *text = v ? json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
 
-	*done = 0;
-	optind = 0;
-	while ((c = getopt_long(argc, argv, ":h", lopts, NULL)) != -1) {
-		*done = 1;
-		if (c == 'h') {
-			fputs(s_usage, stdout);
-			return EXIT_SUCCESS;
-		}
-		return s_bad_option(cmd, argv, c);
+	json_decref(v);
+	if (!text) {
+		fprintf(stderr, "apicred: cannot build JSON output\n");
+		return -1;
 	}
-	return EXIT_SUCCESS;
+	puts(text);
+	free(text);
+	return 0;
 }
 
-static int s_cmd_check(int argc, char **argv)
+static json_t *s_jstr(const char *s)
 {
+	return s ? json_string(s) : json_null();
+}
+
+/* Options of the commands that only have --json (and --online for check). */
+struct s_flags {
+	int json, online;
+};
+
+static int s_flags_opt(void *user, int c, char *arg)
+{
+	struct s_flags *f = user;
+
+	if (c == S_OPT_JSON)
+		f->json = 1;
+	else if (c == S_OPT_ONLINE)
+		f->online = 1;
+	else
+		return EXIT_USAGE;
+	return S_GO;
+}
+
+/* The message of apicred_errmsg() without the "service: " it may start with. */
+static const char *s_errtext(const char *service, int code)
+{
+	const char *msg = apicred_errmsg();
+	size_t n = strlen(service);
+
+	if (!msg || !*msg)
+		return apicred_strerror(code);
+	if (strncmp(msg, service, n) == 0 && msg[n] == ':' && msg[n + 1] == ' ')
+		msg += n + 2;
+	return msg;
+}
+
+/* check --online: a session fetched from the servers proves the
+ * credentials (a layer without a session has nothing to prove online). */
+static int s_check_online(apicred_ctx *ctx, const char *service, char *note, size_t cap)
+{
+	apicred_cred *cred = NULL;
+	int64_t exp;
+	int rc = apicred_cred_new(&cred);
+
+	if (rc == APICRED_OK)
+		rc = apicred_get(ctx, service, NULL, cred);
+	if (rc == APICRED_OK && (exp = apicred_cred_expires_at(cred)) > 0) {
+		time_t t = (time_t)exp;
+		struct tm tm;
+		char when[32];
+
+		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", gmtime_r(&t, &tm));
+		snprintf(note, cap, " (online: session valid until %s)", when);
+	} else if (rc == APICRED_OK) {
+		snprintf(note, cap, " (online: no session to fetch)");
+	}
+	apicred_cred_free(cred);
+	return rc;
+}
+
+/* Each problem of a service: a line on stderr, or into the JSON array. */
+struct s_problems {
+	const char *service;
+	json_t *arr;
+};
+
+static void s_problem_cb(void *user, const char *message)
+{
+	struct s_problems *p = user;
+	size_t n = strlen(p->service);
+
+	if (strncmp(message, p->service, n) == 0 && message[n] == ':' && message[n + 1] == ' ')
+		message += n + 2;
+	if (p->arr)
+		json_array_append_new(p->arr, json_string(message));
+	else
+		fprintf(stderr, "apicred: %s: %s\n", p->service, message);
+}
+
+static int s_cmd_check(const struct s_cmd *cmd, int argc, char **argv)
+{
+	struct s_flags fl = { 0 };
 	apicred_ctx *ctx;
-	int done, ret = s_no_options("check", argc, argv, &done), failed = 0, rc;
+	json_t *arr = NULL;
+	char **pos;
+	int npos, ret, failed = 0, rc;
 	size_t n;
 
-	if (done)
+	if ((ret = s_parse(cmd, argc, argv, s_flags_opt, &fl, &pos, &npos)) != S_GO)
 		return ret;
 	if (s_open(&ctx) != APICRED_OK)
 		return EXIT_FAILURE;
 	/* All services: conf.d itself too (missing, empty, a bad file name). */
-	if (optind < argc) {
+	if (npos > 0) {
 		s_log_show(NULL, 1);
 	} else if ((rc = apicred_check(ctx, NULL)) != APICRED_OK) {
 		failed = 1;
 		s_fail(NULL, rc);
 	}
-	n = optind < argc ? (size_t)(argc - optind) : apicred_service_count(ctx);
+	n = npos > 0 ? (size_t)npos : apicred_service_count(ctx);
+	if (fl.json && !(arr = json_array())) {
+		apicred_close(ctx);
+		return EXIT_FAILURE;
+	}
 	for (size_t i = 0; i < n; i++) {
-		const char *svc = optind < argc ? argv[optind + i] : apicred_service_name(ctx, i);
+		const char *svc = npos > 0 ? pos[i] : apicred_service_name(ctx, i);
+		char note[96] = "";
 
 		if (!svc)
 			continue;
-		rc = apicred_check(ctx, svc);
-		if (rc == APICRED_OK) {
-			printf("%s: ok\n", svc);
+		struct s_problems pr = { svc, fl.json ? json_array() : NULL };
+
+		rc = apicred_check_report(ctx, svc, s_problem_cb, &pr);
+		if (rc == APICRED_ERR_NO_SERVICE || rc == APICRED_ERR_BAD_NAME) {
+			if (!fl.json)
+				s_fail(svc, rc); /* no file, hence no problem of one */
+			else
+				json_array_append_new(pr.arr, json_string(s_errtext(svc, rc)));
+		}
+		if (rc == APICRED_OK && fl.online) {
+			rc = s_check_online(ctx, svc, note, sizeof(note));
+			if (rc != APICRED_OK && !fl.json)
+				s_fail(svc, rc);
+			else if (rc != APICRED_OK)
+				json_array_append_new(pr.arr, json_string(s_errtext(svc, rc)));
+		}
+		failed |= rc != APICRED_OK;
+		if (fl.json) {
+			json_t *o = json_pack("{s:s, s:b, s:o, s:o}", "service", svc, "ok",
+			                      rc == APICRED_OK, "error",
+			                      rc == APICRED_OK ? json_null()
+			                                       : json_string(s_errtext(svc, rc)),
+			                      "problems", pr.arr ? pr.arr : json_null());
+			if (!o || json_array_append_new(arr, o) != 0)
+				failed = 1;
+		} else if (rc == APICRED_OK) {
+			printf("%s: ok%s\n", svc, note);
 			fflush(stdout);
 			s_log_show(svc, 0);
-		} else {
-			failed = 1;
-			s_fail(svc, rc);
 		}
 		fflush(stdout);
 	}
 	apicred_close(ctx);
+	if (fl.json && s_json_out(arr) != 0)
+		return EXIT_FAILURE;
 	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }
 
-static int s_cmd_list(int argc, char **argv)
+static int s_cmd_list(const struct s_cmd *cmd, int argc, char **argv)
 {
+	struct s_flags fl = { 0 };
 	apicred_ctx *ctx;
-	int done, ret = s_no_options("list", argc, argv, &done);
+	json_t *arr = NULL;
+	char **pos;
+	int npos, ret;
 	size_t n, width = 0;
 
-	if (done)
+	if ((ret = s_parse(cmd, argc, argv, s_flags_opt, &fl, &pos, &npos)) != S_GO)
 		return ret;
-	if (optind < argc)
-		return s_usage_error("list: no arguments expected");
+	if (npos > 0)
+		return s_usage_error(cmd, "no arguments expected");
 	if (s_open(&ctx) != APICRED_OK)
 		return EXIT_FAILURE;
 	s_log_show(NULL, 1);
 	n = apicred_service_count(ctx);
 	if (n == 0)
 		fprintf(stderr, "apicred: no services configured\n");
+	if (fl.json)
+		arr = json_array();
 	for (size_t i = 0; i < n; i++) {
 		const char *s = apicred_service_name(ctx, i);
 
@@ -782,84 +1176,153 @@ static int s_cmd_list(int argc, char **argv)
 		if (!s)
 			continue;
 		d = apicred_service_description(ctx, s);
-		if (d && *d)
+		if (arr)
+			json_array_append_new(arr, json_pack("{s:s, s:o}", "name", s,
+			                                     "description", s_jstr(d)));
+		else if (d && *d)
 			printf("%-*s  %s\n", (int)width, s, d);
 		else
 			printf("%s\n", s);
 	}
 	apicred_close(ctx);
+	if (fl.json && s_json_out(arr) != 0)
+		return EXIT_FAILURE;
 	return EXIT_SUCCESS;
 }
 
 struct s_prov {
+	apicred_ctx *ctx;
+	json_t *arr;      /* --json: the providers */
+	json_t *keys;     /* --json: the keys being collected */
 	int failed;
 };
+
+static void s_key_cb(void *user, const apicred_key *k)
+{
+	struct s_prov *pv = user;
+
+	if (pv->keys) {
+		json_t *choices = k->choices ? json_array() : NULL;
+
+		for (const char *p = k->choices; choices && p && *p;) {
+			const char *bar = strchr(p, '|');
+			size_t len = bar ? (size_t)(bar - p) : strlen(p);
+
+			json_array_append_new(choices, json_stringn(p, len));
+			p = bar ? bar + 1 : NULL;
+		}
+		json_array_append_new(pv->keys,
+		                      json_pack("{s:s, s:s, s:b, s:b, s:o, s:o, s:o}", "name", k->name,
+		                                "type", k->type, "required", k->required, "secret",
+		                                k->secret, "default", s_jstr(k->def), "choices",
+		                                choices ? choices : json_null(), "help",
+		                                s_jstr(k->help)));
+		return;
+	}
+	printf("    %s (%s%s%s%s%s%s%s)\n", k->name, k->type, k->required ? ", required" : "",
+	       k->secret ? ", secret" : "", k->choices ? ", one of " : "",
+	       k->choices ? k->choices : "", k->def ? ", default " : "", k->def ? k->def : "");
+	if (k->help && *k->help)
+		printf("        %s\n", k->help);
+}
 
 static void s_provider_cb(void *user, const char *name, const char *path, int status,
                           const char *detail)
 {
 	struct s_prov *pv = user;
+	const char *why = detail && *detail ? detail : apicred_strerror(status);
 
-	if (status == APICRED_OK) {
-		printf("%-8s  %s  ok\n", name, path);
+	pv->failed |= status != APICRED_OK;
+	if (pv->arr) {
+		json_t *o = json_pack("{s:s, s:s, s:b, s:o}", "name", name, "path", path, "ok",
+		                      status == APICRED_OK, "error",
+		                      status == APICRED_OK ? json_null() : json_string(why));
+
+		if (o && status == APICRED_OK && (pv->keys = json_array())) {
+			apicred_provider_keys(pv->ctx, name, s_key_cb, pv);
+			json_object_set_new(o, "keys", pv->keys);
+			pv->keys = NULL;
+		}
+		json_array_append_new(pv->arr, o);
 		return;
 	}
-	pv->failed = 1;
-	printf("%-8s  %s  %s\n", name, path,
-	       detail && *detail ? detail : apicred_strerror(status));
+	printf("%-8s  %s  %s\n", name, path, status == APICRED_OK ? "ok" : why);
+	if (gl.verbose && status == APICRED_OK)
+		apicred_provider_keys(pv->ctx, name, s_key_cb, pv);
 }
 
-static int s_cmd_providers(int argc, char **argv)
+static int s_cmd_providers(const struct s_cmd *cmd, int argc, char **argv)
 {
+	struct s_flags fl = { 0 };
 	struct s_prov pv = { 0 };
-	apicred_ctx *ctx;
-	int done, ret = s_no_options("providers", argc, argv, &done), rc;
+	json_t *root = NULL;
+	char **pos;
+	int npos, ret, rc;
 
-	if (done)
+	if ((ret = s_parse(cmd, argc, argv, s_flags_opt, &fl, &pos, &npos)) != S_GO)
 		return ret;
-	if (optind < argc)
-		return s_usage_error("providers: no arguments expected");
-	if (s_open(&ctx) != APICRED_OK)
+	if (npos > 0)
+		return s_usage_error(cmd, "no arguments expected");
+	if (s_open(&pv.ctx) != APICRED_OK)
 		return EXIT_FAILURE;
-	rc = apicred_providers(ctx, s_provider_cb, &pv);
+	if (fl.json) {
+		root = json_object();
+		pv.arr = json_array();
+		pv.keys = json_array();
+		apicred_provider_keys(pv.ctx, NULL, s_key_cb, &pv);
+		json_object_set_new(root, "layer_keys", pv.keys);
+		json_object_set_new(root, "providers", pv.arr);
+		pv.keys = NULL;
+	} else if (gl.verbose) {
+		printf("keys of every layer:\n");
+		apicred_provider_keys(pv.ctx, NULL, s_key_cb, &pv);
+	}
+	rc = apicred_providers(pv.ctx, s_provider_cb, &pv);
 	if (rc != APICRED_OK)
 		s_fail("providers", rc);
-	apicred_close(ctx);
+	apicred_close(pv.ctx);
+	if (fl.json && rc == APICRED_OK && s_json_out(root) != 0)
+		return EXIT_FAILURE;
+	if (rc != APICRED_OK)
+		json_decref(root);
 	return rc != APICRED_OK || pv.failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }
 
-static int s_cmd_provision(int argc, char **argv)
-{
-	static const struct option lopts[] = {
-		{ "force", no_argument, NULL, 'f' },
-		{ "show", no_argument, NULL, 's' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 }
-	};
-	apicred_ctx *ctx;
-	unsigned flags = 0;
-	char *report = NULL;
-	const char *service;
-	int c, rc;
+struct s_provision {
+	unsigned flags;
+};
 
-	optind = 0;
-	while ((c = getopt_long(argc, argv, ":fsh", lopts, NULL)) != -1) {
-		switch (c) {
-		case 'f': flags |= APICRED_PROVISION_FORCE; break;
-		case 's': flags |= APICRED_PROVISION_SHOW; break;
-		case 'h': fputs(s_usage, stdout); return EXIT_SUCCESS;
-		default: return s_bad_option("provision", argv, c);
-		}
-	}
-	if (argc - optind != 1)
-		return s_usage_error(argc - optind < 1 ? "provision: SERVICE missing"
-		                                       : "provision: one SERVICE only");
-	if ((flags & APICRED_PROVISION_FORCE) && (flags & APICRED_PROVISION_SHOW))
-		return s_usage_error("provision: --force and --show exclude each other");
-	service = argv[optind];
+static int s_provision_opt(void *user, int c, char *arg)
+{
+	struct s_provision *p = user;
+
+	if (c == 'f')
+		p->flags |= APICRED_PROVISION_FORCE;
+	else if (c == 's')
+		p->flags |= APICRED_PROVISION_SHOW;
+	else
+		return EXIT_USAGE;
+	return S_GO;
+}
+
+static int s_cmd_provision(const struct s_cmd *cmd, int argc, char **argv)
+{
+	struct s_provision p = { 0 };
+	apicred_ctx *ctx;
+	char *report = NULL, **pos;
+	const char *service;
+	int npos, rc;
+
+	if ((rc = s_parse(cmd, argc, argv, s_provision_opt, &p, &pos, &npos)) != S_GO)
+		return rc;
+	if (npos != 1)
+		return s_usage_error(cmd, npos < 1 ? "SERVICE missing" : "one SERVICE only");
+	if ((p.flags & APICRED_PROVISION_FORCE) && (p.flags & APICRED_PROVISION_SHOW))
+		return s_usage_error(cmd, "--force and --show exclude each other");
+	service = pos[0];
 	if (s_open(&ctx) != APICRED_OK)
 		return EXIT_FAILURE;
-	rc = apicred_provision(ctx, service, flags, &report);
+	rc = apicred_provision(ctx, service, p.flags, &report);
 	if (rc == APICRED_OK) {
 		s_log_show(service, 0);
 		if (report && *report)
@@ -872,18 +1335,114 @@ static int s_cmd_provision(int argc, char **argv)
 	return rc == APICRED_OK ? EXIT_SUCCESS : EXIT_FAILURE;
 }
 
+static const struct s_cmd *s_cmd_find(const char *name)
+{
+	for (size_t i = 0; i < s_ncmds; i++)
+		if (strcmp(name, s_cmds[i].name) == 0)
+			return &s_cmds[i];
+	return NULL;
+}
+
+static int s_cmd_help(const struct s_cmd *cmd, int argc, char **argv)
+{
+	const struct s_cmd *about = NULL;
+	char **pos;
+	int npos, rc;
+
+	if ((rc = s_parse(cmd, argc, argv, NULL, NULL, &pos, &npos)) != S_GO)
+		return rc;
+	if (npos > 1)
+		return s_usage_error(cmd, "one COMMAND at most");
+	if (npos == 1 && !(about = s_cmd_find(pos[0])))
+		return s_usage_error(cmd, "unknown command '%s'", pos[0]);
+	s_help(about, stdout);
+	return EXIT_SUCCESS;
+}
+
 /* ---- main ------------------------------------------------------------ */
 
-static const struct {
-	const char *name;
-	int (*run)(int argc, char **argv);
-} s_cmds[] = {
-	{ "get", s_cmd_get },
-	{ "request", s_cmd_request },
-	{ "check", s_cmd_check },
-	{ "list", s_cmd_list },
-	{ "providers", s_cmd_providers },
-	{ "provision", s_cmd_provision },
+static const struct option s_get_lopts[] = {
+	{ "request", required_argument, NULL, 'X' },
+	{ "url", required_argument, NULL, 'u' },
+	{ "data", required_argument, NULL, 'd' },
+	{ "json", no_argument, NULL, S_OPT_JSON },
+	{ "value", optional_argument, NULL, S_OPT_VALUE },
+	{ NULL, 0, NULL, 0 }
+};
+static const struct option s_request_lopts[] = {
+	{ "request", required_argument, NULL, 'X' },
+	{ "data", required_argument, NULL, 'd' },
+	{ "header", required_argument, NULL, 'H' },
+	{ "output", required_argument, NULL, 'o' },
+	{ "include", no_argument, NULL, 'i' },
+	{ "silent", no_argument, NULL, 's' },
+	{ "fail", no_argument, NULL, 'f' },
+	{ "write-out", required_argument, NULL, 'w' },
+	{ NULL, 0, NULL, 0 }
+};
+static const struct option s_json_lopts[] = {
+	{ "json", no_argument, NULL, S_OPT_JSON },
+	{ NULL, 0, NULL, 0 }
+};
+static const struct option s_check_lopts[] = {
+	{ "json", no_argument, NULL, S_OPT_JSON },
+	{ "online", no_argument, NULL, S_OPT_ONLINE },
+	{ NULL, 0, NULL, 0 }
+};
+static const struct option s_provision_lopts[] = {
+	{ "force", no_argument, NULL, 'f' },
+	{ "show", no_argument, NULL, 's' },
+	{ NULL, 0, NULL, 0 }
+};
+
+static const struct s_cmd s_cmd_table[] = {
+	{ "get", s_cmd_get, "X:u:d:", s_get_lopts,
+	  "SERVICE [-X METHOD] [-u URL] [-d DATA|@FILE] [--json | --value [ITEM]]",
+	  "print the credentials a request to SERVICE must carry",
+	  "  -X, --request METHOD    the request's method (default GET, POST with -d)\n"
+	  "  -u, --url URL           the request's URL (signing schemes cover it)\n"
+	  "  -d, --data DATA|@FILE   the request's body (@-: standard input)\n"
+	  "      --json              one JSON object: headers, query, tls, expires_at\n"
+	  "      --value [ITEM]      only one value: ITEM's (a header or query parameter),\n"
+	  "                          else Authorization's token, else the only one there is\n"
+	  "\nFor schemes that only add headers: curl -H @<(apicred get SERVICE) URL\n" },
+	{ "request", s_cmd_request, "X:d:H:o:isfw:", s_request_lopts,
+	  "SERVICE URL [-X METHOD] [-d DATA|@FILE] [-H 'Name: value']... [-o FILE] [-i] [-s] "
+	  "[-f] [-w FORMAT]",
+	  "make the request with libcurl and print the response body",
+	  "  -X, --request METHOD    the method (default GET, POST with -d)\n"
+	  "  -d, --data DATA|@FILE   the body (@-: standard input); JSON when it starts\n"
+	  "                          with { or [, else a form, unless -H says\n"
+	  "  -H, --header LINE       add a header (repeatable)\n"
+	  "  -o, --output FILE       write the body to FILE\n"
+	  "  -i, --include           print the response headers before the body\n"
+	  "  -s, --silent            no 'HTTP <status>' line on stderr for a non-2xx answer\n"
+	  "  -f, --fail              print no body for an HTTP error (status >= 400)\n"
+	  "  -w, --write-out FORMAT  then print FORMAT: %{http_code} %{content_type}\n"
+	  "                          %{redirect_url} %{size_download} %{size_header}\n"
+	  "                          %{time_total} %{url} %{method}, \\n, \\t, %%\n"
+	  "\nRedirects are not followed (credentials go to the service's origin only);\n"
+	  "a redirect's Location is shown. After a 401 or 403 that renewed the\n"
+	  "credentials the request is repeated once. Exit 22 for a non-2xx status.\n" },
+	{ "check", s_cmd_check, "", s_check_lopts, "[SERVICE...] [--online] [--json]",
+	  "load and validate services (default: all)",
+	  "      --online            also fetch a session from each service's servers,\n"
+	  "                          proving the credentials\n"
+	  "      --json              one JSON array: service, ok, error, problems\n"
+	  "\nEvery problem of a file is shown, as file:line: message.\n" },
+	{ "list", s_cmd_list, "", s_json_lopts, "[--json]",
+	  "list services with their descriptions",
+	  "      --json              one JSON array: name, description\n" },
+	{ "providers", s_cmd_providers, "", s_json_lopts, "[-v] [--json]",
+	  "list provider modules and whether they load",
+	  "  -v, --verbose           also each provider's keys: type, default, choices, help\n"
+	  "      --json              one JSON object: layer_keys, providers (with keys)\n" },
+	{ "provision", s_cmd_provision, "fs", s_provision_lopts, "SERVICE [--force | --show]",
+	  "create the account and secret files the service refers to",
+	  "  -f, --force             replace existing secret files\n"
+	  "  -s, --show              only show what exists\n" },
+	{ "help", s_cmd_help, "", NULL, "[COMMAND]", "show the help of apicred or of a command",
+	  NULL },
 };
 
 /* Output that did not reach its destination (a full disk) is a failure. */
@@ -896,59 +1455,49 @@ static int s_finish(int ret)
 	return ret;
 }
 
+/* The command is the first word that is neither an option nor the
+ * argument of a global one ("--" ends the options). */
+static int s_command_index(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+
+		if (strcmp(a, "--") == 0)
+			return i + 1 < argc ? i + 1 : -1;
+		if (a[0] != '-' || a[1] == '\0')
+			return i;
+		if (strcmp(a, "-c") == 0 || strcmp(a, "-m") == 0 || strcmp(a, "--confdir") == 0 ||
+		    strcmp(a, "--moduledir") == 0)
+			i++;
+	}
+	return -1;
+}
+
 int main(int argc, char **argv)
 {
-	static const struct option lopts[] = {
-		{ "confdir", required_argument, NULL, 'c' },
-		{ "moduledir", required_argument, NULL, 'm' },
-		{ "verbose", no_argument, NULL, 'v' },
-		{ "help", no_argument, NULL, 'h' },
-		{ "version", no_argument, NULL, 'V' },
-		{ NULL, 0, NULL, 0 }
-	};
-	int c, ret;
+	const struct s_cmd *cmd;
+	char **pos;
+	int i = s_command_index(argc, argv), npos, ret;
 
 	/* It holds and prints credentials: no core dump, no ptrace by others
 	 * of the same user, no /proc/PID/mem or environ. */
 	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-	opterr = 0;
-	/* '+': stop at the command; its own options are parsed after it. */
-	while ((c = getopt_long(argc, argv, "+:c:m:vhV", lopts, NULL)) != -1) {
-		switch (c) {
-		case 'c': gl.confdir = optarg; break;
-		case 'm': gl.moduledir = optarg; break;
-		case 'v': gl.verbose = 1; break;
-		case 'h': fputs(s_usage, stdout); return s_finish(EXIT_SUCCESS);
-		case 'V':
-			printf("apicred %s (application ABI %d.%d)\n", PACKAGE_VERSION,
-			       APICRED_VERSION_MAJOR, APICRED_VERSION_MINOR);
-			return s_finish(EXIT_SUCCESS);
-		default: return s_bad_option(NULL, argv, c);
-		}
+	s_cmds = s_cmd_table;
+	s_ncmds = sizeof(s_cmd_table) / sizeof(s_cmd_table[0]);
+
+	if (i < 0) {
+		/* No command: --help, --version, or a usage error. */
+		ret = s_parse(NULL, argc, argv, NULL, NULL, &pos, &npos);
+		return s_finish(ret != S_GO ? ret : s_usage_error(NULL, "COMMAND missing"));
 	}
-	if (optind >= argc)
-		return s_usage_error("COMMAND missing");
-	{
-		/* A setuid or setgid apicred must not load its caller's modules. */
-		const char *why = ac_dirs_refused(ac_secure(), gl.confdir != NULL,
-		                                  gl.moduledir != NULL);
-		if (why) {
-			fprintf(stderr, "apicred: %s\n", why);
-			return EXIT_USAGE;
-		}
+	if (!(cmd = s_cmd_find(argv[i])))
+		return s_usage_error(NULL, "unknown command '%s'", argv[i]);
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+		fprintf(stderr, "apicred: cannot initialise libcurl\n");
+		return EXIT_FAILURE;
 	}
-	for (size_t i = 0; i < sizeof(s_cmds) / sizeof(s_cmds[0]); i++) {
-		if (strcmp(argv[optind], s_cmds[i].name) != 0)
-			continue;
-		if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
-			fprintf(stderr, "apicred: cannot initialise libcurl\n");
-			return EXIT_FAILURE;
-		}
-		/* The command sees itself as argv[0]. */
-		ret = s_cmds[i].run(argc - optind, argv + optind);
-		curl_global_cleanup();
-		s_log_free();
-		return s_finish(ret);
-	}
-	return s_usage_error("unknown command '%s'", argv[optind]);
+	ret = cmd->run(cmd, argc, argv);
+	curl_global_cleanup();
+	s_log_free();
+	return s_finish(ret);
 }

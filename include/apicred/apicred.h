@@ -85,7 +85,8 @@ typedef void (*apicred_log_fn)(void *user, int level, const char *service,
 typedef struct apicred_options {
 	size_t size;            /* sizeof(apicred_options) */
 	const char *confdir;    /* NULL: $APICRED_CONFDIR (secure_getenv) or built-in */
-	const char *moduledir;  /* NULL: apicred.conf, $APICRED_MODULEDIR, built-in */
+	const char *moduledir;  /* NULL: $APICRED_MODULEDIR (secure_getenv), else
+	                         * apicred.conf's moduledir, else built-in */
 	unsigned flags;         /* APICRED_OPEN_* */
 	apicred_log_fn log;     /* NULL: syslog */
 	void *log_user;
@@ -125,6 +126,13 @@ const char *apicred_service_name(const apicred_ctx *ctx, size_t index);
  * in apicred_errmsg(). With service NULL, checks conf.d itself: it exists,
  * holds a service, and no .conf file whose name is no service name. */
 int apicred_check(apicred_ctx *ctx, const char *service);
+
+/* Like apicred_check, calling fn with every problem found in the
+ * service's files, "service: file:line: message", in file order. The
+ * message is valid during the call. */
+typedef void (*apicred_problem_fn)(void *user, const char *message);
+int apicred_check_report(apicred_ctx *ctx, const char *service, apicred_problem_fn fn,
+                         void *user);
 
 /* The service file's description, or NULL (none, or the service failed:
  * then apicred_errmsg() says why). The text stays valid until apicred_close,
@@ -197,10 +205,14 @@ int apicred_cred_url(const apicred_cred *cred, const char *url, char **out);
 /* One call that gets credentials and decorates a libcurl easy handle
  * (a CURL *): CURLOPT_URL (req->url plus the query parameters),
  * CURLOPT_HTTPHEADER (req->headers plus the credential's headers), client
- * certificate and key (in memory), CA, pinned key, TLS version. Peer
- * verification stays on. Method and body are the application's to set.
- * The header list lives in cred: keep cred alive until curl_easy_perform()
- * returns. req must have a url. */
+ * certificate and key (in memory), CA, pinned key, TLS version, and the
+ * Content-Type the signing layers saw (req->content_type or the guess for
+ * the body) unless req->headers has one. Peer verification stays on.
+ * Method and body are the application's to set (CURLOPT_POSTFIELDS...).
+ * Never set CURLOPT_HTTPHEADER afterwards: it would replace the list, and
+ * the credential headers with it; use req->headers. The header list lives
+ * in cred: keep cred alive until curl_easy_perform() returns. req must
+ * have a url. */
 int apicred_curl_apply(apicred_ctx *ctx, const char *service, void *curl_easy,
                        const apicred_request *req, apicred_cred *cred);
 
@@ -242,6 +254,26 @@ typedef void (*apicred_provider_fn)(void *user, const char *name,
                                     const char *path, int status,
                                     const char *detail);
 int apicred_providers(apicred_ctx *ctx, apicred_provider_fn fn, void *user);
+
+/* One configuration key a provider accepts, from its schema. */
+typedef struct apicred_key {
+	size_t size;          /* sizeof(apicred_key); fields are only appended */
+	const char *name;
+	const char *type;     /* "string", "integer", "boolean", "list", "group" */
+	int required;
+	int secret;           /* a literal only in a private service file */
+	const char *def;      /* the default as text, or NULL */
+	const char *choices;  /* "a|b|c", or NULL */
+	const char *help;     /* one line, or NULL */
+} apicred_key;
+
+typedef void (*apicred_key_fn)(void *user, const apicred_key *key);
+
+/* Calls fn for each key of the provider's schema; provider NULL: the keys
+ * every layer accepts (provider, control, carry, ...). Strings are valid
+ * during the call. */
+int apicred_provider_keys(apicred_ctx *ctx, const char *provider, apicred_key_fn fn,
+                          void *user);
 
 #define APICRED_PROVISION_FORCE 0x1u /* overwrite existing secret files */
 #define APICRED_PROVISION_SHOW  0x2u /* only show what exists */

@@ -65,7 +65,7 @@ typedef enum apicred_cfg_type {
 } apicred_cfg_type;
 
 #define APICRED_F_REQUIRED 0x1u /* the key must be present */
-#define APICRED_F_SECRET   0x2u /* value is a secret reference: file:, env:, literal */
+#define APICRED_F_SECRET   0x2u /* value is a secret: a literal only in a private file */
 #define APICRED_F_SECRET_FILE 0x4u /* value names a file holding a private key: host->path
                                     * refuses it unless it is private (see apicred.conf(5)) */
 
@@ -137,10 +137,12 @@ struct apicred_host {
 	                const char **name, const char **value);
 	int (*cfg_line)(const apicred_host *h, const char *key);
 
-	/* Secrets: resolve the reference held by key. The value is NUL-
-	 * terminated, without a trailing newline; free with secret_free, which
-	 * wipes it. file: references are watched: when the file changes, the
-	 * core re-creates the layer. */
+	/* Secrets: resolve the reference held by key (file:PATH, env:NAME or
+	 * a literal; a literal only in a private service file when the schema
+	 * marks key APICRED_F_SECRET). The value is NUL-terminated, without a
+	 * trailing newline; free with secret_free, which wipes it. file:
+	 * references are watched: when the file changes, the core re-creates
+	 * the layer. */
 	int (*secret)(const apicred_host *h, const char *key, char **value, size_t *len);
 	void (*secret_free)(const apicred_host *h, char *value, size_t len);
 	/* Writes a new value where the file: reference of key points, atomically

@@ -479,6 +479,16 @@ def h_apikey(req):
     return Resp(401, {"error": "invalid api key"})
 
 
+def h_redirect(req):
+    """302 to ?to= (default /apikey/echo), echoing the rest of the query,
+    as a careless server would: a client must not show it whole."""
+    q = req.qlast()
+    to = q.pop("to", "/apikey/echo")
+    if q:
+        to += "?" + urllib.parse.urlencode(q)
+    return Resp(302, {"moved": True}, {"Location": to})
+
+
 def h_tok(req):
     auth = (req.header("Authorization") or "").strip()
     if auth[:4].lower() == "tok:":
@@ -1066,6 +1076,7 @@ ROUTES = [
     # (regex on the path, endpoint name, handler, takes the match groups)
     (r"/apikey/echo", "apikey", h_apikey),
     (r"/tok(/.*)?", "tok", h_tok),
+    (r"/redirect", "redirect", h_redirect),
     (r"/oauth2/token", "token", h_token),
     (r"/api(/.*)?", "api", h_api),
     (r"/momo/v1_0/apiuser", "momo-apiuser", h_momo_apiuser),
