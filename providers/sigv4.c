@@ -23,8 +23,10 @@
  *           A-Za-z0-9-._~/ is escaped), never encoded twice.
  *   QUERY   each name and value URI-encoded once (%XX escapes kept, the
  *           rest escaped: '+' is a plus sign), sorted by name then value.
- *   headers host (the URL's, or the request's own Host header), ours, and
- *           every header of the request (apicred_request.headers) except
+ *   headers host (the URL's, or the request's own Host header), ours, the
+ *           request's content_type unless its headers name one (it is what
+ *           apicred_curl_apply sends), and every header of the request
+ *           (apicred_request.headers) except
  *           those proxies and clients rewrite (User-Agent, Expect,
  *           Transfer-Encoding, Connection, X-Amzn-Trace-Id); names
  *           lowercased, values trimmed with inner runs of blanks made one
@@ -646,7 +648,7 @@ static int s_headers(const struct s_state *st, const apicred_host *host,
                      struct s_hdr *h, size_t *count)
 {
 	size_t n = 0;
-	bool have_host = false;
+	bool have_host = false, have_type = false;
 
 	for (size_t i = 0; req->headers && req->headers[i]; i++) {
 		const char *line = req->headers[i], *colon = strchr(line, ':');
@@ -663,14 +665,19 @@ static int s_headers(const struct s_state *st, const apicred_host *host,
 		    (st->token && s_is(&x, "x-amz-security-token")))
 			return host->error(host, APICRED_ERR_INVALID, "the request has its own "
 			                   "%.*s header; sigv4 sets it", (int)x.nlen, x.name);
-		if (n == S_MAX_HEADERS - 4)
+		if (n == S_MAX_HEADERS - 5)
 			return host->error(host, APICRED_ERR_INVALID, "more than %d request headers "
-			                   "to sign", S_MAX_HEADERS - 4);
+			                   "to sign", S_MAX_HEADERS - 5);
 		have_host |= s_is(&x, "host");
+		have_type |= s_is(&x, "content-type");
 		h[n++] = x;
 	}
 	if (!have_host)
 		h[n++] = (struct s_hdr){ "host", hostport, 4, strlen(hostport), -1 };
+	/* apicred_curl_apply sends the type the request names: sign it too. */
+	if (!have_type && req->content_type && *req->content_type)
+		h[n++] = (struct s_hdr){ "content-type", req->content_type, 12,
+		                         strlen(req->content_type), -1 };
 	h[n++] = (struct s_hdr){ "x-amz-date", stamp, 10, 16, -1 };
 	if (st->sha_header)
 		h[n++] = (struct s_hdr){ "x-amz-content-sha256", payload, 20, strlen(payload), -1 };

@@ -34,6 +34,7 @@ urll = "https://api.example/";
 stack = ( { provider = "apikey"; key = "env:APICRED_TEST_KEY"; } );
 ---
 1: unknown key 'urll'; did you mean 'url'?
+1: missing 'url': the origin (https://host[:port]/) the credentials may be sent to
 === contorl 600
 url = "https://api.example/";
 stack = ( { provider = "apikey"; key = "env:APICRED_TEST_KEY"; contorl = "optional"; } );
@@ -160,18 +161,18 @@ url = "https://api.example/";
 stack = ( { provider = "apikey";
             key = "sb-literal-in-a-public-file"; } );
 ---
-3: layer 1 (apikey): secret 'key': a literal secret is only allowed in a service file that is not group or world readable ({conf}/conf.d/literal-public.conf); use file: or env:, or chmod 600 it
+3: layer 1 (apikey): secret 'key': a literal secret is only allowed in a service file (and the files it includes) that is not group or world readable ({conf}/conf.d/literal-public.conf); use file: or env:, or chmod 600 it
 === writable 664
 url = "https://api.example/";
 stack = ( { provider = "apikey"; key = "env:APICRED_TEST_KEY"; } );
 ---
-1: the service file is group or world writable (mode 0664); refusing to use it
+1: service file: {conf}/conf.d/writable.conf is group or world writable (mode 0664); refusing to use it (chmod go-w {conf}/conf.d/writable.conf)
 === secret-writable 600
 url = "https://api.example/";
 stack = ( { provider = "apikey";
             key = "file:secrets/loose"; } );
 ---
-3: layer 1 (apikey): secret 'key': {conf}/secrets/loose is group or world writable (mode 0620); refusing to use it
+3: layer 1 (apikey): secret 'key': {conf}/secrets/loose is group or world writable (mode 0620); refusing to use it (chmod go-w {conf}/secrets/loose)
 === path-provider 600
 url = "https://api.example/";
 stack = ( { provider = "../apikey"; key = "env:APICRED_TEST_KEY"; } );
@@ -189,7 +190,6 @@ stack = ( { provider = "oauth2"; token_url = "https://api.example/token";
             client_id = "me";
             scpoe = "read"; } );
 ---
-2: layer 1: missing required key 'client_secret' for provider 'oauth2'
 4: layer 1: unknown key 'scpoe' for provider 'oauth2'; did you mean 'scope'?
 === several 600
 descripton = "three mistakes";
@@ -213,7 +213,7 @@ url = "https://api.example/";
 stack = ( { provider = "mtls";
             cert = "certs/none.pem"; key = "certs/none.key"; } );
 ---
-3: layer 1 (mtls): cert {conf}/certs/none.pem: No such file or directory
+3: layer 1 (mtls): 'cert': cannot open {conf}/certs/none.pem: No such file or directory
 === plain-http 600
 url = "https://api.example/";
 stack = ( { provider = "oauth2";
