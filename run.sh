@@ -19,8 +19,8 @@ cd "$(dirname "$0")"
 SRCDIR=$(pwd)
 JOBS=$(nproc 2>/dev/null || echo 2)
 PACKAGES="autoconf automake libtool pkg-config make gcc libcurl4-openssl-dev
-libssl-dev libconfig-dev libjansson-dev libcmocka-dev python3 python3-botocore openssl curl
-abigail-tools nodejs npm"
+libssl-dev libconfig-dev libjansson-dev libcmocka-dev libhiredis-dev python3 python3-botocore openssl curl
+abigail-tools nodejs npm redis-server"
 
 say() { printf 'run.sh: %s\n' "$*" >&2; }
 

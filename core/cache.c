@@ -19,11 +19,14 @@
 #include <syslog.h>
 #include <time.h>
 
+#include <openssl/crypto.h>
+
 #include "internal.h"
 
 #define S_BACKOFF_BASE_MS 1000
 #define S_WAIT_MAX_MS 5000 /* longest a cold caller sleeps between retries */
 #define S_LIFE_MAX_MS (INT64_C(100) * 366 * 24 * 3600 * 1000) /* a century */
+#define S_STORE_POLL_MS 250 /* while another process refreshes a shared session */
 
 static bool s_retryable(int code)
 {
@@ -97,6 +100,7 @@ void ac_layer_cache_fini(struct ac_layer *L)
 	if (s)
 		s_session_free(L, s);
 	free(L->last_msg);
+	OPENSSL_cleanse(&L->store, sizeof(L->store)); /* holds the entry's key */
 	pthread_cond_destroy(&L->cv);
 	pthread_mutex_destroy(&L->mu);
 }
@@ -131,6 +135,28 @@ static int64_t s_backoff(struct ac_ctx *ctx, int failures, int64_t retry_after_m
 	return retry_after_ms > full ? retry_after_ms : full;
 }
 
+struct ac_session *ac_session_new(struct ac_layer *L, void *data, int64_t mono_start,
+                                  int64_t wall_start, int64_t life_ms)
+{
+	struct ac_session *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		return NULL;
+	/* Saturated so that no sum below overflows. */
+	if (life_ms > S_LIFE_MAX_MS)
+		life_ms = S_LIFE_MAX_MS;
+	s->data = data;
+	s->layer = L;
+	s->expires_ms = mono_start + life_ms;
+	s->refresh_at_ms = s->expires_ms - (L->refresh_ahead_ms < life_ms / 2 ? L->refresh_ahead_ms
+	                                                                      : life_ms / 2);
+	s->wall_expires_s = (wall_start + life_ms) / 1000;
+	s->wall_issued_ms = wall_start;
+	s->wall_expires_ms = wall_start + life_ms;
+	atomic_init(&s->invalid, false);
+	return s;
+}
+
 /* One fetch by the provider, timed from when it started. */
 static int s_fetch_once(struct ac_layer *L, const void *prev, struct ac_session **out,
                         int64_t *retry_after_ms)
@@ -151,23 +177,14 @@ static int s_fetch_once(struct ac_layer *L, const void *prev, struct ac_session 
 			ac_layer_error(L, rc, "fetch failed: %s", apicred_strerror(rc));
 		return rc;
 	}
-	s = calloc(1, sizeof(*s));
+	/* Never "forever": a session without a lifetime gets default_ttl; a
+	 * server's lifetime is saturated (ac_session_new). */
+	life = ps.lifetime_ms > 0 ? ps.lifetime_ms : L->default_ttl_ms;
+	s = ac_session_new(L, ps.data, start, wall, life);
 	if (!s) {
 		L->mod->vt.session_free(L->state, ps.data);
 		return ac_error(APICRED_ERR_NOMEM, "out of memory");
 	}
-	/* Never "forever": a session without a lifetime gets default_ttl; a
-	 * server's lifetime is saturated so that no sum below overflows. */
-	life = ps.lifetime_ms > 0 ? ps.lifetime_ms : L->default_ttl_ms;
-	if (life > S_LIFE_MAX_MS)
-		life = S_LIFE_MAX_MS;
-	s->data = ps.data;
-	s->layer = L;
-	s->expires_ms = start + life;
-	s->refresh_at_ms = s->expires_ms - (L->refresh_ahead_ms < life / 2 ? L->refresh_ahead_ms
-	                                                                   : life / 2);
-	s->wall_expires_s = (wall + life) / 1000;
-	atomic_init(&s->invalid, false);
 	*out = s;
 	return APICRED_OK;
 }
@@ -346,13 +363,23 @@ void ac_bg_after_fork(struct ac_ctx *ctx)
 	ctx->bg.queue = NULL;
 }
 
+/* One fetch within one http.deadline. */
+static int s_fetch_refresh(struct ac_layer *L, const void *prev, struct ac_session **out,
+                           int64_t *retry_after_ms)
+{
+	bool began = ac_deadline_begin(L->stack->ctx->http.deadline_ms);
+	int rc = s_fetch_once(L, prev, out, retry_after_ms);
+
+	ac_deadline_end(began);
+	return rc;
+}
+
 /* Refreshes a session that is still valid: the callers never wait for it. */
 static void s_refresh(struct ac_layer *L)
 {
 	struct ac_ctx *ctx = L->stack->ctx;
 	struct ac_session *prev, *s = NULL;
 	int64_t retry_after = 0;
-	bool began;
 	int rc;
 
 	pthread_mutex_lock(&L->mu);
@@ -369,11 +396,19 @@ static void s_refresh(struct ac_layer *L)
 	AC_TRACE(L, "fetch started: %s", !s_valid(prev, ac_now_mono(ctx)) ? "no valid session"
 	         : L->failures ? "retrying a failed refresh while the session lasts"
 	                       : "refresh ahead of expiry");
-	began = ac_deadline_begin(ctx->http.deadline_ms);
-	rc = s_fetch_once(L, prev ? prev->data : NULL, &s, &retry_after);
-	ac_deadline_end(began);
+	rc = ac_store_fetch(L, prev, true, s_fetch_refresh, &s, &retry_after);
 
 	pthread_mutex_lock(&L->mu);
+	if (rc == AC_STORE_BUSY) {
+		/* Another process refreshes: keep ours, look at its entry soon. */
+		L->fetching = false;
+		L->retry_at_ms = ac_now_mono(ctx) + S_STORE_POLL_MS;
+		atomic_store(&L->quiet_until_ms, L->retry_at_ms);
+		s_bg_enqueue(L, L->retry_at_ms);
+		pthread_cond_broadcast(&L->cv);
+		pthread_mutex_unlock(&L->mu);
+		return;
+	}
 	s_publish_inlock(L, rc, s, retry_after);
 	prev = atomic_load(&L->session);
 	/* Stale-if-error: keep retrying in the background while the old
@@ -459,7 +494,7 @@ static int s_session_slow(struct ac_layer *L, struct ac_session **out)
 	AC_TRACE(L, "fetch started, the caller waits: %s", !s ? "no session yet"
 	         : atomic_load(&s->invalid) ? "the session was dropped (a 401 or 403 reported)"
 	                                    : "the session expired");
-	rc = s_fetch_cold(L, s ? s->data : NULL, &fresh, &retry_after);
+	rc = ac_store_fetch(L, s, false, s_fetch_cold, &fresh, &retry_after);
 
 	pthread_mutex_lock(&L->mu);
 	s_publish_inlock(L, rc, fresh, retry_after);
@@ -490,6 +525,7 @@ int ac_layer_session(struct ac_layer *L, struct ac_session **out)
 void ac_layer_invalidate(struct ac_layer *L, uint64_t gen)
 {
 	struct ac_session *s;
+	bool dropped = false;
 
 	pthread_mutex_lock(&L->mu);
 	s = atomic_load(&L->session);
@@ -498,6 +534,11 @@ void ac_layer_invalidate(struct ac_layer *L, uint64_t gen)
 		L->retry_at_ms = 0; /* the next caller fetches at once */
 		atomic_store(&L->quiet_until_ms, 0);
 		L->last_code = 0;
+		dropped = true;
 	}
 	pthread_mutex_unlock(&L->mu);
+	/* Other processes drop it too, unless it was replaced there already;
+	 * s stays alive: the caller is inside an EBR read section. */
+	if (dropped)
+		ac_store_invalidate(L, s);
 }

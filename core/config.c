@@ -536,7 +536,9 @@ static void s_init_layers(struct ac_stack *st)
 					m += n + 2;
 				s_problem(st, s_blame(L, m), "%s", m);
 			}
+			continue;
 		}
+		ac_store_layer_init(L); /* its name and key in the shared store */
 	}
 }
 

@@ -64,6 +64,7 @@ void ac_fork_check(struct ac_ctx *ctx)
 	ctx->bg.fork_gen = gen;
 	ac_bg_after_fork(ctx);
 	pthread_mutex_init(&ctx->modules_mu, NULL);
+	ac_store_after_fork(ctx); /* the child opens its own connections */
 	for (size_t i = 0; i < ctx->nservices; i++) {
 		pthread_mutex_init(&ctx->services[i].reload_mu, NULL);
 		s_stack_after_fork(atomic_load(&ctx->services[i].stack));
@@ -179,7 +180,7 @@ static int s_read_global(struct ac_ctx *ctx, char **moduledir)
 	                                    "retries",
 	                                    "ca_file", "ca_path", "proxy", NULL };
 	static const char *const cache[] = { "refresh_ahead", "default_ttl", "check_interval",
-	                                     "backoff_max", NULL };
+	                                     "backoff_max", "store", NULL };
 	static const char *const log[] = { "level", NULL };
 	config_t cfg;
 	config_setting_t *root, *h, *c, *l;
@@ -222,8 +223,15 @@ static int s_read_global(struct ac_ctx *ctx, char **moduledir)
 	    (rc = s_conf_str(path, h, "ca_file", &ctx->http.ca_file)) ||
 	    (rc = s_conf_str(path, h, "ca_path", &ctx->http.ca_path)) ||
 	    (rc = s_conf_str(path, h, "proxy", &ctx->http.proxy)) ||
-	    (rc = s_conf_str(path, l, "level", &level)))
+	    (rc = s_conf_str(path, l, "level", &level)) ||
+	    (rc = s_conf_str(path, c, "store", &ctx->store_spec)))
 		goto out;
+	if (ctx->store_spec && ac_store_spec_check(ctx->store_spec) != APICRED_OK) {
+		char msg[256];
+		snprintf(msg, sizeof(msg), "%s", apicred_errmsg());
+		rc = s_global_fail(path, config_setting_get_member(c, "store"), msg);
+		goto out;
+	}
 	/* Seconds unless said otherwise; a day or a year is far beyond any
 	 * sensible value and far below an overflow. */
 	v = ctx->http.connect_timeout_ms;
@@ -556,6 +564,8 @@ API int apicred_open_opts(apicred_ctx **out, const apicred_options *opts)
 		rc = ac_error(APICRED_ERR_NOMEM, "out of memory");
 		goto fail;
 	}
+	if ((rc = ac_store_open(ctx)) != APICRED_OK)
+		goto fail;
 	if ((rc = s_scan(ctx)) != APICRED_OK)
 		goto fail;
 	ac_error_clear();
@@ -602,6 +612,8 @@ API void apicred_close(apicred_ctx *c)
 		free(svc->path);
 	}
 	ac_ebr_drain(ctx);
+	ac_store_close(ctx);
+	free(ctx->store_spec);
 	ac_modules_free(ctx);
 	free(ctx->services);
 	free(ctx->confdir);

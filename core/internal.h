@@ -118,9 +118,21 @@ struct ac_session {
 	int64_t refresh_at_ms;   /* monotonic */
 	int64_t expires_ms;      /* monotonic hard expiry */
 	int64_t wall_expires_s;  /* for apicred_cred_expires_at */
+	int64_t wall_issued_ms;  /* wall-clock lifetime, for the shared store */
+	int64_t wall_expires_ms;
 	atomic_bool invalid;     /* dropped by feedback */
 	struct ac_session *dead_next; /* in layer->dead, once replaced */
 	uint64_t tag;            /* ac_ebr_advance() when replaced */
+	bool shared;             /* read from or written to the shared store */
+	unsigned char sid[13];   /* then: the entry's version and nonce */
+};
+
+/* A layer's place in the shared store (store.c). */
+struct ac_layer_store {
+	bool on;                  /* sessions travel through ctx->store */
+	char name[65];            /* entry name: hex of HKDF(identity) */
+	unsigned char key[32];    /* AEAD key: HKDF(identity); wiped with the layer */
+	unsigned char chain[32];  /* identity digest, bound into the layers below */
 };
 
 enum ac_control { AC_REQUIRED, AC_OPTIONAL, AC_SUFFICIENT };
@@ -142,6 +154,7 @@ struct ac_layer {
 	bool setup_ok;              /* its keys are valid: init may run */
 	int fail_code;              /* fail closed: a layer that could not init */
 	char *fail_msg;
+	struct ac_layer_store store;
 
 	/* cache */
 	_Atomic(struct ac_session *) session;
@@ -241,6 +254,8 @@ struct ac_ctx {
 	int64_t default_ttl_ms;
 	int64_t check_interval_ms;
 	int64_t backoff_max_ms;
+	char *store_spec;           /* cache.store */
+	struct ac_store *store;     /* NULL: "none" */
 
 	size_t nservices;
 	struct ac_service *services;
@@ -296,6 +311,31 @@ void ac_layer_invalidate(struct ac_layer *L, uint64_t gen);
 void ac_bg_dequeue_stack(struct ac_ctx *ctx, struct ac_stack *st);
 void ac_bg_stop(struct ac_ctx *ctx);
 void ac_bg_after_fork(struct ac_ctx *ctx);
+/* A session of L from a fetch or the store: lifetime life_ms from mono_start
+ * (the monotonic clock) and wall_start (the wall clock). */
+struct ac_session *ac_session_new(struct ac_layer *L, void *data, int64_t mono_start,
+                                  int64_t wall_start, int64_t life_ms);
+
+/* ---- the shared store (store.c, store_file.c, store_redis.c) ------------- */
+
+struct ac_store;
+#define AC_STORE_MISS (-1) /* no such entry */
+#define AC_STORE_BUSY (-2) /* someone else holds the lock */
+typedef int (*ac_fetch_fn)(struct ac_layer *L, const void *prev, struct ac_session **out,
+                           int64_t *retry_after_ms);
+
+int ac_store_open(struct ac_ctx *ctx);   /* from ctx->store_spec */
+void ac_store_close(struct ac_ctx *ctx);
+void ac_store_after_fork(struct ac_ctx *ctx);
+int ac_store_spec_check(const char *spec); /* APICRED_OK or a message in the detail */
+void ac_store_layer_init(struct ac_layer *L); /* after the provider's init */
+/* A session for L when cur (may be NULL) is not valid, or due for refresh
+ * (refresh): from the store, or from fetch under the store's lock, then
+ * shared. AC_STORE_BUSY (refresh only): another process is refreshing. */
+int ac_store_fetch(struct ac_layer *L, struct ac_session *cur, bool refresh, ac_fetch_fn fetch,
+                   struct ac_session **out, int64_t *retry_after_ms);
+/* Deletes s's entry if it still holds s (a 401 on a shared session). */
+void ac_store_invalidate(struct ac_layer *L, const struct ac_session *s);
 
 /* ---- credentials (cred.c) ------------------------------------------------ */
 

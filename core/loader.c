@@ -106,6 +106,12 @@ static void s_load(struct ac_ctx *ctx, struct ac_module *m)
 		       "or session_free with fetch)", m->name, m->path);
 		return;
 	}
+	if (!m->vt.session_export != !m->vt.session_import ||
+	    (m->vt.session_export && !m->vt.fetch)) {
+		s_fail(m, APICRED_ERR_PROVIDER, "provider '%s' (%s) has one of session_export and "
+		       "session_import without the other, or without fetch", m->name, m->path);
+		return;
+	}
 	if (strcmp(m->vt.name, m->name) != 0) {
 		s_fail(m, APICRED_ERR_PROVIDER, "provider module %s calls itself '%s', not '%s'",
 		       m->path, m->vt.name, m->name);

@@ -204,6 +204,10 @@ static int s_report(apicred_ctx *ctx, const char *service, const apicred_cred *c
 			}
 		if (!used || L->fail_code || (!L->mod->vt.feedback && !L->mod->vt.feedback_headers))
 			continue;
+		/* NULL cred: the credentials a get would give now, which may come
+		 * from the shared store (a tok failover, say) before any get here. */
+		if (!cred && !s && L->mod->vt.fetch && ac_layer_session(L, &s) == APICRED_OK)
+			gen = s->gen;
 		if (L->mod->vt.fetch && (!s || s->gen != gen)) {
 			AC_TRACE(L, "HTTP %ld for session generation %llu, already replaced: "
 			         "nothing dropped", http_status, (unsigned long long)gen);

@@ -279,6 +279,43 @@ static void s_session_free(void *state, void *data)
 	free(sess);
 }
 
+/* The session is the auth token: it travels as is. */
+static int s_session_export(void *state, const apicred_host *host, const void *data,
+                            void **out, size_t *len)
+{
+	const struct s_session *sess = data;
+
+	if (!(*out = malloc(sess->len)))
+		return host->error(host, APICRED_ERR_NOMEM, "out of memory");
+	memcpy(*out, sess->token, sess->len);
+	*len = sess->len;
+	return APICRED_OK;
+}
+
+static int s_session_import(void *state, const apicred_host *host, const void *in,
+                            size_t len, void **data)
+{
+	const unsigned char *p = in;
+	struct s_session *sess;
+
+	for (size_t i = 0; i < len; i++)
+		if (p[i] < 0x20 || p[i] == 0x7f)
+			return host->error(host, APICRED_ERR_PROTOCOL, "shared auth token with "
+			                   "control characters: refused");
+	if (len == 0 || !(sess = malloc(sizeof(*sess))))
+		return host->error(host, len ? APICRED_ERR_NOMEM : APICRED_ERR_PROTOCOL,
+		                   len ? "out of memory" : "empty shared auth token");
+	if (!(sess->token = malloc(len + 1))) {
+		free(sess);
+		return host->error(host, APICRED_ERR_NOMEM, "out of memory");
+	}
+	memcpy(sess->token, in, len);
+	sess->token[len] = '\0';
+	sess->len = len;
+	*data = sess;
+	return APICRED_OK;
+}
+
 /* ---- apply ----------------------------------------------------------- */
 
 /* The query string exactly as it will be sent: after '?', before '#'. */
@@ -370,6 +407,8 @@ static const apicred_vtable_v1 s_vtable = {
 	.apply = s_apply,
 	.feedback = s_feedback,
 	.fini = s_fini,
+	.session_export = s_session_export,
+	.session_import = s_session_import,
 };
 
 APICRED_PROVIDER_V1(s_vtable)

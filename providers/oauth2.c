@@ -1233,6 +1233,38 @@ static void s_session_free(void *state, void *data)
 		s_wipe_free((char *)s, sizeof(*s) + s->value_len + 1);
 }
 
+/* The session is the header value ("Bearer " + token): it travels as is. */
+static int s_session_export(void *state, const apicred_host *host, const void *data,
+                            void **out, size_t *len)
+{
+	const struct s_session *s = data;
+
+	if (!(*out = malloc(s->value_len)))
+		return host->error(host, APICRED_ERR_NOMEM, "out of memory");
+	memcpy(*out, s->value, s->value_len);
+	*len = s->value_len;
+	return APICRED_OK;
+}
+
+static int s_session_import(void *state, const apicred_host *host, const void *in,
+                            size_t len, void **data)
+{
+	const unsigned char *p = in;
+	struct s_session *s;
+
+	for (size_t i = 0; i < len; i++)
+		if (p[i] < 0x20 || p[i] == 0x7f)
+			return host->error(host, APICRED_ERR_PROTOCOL, "shared token with "
+			                   "control characters: refused");
+	if (!(s = malloc(sizeof(*s) + len + 1)))
+		return host->error(host, APICRED_ERR_NOMEM, "out of memory");
+	memcpy(s->value, in, len);
+	s->value[len] = '\0';
+	s->value_len = len;
+	*data = s;
+	return APICRED_OK;
+}
+
 /* ---- apply ----------------------------------------------------------- */
 
 static int s_apply(void *state, const apicred_host *host, const void *session,
@@ -1539,6 +1571,8 @@ static const apicred_vtable_v1 s_vtable = {
 	.feedback = s_feedback,
 	.provision = s_provision,
 	.fini = s_fini,
+	.session_export = s_session_export,
+	.session_import = s_session_import,
 	.feedback_headers = s_feedback_headers,
 };
 

@@ -928,6 +928,57 @@ static int s_fetch(void *state, const apicred_host *host, const void *previous,
 	return rc;
 }
 
+/* A twtc session travels as "token" NUL "refresh" (refresh may be empty):
+ * neither holds control characters. The refusal mark stays local: the core
+ * deletes a refused shared session itself. */
+static int s_session_export(void *state, const apicred_host *host, const void *data,
+                            void **out, size_t *len)
+{
+	const struct s_session *sess = data;
+	size_t tl = strlen(sess->token), rl = sess->refresh ? strlen(sess->refresh) : 0;
+	char *b = malloc(tl + 1 + rl);
+
+	if (!b)
+		return host->error(host, APICRED_ERR_NOMEM, "out of memory");
+	memcpy(b, sess->token, tl + 1);
+	if (rl)
+		memcpy(b + tl + 1, sess->refresh, rl);
+	*out = b;
+	*len = tl + 1 + rl;
+	return APICRED_OK;
+}
+
+static int s_session_import(void *state, const apicred_host *host, const void *in,
+                            size_t len, void **data)
+{
+	const char *p = in, *nul = memchr(p, '\0', len);
+	struct s_session *sess;
+	size_t tl, rl;
+	int rc;
+
+	if (!nul || nul == p)
+		return host->error(host, APICRED_ERR_PROTOCOL, "garbled shared session");
+	tl = (size_t)(nul - p);
+	rl = len - tl - 1;
+	if (!(sess = calloc(1, sizeof(*sess))) || !(sess->token = strndup(p, tl)) ||
+	    (rl && !(sess->refresh = strndup(nul + 1, rl)))) {
+		s_session_free(NULL, sess);
+		return host->error(host, APICRED_ERR_NOMEM, "out of memory");
+	}
+	if (strlen(sess->token) != tl || (sess->refresh && strlen(sess->refresh) != rl) ||
+	    !s_clean(sess->token) || (sess->refresh && !s_clean(sess->refresh))) {
+		s_session_free(NULL, sess);
+		return host->error(host, APICRED_ERR_PROTOCOL, "garbled shared session");
+	}
+	rc = host->base64(host, sess->token, tl, &sess->token_b64);
+	if (rc != APICRED_OK) {
+		s_session_free(NULL, sess);
+		return rc;
+	}
+	*data = sess;
+	return APICRED_OK;
+}
+
 /* ---- apply ----------------------------------------------------------- */
 
 static int s_apply(void *state, const apicred_host *host, const void *session,
@@ -1025,6 +1076,8 @@ static const apicred_vtable_v1 s_vtable = {
 	.apply = s_apply,
 	.feedback = s_feedback,
 	.fini = s_fini,
+	.session_export = s_session_export,
+	.session_import = s_session_import,
 };
 
 APICRED_PROVIDER_V1(s_vtable)

@@ -10,8 +10,15 @@
  * the layer is re-created: the core does that when the service file or a
  * file: secret changes, so an admin who writes the new primary into its file
  * gets it used again without a restart.
+ *
+ * The token in use is the layer's session, so the core shares a failover
+ * with the other processes through its shared store (the next `apicred`
+ * run sends the backup too), and feedback learns which token a refused
+ * request carried.
  */
 #include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
@@ -31,23 +38,22 @@ static const apicred_schema s_schema[] = {
 	{ NULL, 0, 0, NULL, NULL, NULL }
 };
 
-/* ---- state ----------------------------------------------------------- */
-
-/* Which token apply sends. Only ever moves forward, by compare-and-swap,
- * so concurrent 403 reports fail over (and log) exactly once. */
-enum s_using {
-	S_PRIMARY = 0,
-	S_BACKUP = 1,         /* failed over */
-	S_BACKUP_REFUSED = 2  /* the backup got a 403 too; still sent */
-};
+/* ---- state ---------------------------------------------------------- */
 
 struct s_state {
 	const apicred_host *host;
 	const char *header;   /* owned by the config */
 	char *value[2];       /* prefix + token, prefix + backup (or NULL): secrets */
 	size_t value_len[2];
-	atomic_int using;     /* enum s_using */
 };
+
+/* Which token apply sends; refused is set once, by feedback, on a 403. */
+struct s_session {
+	int backup;           /* 0: the primary, 1: the backup */
+	atomic_bool refused;
+};
+
+#define S_LIFETIME_MS (365LL * 86400 * 1000) /* until the layer is re-created */
 
 /* ---- init ------------------------------------------------------------ */
 
@@ -98,7 +104,6 @@ static int s_init(const apicred_host *host, void **state)
 		return host->error(host, APICRED_ERR_NOMEM, "out of memory");
 	st->host = host;
 	st->header = host->cfg_str(host, "header");
-	atomic_init(&st->using, S_PRIMARY);
 
 	rc = s_load(host, "token", prefix, &st->value[0], &st->value_len[0]);
 	if (rc == APICRED_OK && host->cfg_str(host, "backup_token"))
@@ -111,49 +116,109 @@ static int s_init(const apicred_host *host, void **state)
 	return APICRED_OK;
 }
 
+/* ---- fetch ----------------------------------------------------------- */
+
+/* No I/O: the session names the token. A refused primary fails over. */
+static int s_fetch(void *state, const apicred_host *host, const void *previous,
+                   apicred_session *out)
+{
+	struct s_state *st = state;
+	const struct s_session *prev = previous;
+	struct s_session *sess = calloc(1, sizeof(*sess));
+
+	if (!sess)
+		return host->error(host, APICRED_ERR_NOMEM, "out of memory");
+	sess->backup = prev ? prev->backup : 0;
+	if (prev && !prev->backup && st->value[1] && atomic_load(&prev->refused)) {
+		sess->backup = 1;
+		host->log(host, LOG_WARNING, "the primary token was refused (403): "
+		          "failing over to backup_token until the configuration changes");
+	}
+	atomic_init(&sess->refused, false);
+	out->data = sess;
+	out->lifetime_ms = S_LIFETIME_MS;
+	return APICRED_OK;
+}
+
+static void s_session_free(void *state, void *data)
+{
+	free(data);
+}
+
 /* ---- apply ----------------------------------------------------------- */
 
 static int s_apply(void *state, const apicred_host *host, const void *session,
                    const apicred_request *req, apicred_out *out)
 {
 	struct s_state *st = state;
-	int backup = st->value[1] &&
-		atomic_load_explicit(&st->using, memory_order_relaxed) != S_PRIMARY;
+	const struct s_session *sess = session;
 
-	return host->add_header(out, st->header, st->value[backup]);
+	return host->add_header(out, st->header, st->value[sess && sess->backup ? 1 : 0]);
 }
 
 /* ---- feedback -------------------------------------------------------- */
 
-/* Edgecast answers 403 to a token it does not accept (401 is not used). */
+/* Edgecast answers 403 to a token it does not accept (401 is not used).
+ * session is the token the refused request carried. */
 static apicred_feedback s_feedback(void *state, const apicred_host *host,
                                    const void *session, long status,
                                    const void *body, size_t body_len)
 {
 	struct s_state *st = state;
-	int expected = S_PRIMARY;
+	struct s_session *sess = (struct s_session *)(uintptr_t)session;
+	bool expected = false;
 
-	if (status != 403)
+	if (status != 403 || !sess)
 		return APICRED_FEEDBACK_NONE;
+	/* Said once per session, like the failover itself. */
+	if (sess->backup) {
+		if (atomic_compare_exchange_strong(&sess->refused, &expected, true))
+			host->log(host, LOG_ERR, "refused (403) again after failing over: "
+			          "the backup token may be revoked too");
+		return APICRED_FEEDBACK_NONE;
+	}
 	if (!st->value[1]) {
-		/* Said once per layer, like the failover itself. */
-		if (atomic_compare_exchange_strong(&st->using, &expected, S_BACKUP_REFUSED))
+		if (atomic_compare_exchange_strong(&sess->refused, &expected, true))
 			host->log(host, LOG_ERR, "the primary token was refused (403) "
 			          "and no backup_token is configured");
 		return APICRED_FEEDBACK_NONE;
 	}
-	if (atomic_compare_exchange_strong(&st->using, &expected, S_BACKUP)) {
-		host->log(host, LOG_WARNING, "the primary token was refused (403): "
-		          "failing over to backup_token until the configuration changes");
-		return APICRED_FEEDBACK_CHANGED;
-	}
-	/* feedback does not learn which token the refused request carried: one
-	 * sent with the primary just before the failover lands here too. */
-	expected = S_BACKUP;
-	if (atomic_compare_exchange_strong(&st->using, &expected, S_BACKUP_REFUSED))
-		host->log(host, LOG_ERR, "refused (403) again after failing over: "
-		          "the backup token may be revoked too");
-	return APICRED_FEEDBACK_NONE;
+	atomic_store(&sess->refused, true);
+	return APICRED_FEEDBACK_INVALIDATE; /* the next fetch fails over */
+}
+
+/* ---- sharing ----------------------------------------------------------- */
+
+/* One byte: which token. */
+static int s_session_export(void *state, const apicred_host *host, const void *data,
+                            void **out, size_t *len)
+{
+	const struct s_session *sess = data;
+	unsigned char *b = malloc(1);
+
+	if (!b)
+		return host->error(host, APICRED_ERR_NOMEM, "out of memory");
+	b[0] = (unsigned char)sess->backup;
+	*out = b;
+	*len = 1;
+	return APICRED_OK;
+}
+
+static int s_session_import(void *state, const apicred_host *host, const void *in,
+                            size_t len, void **data)
+{
+	const struct s_state *st = state;
+	const unsigned char *b = in;
+	struct s_session *sess;
+
+	if (len != 1 || b[0] > 1 || (b[0] && !st->value[1]))
+		return host->error(host, APICRED_ERR_PROTOCOL, "garbled shared session");
+	if (!(sess = calloc(1, sizeof(*sess))))
+		return host->error(host, APICRED_ERR_NOMEM, "out of memory");
+	sess->backup = b[0];
+	atomic_init(&sess->refused, false);
+	*data = sess;
+	return APICRED_OK;
 }
 
 /* ---- fini ------------------------------------------------------------ */
@@ -174,9 +239,13 @@ static const apicred_vtable_v1 s_vtable = {
 	.name = "tok",
 	.schema = s_schema,
 	.init = s_init,
+	.fetch = s_fetch,
+	.session_free = s_session_free,
 	.apply = s_apply,
 	.feedback = s_feedback,
 	.fini = s_fini,
+	.session_export = s_session_export,
+	.session_import = s_session_import,
 };
 
 APICRED_PROVIDER_V1(s_vtable)

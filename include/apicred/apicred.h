@@ -284,6 +284,39 @@ int apicred_provider_keys(apicred_ctx *ctx, const char *provider, apicred_key_fn
 int apicred_provision(apicred_ctx *ctx, const char *service, unsigned flags,
                       char **report);
 
+/* ---- the shared session store (apicred.conf's cache.store) ------------- */
+
+enum apicred_entry_state {
+	APICRED_ENTRY_ABSENT = 0,    /* no entry for this layer */
+	APICRED_ENTRY_VALID = 1,     /* a session other processes will use */
+	APICRED_ENTRY_EXPIRED = 2,   /* left behind; replaced on the next fetch */
+	APICRED_ENTRY_UNREADABLE = 3 /* tampered with or garbled; replaced likewise */
+};
+
+/* One layer's entry in the shared store. Values are never shown: reading
+ * an entry needs the layer's secrets, which this process holds. */
+typedef struct apicred_cache_entry {
+	size_t size;          /* sizeof(apicred_cache_entry) */
+	const char *service;
+	int layer;            /* 1-based */
+	const char *provider;
+	const char *store;    /* "file:DIR" or "redis://host:port/db", no password */
+	int state;            /* enum apicred_entry_state */
+	int64_t expires_at;   /* Unix seconds (VALID, EXPIRED), else 0 */
+} apicred_cache_entry;
+
+typedef void (*apicred_cache_fn)(void *user, const apicred_cache_entry *entry);
+
+/* Calls fn for each layer of service (NULL: of every service) whose
+ * sessions go through the shared store. APICRED_ERR_UNSUPPORTED when
+ * cache.store is "none"; a store error returns its code and detail. */
+int apicred_cache_list(apicred_ctx *ctx, const char *service, apicred_cache_fn fn,
+                       void *user);
+
+/* Deletes those entries; *cleared (may be NULL) counts the ones that were
+ * there. Processes keep the sessions they hold until these expire. */
+int apicred_cache_clear(apicred_ctx *ctx, const char *service, size_t *cleared);
+
 #ifdef __cplusplus
 }
 #endif

@@ -25,6 +25,9 @@
  *   feedback_headers  the same, with the response's headers      (Optional)
  *   provision create the account/secrets a layer refers to       (Optional)
  *   fini      release state                                      (Mandatory)
+ *   session_export / session_import                              (Optional, minor 1)
+ *             turn a session into bytes and back, so the core can
+ *             share it with other processes and hosts (cache.store)
  *
  * Concurrency: state is shared by every thread after init returns. apply and
  * feedback may run concurrently with each other and with one fetch, so they
@@ -288,6 +291,25 @@ typedef int (*apicred_provision_fn)(void *state, const apicred_host *host,
 /* Mandatory. Releases state. */
 typedef void (*apicred_fini_fn)(void *state);
 
+/* Optional (minor 1), both or neither. With them the core shares a layer's
+ * sessions through the shared store (apicred.conf's cache.store): another
+ * process, or another host, that holds the same configuration and secrets
+ * imports the session instead of fetching its own. The core seals the bytes
+ * (AEAD, keyed from the layer's secrets) and carries the absolute expiry
+ * itself: export only what apply and the next fetch need from data.
+ *
+ * session_export: *out = malloc'ed bytes standing for data (the core wipes
+ *   and frees them); APICRED_ERR_UNSUPPORTED keeps this session local.
+ * session_import: rebuilds data from bytes that session_export of the same
+ *   provider produced, possibly in another process or version of it; bytes
+ *   it does not understand are refused with APICRED_ERR_PROTOCOL (the core
+ *   then fetches). The data is freed with session_free like fetched data.
+ * Neither may block or do I/O; both may run concurrently with apply. */
+typedef int (*apicred_session_export_fn)(void *state, const apicred_host *host,
+                                         const void *data, void **out, size_t *len);
+typedef int (*apicred_session_import_fn)(void *state, const apicred_host *host,
+                                         const void *in, size_t len, void **data);
+
 typedef struct apicred_vtable_v1 {
 	const char *name;              /* the scheme: equals the module's file name */
 	const apicred_schema *schema;  /* accepted keys */
@@ -299,8 +321,8 @@ typedef struct apicred_vtable_v1 {
 	apicred_provision_fn provision;
 	apicred_fini_fn fini;
 	/* minor 0 ends here */
-	/* Minor 1. (The shared cache's session_export and session_import go
-	 * first, before feedback_headers, when both are merged.) */
+	apicred_session_export_fn session_export;
+	apicred_session_import_fn session_import;
 	apicred_feedback_headers_fn feedback_headers;
 	/* minor 1 ends here */
 } apicred_vtable_v1;
@@ -313,7 +335,6 @@ int apicred_provider_initvt(int major, int minor, void *vtable);
  * later minor never writes past an older core's vtable. */
 #define APICRED_VTABLE_V1_END_MINOR0 \
 	(offsetof(apicred_vtable_v1, fini) + sizeof(apicred_fini_fn))
-
 #define APICRED_VTABLE_V1_END_MINOR1 \
 	(offsetof(apicred_vtable_v1, feedback_headers) + sizeof(apicred_feedback_headers_fn))
 

@@ -38,6 +38,11 @@ T=$(mktemp -d "${TMPDIR:-/tmp}/apicred-test.XXXXXX") || {
 	exit 1
 }
 export T
+# The shared session store's default directory is $XDG_RUNTIME_DIR/apicred:
+# never the real one. confdir_new gives each confdir its own store anyway.
+XDG_RUNTIME_DIR=$T/xdg
+(umask 077 && mkdir "$XDG_RUNTIME_DIR")
+export XDG_RUNTIME_DIR
 
 # ---- cleanup --------------------------------------------------------------
 _lib_cleanup() {
@@ -308,8 +313,11 @@ sb_request() {
 }
 
 # ---- configuration for the tool ----------------------------------------------
-# confdir_new: a fresh $CONF with apicred.conf (trusting $SB_CA when the
-# sandbox runs, debug logging), conf.d/ and secrets/, all 0700/0600.
+# confdir_new [STORE]: a fresh $CONF with apicred.conf (trusting $SB_CA when
+# the sandbox runs, debug logging, cache.store = STORE), conf.d/ and
+# secrets/, all 0700/0600. STORE defaults to "none": most tests count the
+# requests of one process; the shared store's tests pass "file:DIR" or a
+# redis:// URL.
 confdir_new() {
 	_conf_n=$((_conf_n + 1))
 	CONF=$T/conf$_conf_n
@@ -322,6 +330,7 @@ confdir_new() {
 				"$(printf '%s' "$SB_CA" | sed 's/[\\"]/\\&/g')"
 		fi
 		echo 'log = { level = "debug"; };'
+		printf 'cache = { store = "%s"; };\n' "${1:-none}"
 	} >"$CONF/apicred.conf"
 	chmod 600 "$CONF/apicred.conf"
 }

@@ -77,6 +77,9 @@ fx *fx_new(void)
 	assert_int_equal(mkdir(sub, 0700), 0);
 	snprintf(sub, sizeof(sub), "%s/secrets", f->conf);
 	assert_int_equal(mkdir(sub, 0700), 0);
+	/* The shared store's default directory: this fixture's own, so no
+	 * session outlives the test or reaches another one. */
+	assert_int_equal(setenv("XDG_RUNTIME_DIR", f->dir, 1), 0);
 	return f;
 }
 

@@ -96,6 +96,9 @@ static void test_module(void **state)
 	assert_non_null(vt.fini);
 	/* A session needs someone to free it. */
 	assert_true(!vt.fetch == !vt.session_free);
+	/* Sessions travel both ways, or not at all (minor 1). */
+	assert_true(!vt.session_export == !vt.session_import);
+	assert_true(!vt.session_export || vt.fetch);
 	s_check_schema(name, vt.schema);
 
 	/* A core that knows only minor 0 gets exactly the minor-0 fields: the
