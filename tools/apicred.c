@@ -1335,6 +1335,52 @@ static int s_cmd_provision(const struct s_cmd *cmd, int argc, char **argv)
 	return rc == APICRED_OK ? EXIT_SUCCESS : EXIT_FAILURE;
 }
 
+static const char *const s_entry_state[] = { "absent", "valid", "expired", "unreadable" };
+
+static void s_cache_cb(void *user, const apicred_cache_entry *e)
+{
+	char when[32] = "-";
+	time_t t = (time_t)e->expires_at;
+	struct tm tm;
+
+	if (e->expires_at && gmtime_r(&t, &tm))
+		strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+	printf("%s\t%d\t%s\t%s\t%s\t%s\n", e->service, e->layer, e->provider, e->store,
+	       e->state >= 0 && e->state <= 3 ? s_entry_state[e->state] : "?", when);
+}
+
+/* cache list|clear [SERVICE]: the shared store, seen through this confdir. */
+static int s_cmd_cache(const struct s_cmd *cmd, int argc, char **argv)
+{
+	apicred_ctx *ctx;
+	char **pos;
+	const char *op, *svc;
+	size_t cleared = 0;
+	int npos, rc;
+
+	if ((rc = s_parse(cmd, argc, argv, NULL, NULL, &pos, &npos)) != S_GO)
+		return rc;
+	op = npos > 0 ? pos[0] : NULL;
+	if (!op || (strcmp(op, "list") != 0 && strcmp(op, "clear") != 0))
+		return s_usage_error(cmd, "list or clear expected");
+	if (npos > 2)
+		return s_usage_error(cmd, "at most one SERVICE");
+	svc = npos == 2 ? pos[1] : NULL;
+	if (s_open(&ctx) != APICRED_OK)
+		return EXIT_FAILURE;
+	if (strcmp(op, "list") == 0) {
+		rc = apicred_cache_list(ctx, svc, s_cache_cb, NULL);
+	} else {
+		rc = apicred_cache_clear(ctx, svc, &cleared);
+		if (rc == APICRED_OK)
+			printf("%zu %s deleted\n", cleared, cleared == 1 ? "entry" : "entries");
+	}
+	if (rc != APICRED_OK)
+		s_fail(svc ? svc : "cache", rc);
+	apicred_close(ctx);
+	return rc == APICRED_OK ? EXIT_SUCCESS : EXIT_FAILURE;
+}
+
 static const struct s_cmd *s_cmd_find(const char *name)
 {
 	for (size_t i = 0; i < s_ncmds; i++)
@@ -1441,6 +1487,11 @@ static const struct s_cmd s_cmd_table[] = {
 	  "create the account and secret files the service refers to",
 	  "  -f, --force             replace existing secret files\n"
 	  "  -s, --show              only show what exists\n" },
+	{ "cache", s_cmd_cache, "", NULL, "list|clear [SERVICE]",
+	  "show or delete the shared store's entries (never values)",
+	  "\nlist: one line per layer that shares its sessions (cache.store in\n"
+	  "apicred.conf): service, layer, provider, store, state (valid, expired,\n"
+	  "absent, unreadable) and expiry, tab-separated. clear: delete them.\n" },
 	{ "help", s_cmd_help, "", NULL, "[COMMAND]", "show the help of apicred or of a command",
 	  NULL },
 };
