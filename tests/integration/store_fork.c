@@ -1,12 +1,14 @@
 /*
  * store_fork - a pre-forking server, for tests/integration/store.sh.
  *
- *   store_fork CONFDIR MODULEDIR SERVICE N
+ *   store_fork CONFDIR MODULEDIR SERVICE N [list]
  *
  * Opens one context, forks N children that start together (a pipe is the
  * starting gun) and each call apicred_get(SERVICE) once, cold, as the
- * workers of php-fpm or gunicorn would. Prints "ok N" when every child got
- * credentials, else one line per failure; exits non-zero on any failure.
+ * workers of php-fpm or gunicorn would. With "list" the parent first lists
+ * the shared store (so it holds a connection the children must not share).
+ * Prints "ok N" when every child got credentials, else one line per
+ * failure; exits non-zero on any failure.
  */
 #include "config.h"
 
@@ -18,6 +20,12 @@
 
 #include <apicred/apicred.h>
 
+static void s_entry(void *user, const apicred_cache_entry *e)
+{
+	(void)user;
+	printf("parent sees %s layer %d: state %d\n", e->service, e->layer, e->state);
+}
+
 int main(int argc, char **argv)
 {
 	apicred_options o = { .size = sizeof(o) };
@@ -25,14 +33,18 @@ int main(int argc, char **argv)
 	int gun[2], n, ok = 0;
 	char c;
 
-	if (argc != 5 || (n = atoi(argv[4])) <= 0 || n > 256) {
-		fprintf(stderr, "usage: store_fork CONFDIR MODULEDIR SERVICE N\n");
+	if (argc < 5 || argc > 6 || (n = atoi(argv[4])) <= 0 || n > 256) {
+		fprintf(stderr, "usage: store_fork CONFDIR MODULEDIR SERVICE N [list]\n");
 		return 2;
 	}
 	o.confdir = argv[1];
 	o.moduledir = argv[2];
 	if (apicred_open_opts(&ctx, &o) != APICRED_OK) {
 		fprintf(stderr, "open: %s\n", apicred_errmsg());
+		return 1;
+	}
+	if (argc == 6 && apicred_cache_list(ctx, argv[3], s_entry, NULL) != APICRED_OK) {
+		fprintf(stderr, "cache list: %s\n", apicred_errmsg());
 		return 1;
 	}
 	if (pipe(gun) != 0)
