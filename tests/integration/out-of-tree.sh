@@ -42,7 +42,9 @@ esac
 # ---- a provider of our own ---------------------------------------------
 mkdir -p "$T/hello" "$T/modules"
 cat >"$T/hello/hello.c" <<'EOF'
-/* hello: greets with a header; its secret goes into a second one. */
+/* hello: greets with a header; its secret goes into a second one. Its
+ * session, a random ticket, travels through the shared store. */
+#define _POSIX_C_SOURCE 200809L /* strdup, strndup */
 #include <stdlib.h>
 #include <string.h>
 
@@ -78,12 +80,53 @@ static int s_init(const apicred_host *host, void **state)
 	return APICRED_OK;
 }
 
+/* A session of 16 random bytes, in hex. */
+static int s_fetch(void *state, const apicred_host *host, const void *previous,
+                   apicred_session *out)
+{
+	unsigned char r[16];
+	char *hex;
+	int rc = host->random(host, r, sizeof(r));
+
+	if (rc == APICRED_OK)
+		rc = host->hex(host, r, sizeof(r), &hex);
+	if (rc != APICRED_OK)
+		return rc;
+	out->data = hex;
+	out->lifetime_ms = 600000;
+	return APICRED_OK;
+}
+
+static void s_session_free(void *state, void *data)
+{
+	free(data);
+}
+
+static int s_export(void *state, const apicred_host *host, const void *data, void **out,
+                    size_t *len)
+{
+	*len = strlen(data);
+	*out = strdup(data);
+	return *out ? APICRED_OK : APICRED_ERR_NOMEM;
+}
+
+static int s_import(void *state, const apicred_host *host, const void *in, size_t len,
+                    void **data)
+{
+	if (len != 32 || strspn(in, "0123456789abcdef") < len)
+		return host->error(host, APICRED_ERR_PROTOCOL, "not a ticket");
+	*data = strndup(in, len);
+	return *data ? APICRED_OK : APICRED_ERR_NOMEM;
+}
+
 static int s_apply(void *state, const apicred_host *host, const void *session,
                    const apicred_request *req, apicred_out *out)
 {
 	struct state *st = state;
 	int rc = host->add_header(out, "X-Hello", host->cfg_str(host, "greeting"));
 
+	if (rc == APICRED_OK)
+		rc = host->add_header(out, "X-Ticket", session);
 	return rc ? rc : host->add_header(out, "X-Password", st->password);
 }
 
@@ -97,16 +140,12 @@ static void s_fini(void *state)
 
 static const apicred_vtable_v1 s_vtable = {
 	.name = "hello", .schema = s_schema,
-	.init = s_init, .apply = s_apply, .fini = s_fini,
+	.init = s_init, .fetch = s_fetch, .session_free = s_session_free,
+	.apply = s_apply, .fini = s_fini,
+	.session_export = s_export, .session_import = s_import,
 };
 
-int apicred_provider_initvt(int major, int minor, void *vtable)
-{
-	if (major != APICRED_PROVIDER_MAJOR)
-		return APICRED_ERR_ABI;
-	*(apicred_vtable_v1 *)vtable = s_vtable;
-	return APICRED_OK;
-}
+APICRED_PROVIDER_V1(s_vtable)
 EOF
 ${CC:-cc} -std=c11 -Wall -Wextra -Wno-unused-parameter -Werror -fPIC -shared \
 	$CFLAGS_APICRED -o "$T/modules/hello.so" "$T/hello/hello.c" 2>"$T/cc.log"
@@ -120,7 +159,7 @@ case "$DEPS" in
 esac
 
 # ---- the installed tool uses it -------------------------------------------
-confdir_new
+confdir_new "file:$T/store"
 secret_file hello.password 'sb-hello-s3cret'
 service_file greet <<'EOF'
 url = "https://127.0.0.1/";
@@ -146,11 +185,17 @@ inst() {
 }
 inst get greet
 is "installed apicred get greet: exit 0" "$RC" 0
-is "installed apicred get greet: our provider's headers" "$OUT" "X-Hello: bonjour
+like "installed apicred get greet: our provider's headers" "$OUT" "X-Hello: bonjour
+X-Ticket: ????????????????????????????????
 X-Password: sb-hello-s3cret"
+ticket=$(printf '%s\n' "$OUT" | sed -n 's/^X-Ticket: //p')
+inst get greet
+is "installed apicred get greet again: the session came through the shared store" \
+	"$(printf '%s\n' "$OUT" | sed -n 's/^X-Ticket: //p')" "$ticket"
 inst get both
 is "installed apicred get both: exit 0" "$RC" 0
-is "installed apicred get both: default greeting, then apikey" "$OUT" "X-Hello: hello
+like "installed apicred get both: default greeting, then apikey" "$OUT" "X-Hello: hello
+X-Ticket: ????????????????????????????????
 X-Password: sb-hello-s3cret
 X-Key: sb-hello-s3cret"
 inst providers
