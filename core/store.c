@@ -125,19 +125,26 @@ int ac_store_open(struct ac_ctx *ctx)
 		return rc;
 	if (strcmp(spec, "none") == 0)
 		return APICRED_OK;
-	if (strncmp(spec, "redis://", 8) == 0)
-		return ac_store_redis_open(ctx, spec, &ctx->store);
-	dir = spec[4] == ':' ? ac_strdup(spec + 5) : s_default_dir();
-	if (!dir)
-		return ac_error(APICRED_ERR_NOMEM, "out of memory");
-	rc = ac_store_file_open(ctx, dir, &ctx->store);
-	free(dir);
+	if (strncmp(spec, "redis://", 8) == 0) {
+		rc = ac_store_redis_open(ctx, spec, &ctx->store);
+	} else {
+		dir = spec[4] == ':' ? ac_strdup(spec + 5) : s_default_dir();
+		if (!dir)
+			return ac_error(APICRED_ERR_NOMEM, "out of memory");
+		rc = ac_store_file_open(ctx, dir, &ctx->store);
+		free(dir);
+	}
+	if (rc == APICRED_OK && !(ctx->store->aead = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL))) {
+		ac_store_close(ctx);
+		rc = ac_error(APICRED_ERR_INTERNAL, "OpenSSL offers no AES-256-GCM");
+	}
 	return rc;
 }
 
 void ac_store_close(struct ac_ctx *ctx)
 {
 	if (ctx->store) {
+		EVP_CIPHER_free(ctx->store->aead);
 		ctx->store->ops->free(ctx->store);
 		ctx->store = NULL;
 	}
@@ -291,7 +298,7 @@ static int s_seal(const struct ac_layer *L, const unsigned char *pt, size_t len,
 
 	/* RAND_bytes, not the injectable hook: a nonce must never repeat. */
 	ok = b && c && len <= AC_STORE_MAX_BLOB && RAND_bytes(b + 1, S_NONCE) == 1 &&
-	     EVP_EncryptInit_ex2(c, EVP_aes_256_gcm(), L->store.key, b + 1, NULL) == 1 &&
+	     EVP_EncryptInit_ex2(c, L->stack->ctx->store->aead, L->store.key, b + 1, NULL) == 1 &&
 	     s_aad(c, L, true) && EVP_EncryptUpdate(c, b + S_HEAD, &n, pt, (int)len) == 1 &&
 	     EVP_EncryptFinal_ex(c, b + S_HEAD + n, &fin) == 1 &&
 	     EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_GET_TAG, S_TAG, b + S_HEAD + len) == 1;
@@ -318,7 +325,7 @@ static bool s_open(const struct ac_layer *L, unsigned char *b, size_t len, unsig
 	if (len < S_HEAD + S_TAG + S_TIMES || b[0] != S_VERSION || !(*pt = malloc(n)))
 		return false;
 	c = EVP_CIPHER_CTX_new();
-	ok = c && EVP_DecryptInit_ex2(c, EVP_aes_256_gcm(), L->store.key, b + 1, NULL) == 1 &&
+	ok = c && EVP_DecryptInit_ex2(c, L->stack->ctx->store->aead, L->store.key, b + 1, NULL) == 1 &&
 	     s_aad(c, L, false) && EVP_DecryptUpdate(c, *pt, &out, b + S_HEAD, (int)n) == 1 &&
 	     EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_SET_TAG, S_TAG, b + S_HEAD + n) == 1 &&
 	     EVP_DecryptFinal_ex(c, *pt + out, &fin) == 1;

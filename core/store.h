@@ -11,6 +11,8 @@
 #ifndef APICRED_STORE_H
 #define APICRED_STORE_H
 
+#include <openssl/evp.h>
+
 #include "internal.h"
 
 #define AC_STORE_MAX_BLOB (64 * 1024)
@@ -43,6 +45,7 @@ struct ac_store {
 	struct ac_ctx *ctx;
 	char *desc;                /* "file:DIR" or "redis://host:port/db": no password */
 	_Atomic int64_t warned_ms; /* last warning, to say it once a minute */
+	EVP_CIPHER *aead;          /* fetched once: not on each get */
 	void *impl;
 };
 
