@@ -593,6 +593,11 @@ static int s_walk(apicred_ctx *c, const char *service, apicred_cache_fn fn, void
 		}
 		ac_ebr_leave();
 	}
+	if (rc != APICRED_OK) {
+		char msg[512];
+		snprintf(msg, sizeof(msg), "%s", apicred_errmsg());
+		rc = ac_error(rc, "shared store %s: %s", st->desc, msg);
+	}
 	return rc;
 }
 

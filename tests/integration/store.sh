@@ -130,6 +130,9 @@ like "world-open store directory: a warning naming it" "$ERR" "*file:$T/open*ope
 run get gen
 is "world-open store directory: refused (each process fetches)" "$(count token)" 2
 ok "world-open store directory: nothing written there" [ -z "$(ls -A "$T/open")" ]
+run cache list
+is "world-open store directory: cache list fails" "$RC" 1
+like "world-open store directory: cache list names the store" "$ERR" "*file:$T/open*open to others*"
 
 printf x >"$T/afile"
 gen_conf "file:$T/afile/store"

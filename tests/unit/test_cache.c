@@ -490,9 +490,34 @@ static void test_fork_child_keeps_working(void **state)
 	apicred_close(ctx);
 }
 
+/* A provider without session_export/session_import (a minor-0 provider)
+ * keeps its sessions in the process, whatever the store. */
+static void test_provider_without_export_stays_in_process(void **state)
+{
+	char conf[600], store[300];
+	apicred_ctx *a, *b;
+	apicred_cred *cred;
+	struct stat sb;
+
+	snprintf(store, sizeof(store), "%s/store", s_dir);
+	snprintf(conf, sizeof(conf), "cache = { store = \"file:%s\"; };\n", store);
+	s_write("apicred.conf", conf);
+	apicred_cred_new(&cred);
+	a = s_open(APICRED_OPEN_NO_BACKGROUND);
+	b = s_open(APICRED_OPEN_NO_BACKGROUND);
+	assert_string_equal(s_get(a, cred), "tok-1");
+	assert_string_equal(s_get(b, cred), "tok-2");
+	assert_int_equal(atomic_load(&s_ctl->fetches), 2);
+	assert_int_not_equal(stat(store, &sb), 0); /* never even created */
+	apicred_cred_free(cred);
+	apicred_close(a);
+	apicred_close(b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup(test_provider_without_export_stays_in_process, s_setup),
 		cmocka_unit_test_setup(test_cold_64_threads_one_fetch, s_setup),
 		cmocka_unit_test_setup(test_fresh_cache_does_not_fetch, s_setup),
 		cmocka_unit_test_setup(test_refresh_ahead_nobody_waits, s_setup),
