@@ -322,7 +322,9 @@ static bool s_open(const struct ac_layer *L, unsigned char *b, size_t len, unsig
 	int out = 0, fin = 0;
 	bool ok;
 
-	if (len < S_HEAD + S_TAG + S_TIMES || b[0] != S_VERSION || !(*pt = malloc(n)))
+	/* One more byte, zero: a provider that treats the bytes as a string
+	 * cannot read past them. */
+	if (len < S_HEAD + S_TAG + S_TIMES || b[0] != S_VERSION || !(*pt = calloc(1, n + 1)))
 		return false;
 	c = EVP_CIPHER_CTX_new();
 	ok = c && EVP_DecryptInit_ex2(c, L->stack->ctx->store->aead, L->store.key, b + 1, NULL) == 1 &&

@@ -64,16 +64,20 @@ static void s_drop_inlock(struct s_redis *r)
 static int s_fail_inlock(struct s_redis *r, const char *what, const char *why)
 {
 	int64_t wait = S_BACKOFF_MIN_MS;
+	int rc;
 
 	for (int i = 0; i < r->failures && wait < S_BACKOFF_MAX_MS; i++)
 		wait *= 2;
 	if (wait > S_BACKOFF_MAX_MS)
 		wait = S_BACKOFF_MAX_MS;
+
 	r->failures++;
 	r->down_until_ms = ac_store_now_ms() + wait;
+	/* why may be the context's own errstr: use it before freeing that. */
+	rc = ac_error(APICRED_ERR_UNAVAILABLE, "%s: %s (next attempt in %lld ms)", what,
+	              why && *why ? why : "no answer", (long long)wait);
 	s_drop_inlock(r);
-	return ac_error(APICRED_ERR_UNAVAILABLE, "%s: %s (next attempt in %lld ms)", what,
-	                why && *why ? why : "no answer", (long long)wait);
+	return rc;
 }
 
 static redisReply *s_reply_check_inlock(struct s_redis *r, redisReply *rep, const char *what,

@@ -113,7 +113,12 @@ static int s_export(void *state, const apicred_host *host, const void *data, voi
 static int s_import(void *state, const apicred_host *host, const void *in, size_t len,
                     void **data)
 {
-	if (len != 32 || strspn(in, "0123456789abcdef") < len)
+	const char *p = in;
+
+	for (size_t i = 0; i < len; i++)
+		if (!strchr("0123456789abcdef", p[i]) || !p[i])
+			return host->error(host, APICRED_ERR_PROTOCOL, "not a ticket");
+	if (len != 32)
 		return host->error(host, APICRED_ERR_PROTOCOL, "not a ticket");
 	*data = strndup(in, len);
 	return *data ? APICRED_OK : APICRED_ERR_NOMEM;
@@ -190,6 +195,7 @@ X-Ticket: ????????????????????????????????
 X-Password: sb-hello-s3cret"
 ticket=$(printf '%s\n' "$OUT" | sed -n 's/^X-Ticket: //p')
 inst get greet
+is "installed apicred get greet again: exit 0" "$RC" 0
 is "installed apicred get greet again: the session came through the shared store" \
 	"$(printf '%s\n' "$OUT" | sed -n 's/^X-Ticket: //p')" "$ticket"
 inst get both
