@@ -10,9 +10,12 @@
 sandbox_start
 confdir_new
 
-# global HTTP [MORE]: apicred.conf with the sandbox's CA, HTTP inside http { }.
+# global HTTP [CACHE]: apicred.conf with the sandbox's CA, HTTP inside
+# http { }, CACHE inside cache { }. No shared store: these cases count what
+# one process does.
 global() {
-	printf 'http = { ca_file = "%s"; %s };\n%s\n' "$SB_CA" "$1" "${2:-}" >"$CONF/apicred.conf"
+	printf 'http = { ca_file = "%s"; %s };\ncache = { store = "none"; %s };\n' \
+		"$SB_CA" "$1" "${2:-}" >"$CONF/apicred.conf"
 }
 CR=$(printf '\r')
 ESC=$(printf '\033')
@@ -57,7 +60,7 @@ like "timeout that would overflow: file:line" "$ERR" "*apicred.conf:1*'timeout'*
 
 # Retry-After of ~3e9 years (its milliseconds overflow 64 bits): the layer
 # waits cache.backoff_max (7 s here), not until the end of time.
-global '' 'cache = { backoff_max = 7; };'
+global '' 'backoff_max = 7;'
 ctl fault token 503 1 99999999999999999
 run -v get gen
 ok "huge Retry-After: get fails" test "$RC" -ne 0
