@@ -27,4 +27,4 @@ gen_conf "redis://127.0.0.1:$RPORT" >&2
 C_REDIS=$CONF
 printf 'SB=%s\nSB_CA=%s\nNONE=%s\nFILE=%s\nREDIS=%s\nBENCH-ENV-READY\n' \
 	"$SB" "$SB_CA" "$C_NONE" "$C_FILE" "$C_REDIS"
-read _ || true
+read -r _ || true

@@ -1,4 +1,4 @@
-# shellcheck shell=sh
+# shellcheck shell=sh disable=SC2034 # APICRED_BIN FORK are for the sourcing test
 # store-lib.sh - sourced by store.sh and store-redis.sh after lib.sh.
 
 APICRED_BIN=$top_builddir/tools/apicred
