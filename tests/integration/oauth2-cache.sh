@@ -35,7 +35,18 @@ EOF2
 done
 
 APICRED_TEST_CONFDIR=$CONF
-export SB SB_CA APICRED_TEST_CONFDIR APICRED_TEST_MODULEDIR
+
+# The same "gen" in a confdir whose contexts share sessions through a store.
+confdir_new "file:$T/store"
+secret_file gen.id sb-client
+secret_file gen.secret 's3cr:t+/%&=é'
+service_file gen <<EOF2
+url = "$SB/";
+stack = ( { provider = "oauth2"; token_url = "$SB/oauth2/token";
+            client_id = "file:secrets/gen.id"; client_secret = "file:secrets/gen.secret"; } );
+EOF2
+APICRED_TEST_STORE_CONFDIR=$CONF
+export SB SB_CA APICRED_TEST_CONFDIR APICRED_TEST_STORE_CONFDIR APICRED_TEST_MODULEDIR
 CMOCKA_MESSAGE_OUTPUT=TAP
 export CMOCKA_MESSAGE_OUTPUT
 "$top_builddir/tests/unit/oauth2_cache"

@@ -9,6 +9,7 @@
  *   APICRED_TEST_MODULEDIR    the freshly built providers
  * Services: "gen" (generic endpoint, basic, default_ttl 600), "momo-prov"
  * (MoMo provisioning, no secrets yet), "momo-badkey" (wrong subscription key).
+ *   APICRED_TEST_STORE_CONFDIR  "gen" again, with a shared store (file:DIR)
  *
  * Time is the injected clock: nothing sleeps for an expiry. The few waits
  * below poll (bounded) for the background refresher, never for a deadline.
@@ -36,7 +37,7 @@
 
 /* ---- environment and sandbox control ---------------------------------- */
 
-static const char *s_sb, *s_ca, *s_confdir, *s_moduledir;
+static const char *s_sb, *s_ca, *s_confdir, *s_moduledir, *s_store_confdir;
 
 struct s_buf { char *p; size_t n; };
 
@@ -160,14 +161,15 @@ static void s_log(void *user, int level, const char *service, const char *messag
 	fprintf(stderr, "# log %d %s: %s\n", level, service ? service : "-", message);
 }
 
-static apicred_ctx *s_open(void)
+static apicred_ctx *s_open_in(const char *confdir, unsigned flags)
 {
 	apicred_options o;
 	apicred_ctx *ctx = NULL;
 
 	memset(&o, 0, sizeof(o));
 	o.size = sizeof(o);
-	o.confdir = s_confdir;
+	o.flags = flags;
+	o.confdir = confdir;
 	o.moduledir = s_moduledir;
 	o.log = s_log;
 	o.clock_mono_ms = s_clock_mono;
@@ -175,6 +177,11 @@ static apicred_ctx *s_open(void)
 	o.random = s_random;
 	assert_int_equal(apicred_open_opts(&ctx, &o), APICRED_OK);
 	return ctx;
+}
+
+static apicred_ctx *s_open(void)
+{
+	return s_open_in(s_confdir, 0);
 }
 
 /* Gets credentials and copies the Authorization value into tok. */
@@ -827,9 +834,58 @@ static void test_provision_unsupported(void **state)
 	assert_int_equal(s_count("momo-apiuser"), 0);
 }
 
+/* Two contexts (as two processes) sharing a store, on the injected clock,
+ * refreshing in the caller (no background thread): one token request per
+ * refresh period, and an expired entry is replaced, not used. */
+static void test_shared_store(void **state)
+{
+	apicred_ctx *a, *b;
+	apicred_cred *cred;
+	char t1[512], t2[512], got[512];
+
+	s_reset();
+	s_goto(0);
+	a = s_open_in(s_store_confdir, APICRED_OPEN_NO_BACKGROUND);
+	b = s_open_in(s_store_confdir, APICRED_OPEN_NO_BACKGROUND);
+	assert_int_equal(apicred_cred_new(&cred), APICRED_OK);
+
+	assert_int_equal(s_get(a, "gen", cred, t1, sizeof(t1)), APICRED_OK);
+	assert_int_equal(s_get(b, "gen", cred, got, sizeof(got)), APICRED_OK);
+	assert_string_equal(got, t1);
+	assert_int_equal(s_count("token"), 1);
+
+	/* In the refresh window (3600 s tokens, 300 s ahead): a refreshes and
+	 * keeps serving t1 meanwhile; b finds a's new token in the store. */
+	s_goto(3400);
+	assert_int_equal(s_get(a, "gen", cred, got, sizeof(got)), APICRED_OK);
+	assert_string_equal(got, t1);
+	assert_int_equal(s_count("token"), 2);
+	assert_int_equal(s_get(a, "gen", cred, t2, sizeof(t2)), APICRED_OK);
+	assert_string_not_equal(t2, t1);
+	assert_int_equal(s_get(b, "gen", cred, got, sizeof(got)), APICRED_OK);
+	assert_int_equal(s_get(b, "gen", cred, got, sizeof(got)), APICRED_OK);
+	assert_string_equal(got, t2);
+	assert_int_equal(s_count("token"), 2);
+
+	/* Past t2's expiry: the entry is expired, so one new fetch, shared. */
+	s_goto(3400 + 3600 + 10);
+	assert_int_equal(s_get(b, "gen", cred, got, sizeof(got)), APICRED_OK);
+	assert_string_not_equal(got, t2);
+	assert_int_equal(s_count("token"), 3);
+	snprintf(t1, sizeof(t1), "%s", got);
+	assert_int_equal(s_get(a, "gen", cred, got, sizeof(got)), APICRED_OK);
+	assert_string_equal(got, t1);
+	assert_int_equal(s_count("token"), 3);
+
+	apicred_cred_free(cred);
+	apicred_close(a);
+	apicred_close(b);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_shared_store),
 		cmocka_unit_test_setup_teardown(test_cold_single_flight, s_setup, s_teardown),
 		cmocka_unit_test_setup_teardown(test_refresh_ahead, s_setup, s_teardown),
 		cmocka_unit_test_setup_teardown(test_stale_if_error, s_setup, s_teardown),
@@ -850,9 +906,11 @@ int main(void)
 	s_ca = getenv("SB_CA");
 	s_confdir = getenv("APICRED_TEST_CONFDIR");
 	s_moduledir = getenv("APICRED_TEST_MODULEDIR");
-	if (!s_sb || !s_ca || !s_confdir || !s_moduledir) {
+	s_store_confdir = getenv("APICRED_TEST_STORE_CONFDIR");
+	if (!s_sb || !s_ca || !s_confdir || !s_moduledir || !s_store_confdir) {
 		fprintf(stderr, "oauth2_cache: run me from tests/integration/oauth2-cache.sh "
-		        "(needs SB, SB_CA, APICRED_TEST_CONFDIR, APICRED_TEST_MODULEDIR)\n");
+		        "(needs SB, SB_CA, APICRED_TEST_CONFDIR, APICRED_TEST_STORE_CONFDIR, "
+		        "APICRED_TEST_MODULEDIR)\n");
 		return 99;
 	}
 	curl_global_init(CURL_GLOBAL_DEFAULT);
