@@ -301,6 +301,9 @@ static void s_confdir(const char *svc)
 		s_die(s_conf);
 	s_mkdir("conf.d");
 	s_mkdir("secrets");
+	/* Each run is one process's own: no session may come from a run
+	 * before it (a TOK: failover would). */
+	s_write("apicred.conf", "cache = { store = \"none\"; };\n", 0600);
 	s_copy_sample(svc);
 	if (strcmp(svc, "apikey-example") == 0) {
 		s_write("secrets/example.apikey", "sample-key-0123", 0600);
