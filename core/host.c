@@ -219,10 +219,16 @@ static int s_json_get(const apicred_host *h, const char *body, size_t len,
 {
 	struct ac_layer *L = s_layer(h);
 	json_error_t jerr;
-	json_t *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr), *v;
+	json_t *root, *v;
 	char key[128];
 
 	*value = NULL;
+	ac_json_oom_take();
+	root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (ac_json_oom_take()) { /* the parse may have lost characters */
+		json_decref(root);
+		return ac_layer_error(L, APICRED_ERR_NOMEM, "out of memory parsing a reply");
+	}
 	if (!root || !json_is_object(root)) {
 		json_decref(root);
 		return ac_layer_error(L, APICRED_ERR_PROTOCOL, "reply is not a JSON object%s%s",

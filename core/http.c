@@ -40,6 +40,28 @@ static void s_json_free(void *p)
 	}
 }
 
+/* jansson's lexer ignores a failed allocation while it copies a string
+ * and goes on without the character (a token one character short): so a
+ * parse during which an allocation failed is not trusted. */
+static _Thread_local bool s_json_oom;
+
+static void *s_json_malloc(size_t n)
+{
+	void *p = malloc(n);
+
+	if (!p)
+		s_json_oom = true;
+	return p;
+}
+
+bool ac_json_oom_take(void)
+{
+	bool oom = s_json_oom;
+
+	s_json_oom = false;
+	return oom;
+}
+
 static void s_global_init(void)
 {
 	json_malloc_t m;
@@ -51,7 +73,7 @@ static void s_global_init(void)
 	 * its own allocator for jansson keeps it. */
 	json_get_alloc_funcs(&m, &f);
 	if (m == malloc && f == free)
-		json_set_alloc_funcs(malloc, s_json_free);
+		json_set_alloc_funcs(s_json_malloc, s_json_free);
 }
 
 void ac_http_global_init(void)

@@ -398,6 +398,8 @@ char *ac_url_redact(const char *url); /* scheme://host[:port]/path without query
  * insecure_http; else the error, detail set. */
 int ac_url_allowed(struct ac_layer *L, const char *url);
 void ac_http_global_init(void);
+/* Whether jansson failed an allocation in this thread since the last call. */
+bool ac_json_oom_take(void);
 /* One total deadline for a cold fetch, all attempts (http.deadline), on
  * the fetching thread; requests get only what is left. A fetch started
  * within one (for a layer above) shares it: begin returns whether it
