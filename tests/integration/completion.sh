@@ -30,7 +30,7 @@ comp() {
 	printf '%s\n' "${COMPREPLY[@]}" | sort | tr '\n' ' ' | sed 's/ $//'
 }
 
-is "commands" "$(comp '')" "check get help list providers provision request"
+is "commands" "$(comp '')" "cache check get help list providers provision request"
 is "commands, after a global option" "$(comp -v pro)" "providers provision"
 is "help COMMAND" "$(comp help re)" "request"
 is "global options" "$(comp --con)" "--confdir"

@@ -7,7 +7,8 @@
 
 sandbox_start
 confdir_new
-printf 'http = { ca_file = "%s"; };\n' "$SB_CA" >"$CONF/apicred.conf" # level: default
+# level: default; no shared store (it traces what one process does)
+printf 'http = { ca_file = "%s"; };\ncache = { store = "none"; };\n' "$SB_CA" >"$CONF/apicred.conf"
 SECRET='s3cr:t+/%&=é'
 secret_file gen.id sb-client
 secret_file gen.secret "$SECRET"
