@@ -383,6 +383,9 @@ static int s_load(struct ac_layer *L, const struct ac_session *cur, bool refresh
 	int rc;
 
 	rc = ctx->store->ops->get(ctx->store, L->store.name, &b, &len);
+	if (rc == AC_STORE_MISS)
+		ac_log(ctx, LOG_DEBUG, svc, "layer %d (%s): no entry in the shared store %s",
+		       L->index + 1, L->provider, ctx->store->desc);
 	if (rc != APICRED_OK)
 		return rc;
 	rc = AC_STORE_MISS;

@@ -96,4 +96,22 @@ is "quiet without -v" "$ERR" ""
 run get oauth -v
 unlike "-v: no debug lines" "$ERR" "*\[debug\]*"
 
+# Store hits and misses (issue 9's shared store): the first process finds
+# no entry and fetches, the next one takes the session from the store.
+ctl reset
+printf 'http = { ca_file = "%s"; };\ncache = { store = "file:%s"; };\n' "$SB_CA" "$T/store" \
+	>"$CONF/apicred.conf"
+run get oauth -vv
+is "store miss: exit 0" "$RC" 0
+like "store miss traced" "$ERR" "*oauth: layer 1 (oauth2): no entry in the shared store file:*"
+run get oauth -vv
+is "store hit: exit 0" "$RC" 0
+like "store hit traced" "$ERR" "*oauth: layer 1 (oauth2): session from the shared store file:*"
+tok=${OUT#Authorization: Bearer }
+case $ERR in
+*"$SECRET"* | *"$tok"*) ok "store traces: no secret, no token" false ;;
+*) ok "store traces: no secret, no token" test -n "$tok" ;;
+esac
+ok "store traces: each service name once per line" once_per_line "$ERR"
+
 done_testing
