@@ -144,9 +144,10 @@ stack = (
 EOF
 
 # ---- what apicred sees --------------------------------------------------------
-section "configuration" "the services and providers apicred finds"
+section "configuration" "the services and providers apicred finds; check resolves every secret,
+   so it flags momo-collection, whose API user and key are only created by provision below"
 step 0 list
-step 0 check
+step 1 check
 
 section totsco-apikey "an API key in a header"
 step 0 get totsco-apikey
@@ -163,6 +164,7 @@ section momo-collection "provision a sandbox API user and key, then an OAuth 2.0
    (Basic apiUser:apiKey, subscription key carried to the token endpoint) and a requesttopay"
 step 0 provision momo-collection
 step 0 provision --show momo-collection
+step 0 check momo-collection
 step 0 get momo-collection
 ref=$(cat /proc/sys/kernel/random/uuid 2>/dev/null || "$PYTHON3" -c 'import uuid; print(uuid.uuid4())')
 step 0 request momo-collection "$SB/momo/collection/v1_0/requesttopay" -X POST \
