@@ -1025,11 +1025,22 @@ static const char *s_prefix_for(const struct s_state *st, const char *token_type
 	return NULL;
 }
 
+/* ath = base64url(SHA-256(token)), made once per token. */
+static int s_ath(const struct s_state *st, const apicred_host *host, const char *token,
+                 size_t len, char ath[44])
+{
+	unsigned char md[32];
+
+	if (EVP_Digest(token, len, md, NULL, st->sha256, NULL) != 1)
+		return host->error(host, APICRED_ERR_INTERNAL, "SHA-256 failed");
+	s_b64url(md, sizeof(md), ath);
+	return APICRED_OK;
+}
+
 static int s_parse_token(const struct s_state *st, const apicred_host *host,
                          const apicred_http_response *resp, apicred_session *out)
 {
 	char *token = NULL, *type = NULL, *err = NULL;
-	unsigned char md[32];
 	struct s_session *s;
 	const char *prefix;
 	size_t plen, tlen;
@@ -1082,14 +1093,9 @@ static int s_parse_token(const struct s_state *st, const apicred_host *host,
 		goto out;
 	}
 	s->ath[0] = '\0';
-	if (st->dpop) {
-		/* ath = base64url(SHA-256(token)), made once per token. */
-		if (EVP_Digest(token, tlen, md, NULL, st->sha256, NULL) != 1) {
-			free(s);
-			rc = host->error(host, APICRED_ERR_INTERNAL, "SHA-256 failed");
-			goto out;
-		}
-		s_b64url(md, sizeof(md), s->ath);
+	if (st->dpop && (rc = s_ath(st, host, token, tlen, s->ath)) != APICRED_OK) {
+		free(s);
+		goto out;
 	}
 	memcpy(s->value, prefix, plen);
 	memcpy(s->value + plen, token, tlen + 1);
@@ -1233,12 +1239,19 @@ static void s_session_free(void *state, void *data)
 		s_wipe_free((char *)s, sizeof(*s) + s->value_len + 1);
 }
 
-/* The session is the header value ("Bearer " + token): it travels as is. */
+/* The session is the header value ("Bearer " + token): it travels as is.
+ * A DPoP token is bound to the proof key: it travels only when the key is
+ * dpop_key, which every process sharing the entry holds, not one made per
+ * process. */
 static int s_session_export(void *state, const apicred_host *host, const void *data,
                             void **out, size_t *len)
 {
+	const struct s_state *st = state;
 	const struct s_session *s = data;
 
+	if (st->dpop && !host->cfg_str(host, "dpop_key"))
+		return host->error(host, APICRED_ERR_UNSUPPORTED, "a DPoP token bound to "
+		                   "this process's own key is not shared");
 	if (!(*out = malloc(s->value_len)))
 		return host->error(host, APICRED_ERR_NOMEM, "out of memory");
 	memcpy(*out, s->value, s->value_len);
@@ -1249,8 +1262,10 @@ static int s_session_export(void *state, const apicred_host *host, const void *d
 static int s_session_import(void *state, const apicred_host *host, const void *in,
                             size_t len, void **data)
 {
+	const struct s_state *st = state;
 	const unsigned char *p = in;
 	struct s_session *s;
+	int rc;
 
 	for (size_t i = 0; i < len; i++)
 		if (p[i] < 0x20 || p[i] == 0x7f)
@@ -1261,6 +1276,19 @@ static int s_session_import(void *state, const apicred_host *host, const void *i
 	memcpy(s->value, in, len);
 	s->value[len] = '\0';
 	s->value_len = len;
+	s->ath[0] = '\0';
+	if (st->dpop) {
+		/* "DPoP <token>": header and prefix are fixed with DPoP. */
+		if (!host->cfg_str(host, "dpop_key") || len < 6 || memcmp(s->value, "DPoP ", 5) != 0)
+			rc = host->error(host, APICRED_ERR_PROTOCOL, "shared entry is no DPoP token "
+			                 "for this layer's key: refused");
+		else
+			rc = s_ath(st, host, s->value + 5, len - 5, s->ath);
+		if (rc != APICRED_OK) {
+			s_wipe_free((char *)s, sizeof(*s) + len + 1);
+			return rc;
+		}
+	}
 	*data = s;
 	return APICRED_OK;
 }

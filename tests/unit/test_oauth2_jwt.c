@@ -514,6 +514,43 @@ static void test_dpop_proofs(void **state)
 	assert_non_null(strstr(apicred_errmsg(), "URL"));
 }
 
+/* DPoP tokens travel through the shared store only with dpop_key: a key
+ * made per process is not the key of the process that would import it. */
+static void test_dpop_shared_store(void **state)
+{
+	struct fx *f = *state;
+	char *conf;
+	apicred_ctx *other;
+	FILE *fp;
+	json_t *c;
+
+	if (asprintf(&conf, "%s/apicred.conf", f->confdir) < 0 || !(fp = fopen(conf, "w")))
+		abort();
+	fprintf(fp, "cache = { store = \"file:%s/store\"; };\n", f->confdir);
+	fclose(fp);
+	chmod(conf, 0600);
+	free(conf);
+	sg_server_answer(&f->srv, 200, TOKEN_DPOP);
+	s_svc(f, "dk", "client_secret = \"" SECRET "\"; dpop = true; dpop_key = \"file:ec.pem\";");
+	s_svc(f, "dg", "client_secret = \"" SECRET "\"; dpop = true;");
+	assert_int_equal(s_get(f, "dk", NULL, f->base, NULL, NULL), APICRED_OK);
+	assert_int_equal(s_get(f, "dg", NULL, f->base, NULL, NULL), APICRED_OK);
+	assert_int_equal(sg_server_count(&f->srv), 2);
+
+	/* Another context (as another process): dk's token comes from the
+	 * store, with its ath; dg fetches a token for its own key. */
+	other = sg_open(f->confdir);
+	assert_int_equal(sg_get(other, "dk", NULL, f->base, NULL, NULL), APICRED_OK);
+	assert_int_equal(sg_server_count(&f->srv), 2);
+	assert_string_equal(sg_header("Authorization"), "DPoP tok-d");
+	c = s_proof(sg_header("DPoP"), "GET", f->base);
+	assert_string_equal(s_str(c, "ath"), s_ath("tok-d"));
+	json_decref(c);
+	assert_int_equal(sg_get(other, "dg", NULL, f->base, NULL, NULL), APICRED_OK);
+	assert_int_equal(sg_server_count(&f->srv), 3);
+	apicred_close(other);
+}
+
 /* DPoP with a client assertion: the token request carries both. */
 static void test_dpop_with_private_key_jwt(void **state)
 {
@@ -811,6 +848,7 @@ int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_private_key_jwt_rs256, s_setup, s_teardown),
+		cmocka_unit_test_setup_teardown(test_dpop_shared_store, s_setup, s_teardown),
 		cmocka_unit_test_setup_teardown(test_private_key_jwt_ps256, s_setup, s_teardown),
 		cmocka_unit_test_setup_teardown(test_private_key_jwt_es256, s_setup, s_teardown),
 		cmocka_unit_test_setup_teardown(test_private_key_jwt_encrypted_and_audience, s_setup,
