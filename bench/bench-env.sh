@@ -10,7 +10,7 @@
 #           server certificate (made at run time by openssl), answering every
 #           request with 200 "key=<X-API-Key>"; KEY_URL is it. Empty, with
 #           NGINX_WHY, when nginx is absent or does not start: KEY_URL is then
-#           the sandbox's /apikey/echo origin.
+#           the sandbox's /apikey/echo origin. BENCH_NO_NGINX=1 shows that.
 #   many N  ONE, MANY: confdirs of 1 and N services (apikey and oauth2 in
 #           turn, no network at open or at svc0's get)
 . "$top_srcdir/tests/integration/lib.sh"
@@ -36,6 +36,10 @@ nginx_start() {
 	NGINX=
 	NGINX_WHY=
 	_bin=$(command -v nginx || echo /usr/sbin/nginx)
+	if [ -n "${BENCH_NO_NGINX:-}" ]; then
+		NGINX_WHY="BENCH_NO_NGINX is set"
+		return 0
+	fi
 	if [ ! -x "$_bin" ]; then
 		NGINX_WHY="nginx not installed (Debian: apt-get install nginx)"
 		return 0
@@ -95,6 +99,8 @@ socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1)' "$_port" 2>/dev/nu
 many_conf() {
 	confdir_new >&2
 	quiet_conf
+	_umask=$(umask)
+	umask 077 # 0600 files without a chmod each
 	_i=0
 	while [ "$_i" -lt "$1" ]; do
 		if [ $((_i % 2)) -eq 0 ]; then
@@ -107,9 +113,9 @@ many_conf() {
 				'stack = ( { provider = "oauth2"; token_url = "https://127.0.0.1:9/token";' \
 				"  client_id = \"client-$_i\"; client_secret = \"secret-$_i-0123456789\"; } );"
 		fi >"$CONF/conf.d/svc$_i.conf"
-		chmod 600 "$CONF/conf.d/svc$_i.conf"
 		_i=$((_i + 1))
 	done
+	umask "$_umask"
 }
 
 want_nginx=

@@ -1,0 +1,123 @@
+/*
+ * bench_open.c - issue 10, target 3: what apicred_open + the first
+ * apicred_get cost an application, in time and memory, with a confdir of
+ * 1000 services (apikey and oauth2 in turn, made by bench/bench-env.sh),
+ * next to the same with a confdir of 1 service.
+ *
+ * Each measurement runs in a fresh child process, as an application or a
+ * CLI run would start: wall time of open + get of svc0 (an apikey service:
+ * no network), the heap it keeps (mallinfo2: bytes in use, arena and
+ * mmapped) and the resident set it added (/proc/self/statm). Median of runs;
+ * the per-service cost is the difference over the 999 extra services.
+ * Figures, not assertions.
+ */
+#include <errno.h>
+#include <malloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <apicred/apicred.h>
+
+#include "bench_util.h"
+
+#define S_MANY 1000
+
+struct s_cost { double us, heap_kb, rss_kb; };
+
+static double s_rss_kb(void)
+{
+	long pages = 0, resident = 0;
+	FILE *f = fopen("/proc/self/statm", "r");
+
+	if (!f || fscanf(f, "%ld %ld", &pages, &resident) != 2)
+		BENCH_DIE("cannot read /proc/self/statm");
+	fclose(f);
+	return (double)resident * (double)sysconf(_SC_PAGESIZE) / 1024;
+}
+
+static double s_heap_kb(void)
+{
+	struct mallinfo2 m = mallinfo2();
+
+	return (double)(m.uordblks + m.hblkhd) / 1024;
+}
+
+/* In a child: open confdir, get svc0, report what it cost. */
+static struct s_cost s_measure(const char *confdir)
+{
+	struct s_cost c;
+	int p[2], st;
+	pid_t pid;
+
+	if (pipe(p) != 0)
+		BENCH_DIE("pipe: %s", strerror(errno));
+	fflush(NULL);
+	if ((pid = fork()) < 0)
+		BENCH_DIE("fork: %s", strerror(errno));
+	if (pid == 0) {
+		apicred_ctx *ctx;
+		apicred_cred *cred;
+		double heap0 = s_heap_kb(), rss0 = s_rss_kb();
+		int64_t t0 = bench_ns();
+
+		ctx = bench_open(confdir, 0);
+		if (apicred_cred_new(&cred) != APICRED_OK ||
+		    apicred_get(ctx, "svc0", NULL, cred) != APICRED_OK)
+			BENCH_DIE("apicred_get svc0: %s", apicred_errmsg());
+		c.us = (double)(bench_ns() - t0) / 1e3;
+		c.heap_kb = s_heap_kb() - heap0;
+		c.rss_kb = s_rss_kb() - rss0;
+		if (write(p[1], &c, sizeof(c)) != sizeof(c))
+			_exit(1);
+		_exit(0); /* as a CLI run would, without tearing down */
+	}
+	close(p[1]);
+	if (read(p[0], &c, sizeof(c)) != sizeof(c))
+		BENCH_DIE("the child measuring %s failed", confdir);
+	close(p[0]);
+	waitpid(pid, &st, 0);
+	return c;
+}
+
+int main(void)
+{
+	int runs = bench_runs();
+	double us[2][15], heap[2][15], rss[2][15];
+	struct s_cost m[2];
+	char now[64];
+
+	bench_init("bench_open");
+	bench_env_start("many 1000");
+	for (int r = 0; r < runs; r++)
+		for (int k = 0; k < 2; k++) { /* interleaved */
+			struct s_cost c = s_measure(bench_env(k ? "MANY" : "ONE"));
+			us[k][r] = c.us;
+			heap[k][r] = c.heap_kb;
+			rss[k][r] = c.rss_kb;
+		}
+	for (int k = 0; k < 2; k++)
+		m[k] = (struct s_cost){ bench_median(us[k], (size_t)runs),
+		                        bench_median(heap[k], (size_t)runs),
+		                        bench_median(rss[k], (size_t)runs) };
+	printf("apicred_open + first apicred_get (svc0, apikey) in a new process, median of %d\n",
+	       runs);
+	printf("   %5d services: %9.1f us   heap +%8.1f KB   RSS +%8.1f KB\n", 1, m[0].us,
+	       m[0].heap_kb, m[0].rss_kb);
+	printf("   %5d services: %9.1f us   heap +%8.1f KB   RSS +%8.1f KB\n", S_MANY, m[1].us,
+	       m[1].heap_kb, m[1].rss_kb);
+	printf("   per extra service: %.2f us, heap %.2f KB, RSS %.2f KB\n",
+	       (m[1].us - m[0].us) / (S_MANY - 1), (m[1].heap_kb - m[0].heap_kb) / (S_MANY - 1),
+	       (m[1].rss_kb - m[0].rss_kb) / (S_MANY - 1));
+	printf("   target: <= 2 ms and < 1 MB with %d services\n", S_MANY);
+	snprintf(now, sizeof(now), "%.2f ms, heap +%.0f KB (RSS +%.0f KB)", m[1].us / 1e3,
+	         m[1].heap_kb, m[1].rss_kb);
+	bench_row("`apicred_open` + first get, 1000 service files", now,
+	          "1 service: %.2f ms, heap +%.0f KB; so %.1f us and %.2f KB heap per service "
+	          "(target <= 2 ms, < 1 MB)", m[0].us / 1e3, m[0].heap_kb,
+	          (m[1].us - m[0].us) / (S_MANY - 1), (m[1].heap_kb - m[0].heap_kb) / (S_MANY - 1));
+	bench_env_stop();
+	return 0;
+}
