@@ -174,9 +174,11 @@ void bench_env_stop(void)
 	s_env.pid = 0;
 }
 
+int bench_log_max = 4;
+
 static void s_log(void *user, int level, const char *service, const char *message)
 {
-	if (level <= 4)
+	if (level <= bench_log_max)
 		fprintf(stderr, "  (%s: log %d %s: %s)\n", bench_prog, level,
 		        service ? service : "-", message);
 }
