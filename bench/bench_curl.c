@@ -91,7 +91,7 @@ int main(void)
 	char url[1700];
 
 	bench_init("bench_curl");
-	bench_env_start("nginx");
+	bench_env_start("bench-env.sh", "nginx");
 	nginx = *bench_env("NGINX") != '\0';
 	if (nginx)
 		printf("   against nginx %s\n", bench_env("NGINX"));

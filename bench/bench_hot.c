@@ -254,7 +254,7 @@ int main(void)
 	apicred_cred *cred;
 
 	bench_init("bench_hot");
-	bench_env_start("");
+	bench_env_start("bench-env.sh", "");
 	s_ctx = bench_open(bench_env("CONF"), 0);
 	apicred_cred_new(&cred);
 	if (apicred_get(s_ctx, "gen", NULL, cred) != APICRED_OK || /* fetches the token */

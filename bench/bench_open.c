@@ -90,7 +90,7 @@ int main(void)
 	char now[64];
 
 	bench_init("bench_open");
-	bench_env_start("many 1000");
+	bench_env_start("bench-env.sh", "many 1000");
 	for (int r = 0; r < runs; r++)
 		for (int k = 0; k < 2; k++) { /* interleaved */
 			struct s_cost c = s_measure(bench_env(k ? "MANY" : "ONE"));

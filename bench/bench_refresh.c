@@ -302,7 +302,7 @@ int main(void)
 {
 	bench_init("bench_refresh");
 	bench_log_max = 3; /* the outage's warnings are expected */
-	bench_env_start("");
+	bench_env_start("bench-env.sh", "");
 	s_bench_blocked();
 	s_bench_outage();
 	bench_env_stop();

@@ -15,7 +15,6 @@
  * assertions: the exit status only says whether the bench could run.
  */
 #include <errno.h>
-#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,146 +23,19 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <curl/curl.h>
-#include <jansson.h>
-
 #include <apicred/apicred.h>
 
-#ifndef BENCH_SRCDIR
-#define BENCH_SRCDIR "."
-#endif
-#ifndef BENCH_BUILDDIR
-#define BENCH_BUILDDIR "."
-#endif
-#ifndef BENCH_PYTHON3
-#define BENCH_PYTHON3 "python3"
-#endif
-#ifndef BENCH_OPENSSL
-#define BENCH_OPENSSL "openssl"
-#endif
+#include "bench_util.h"
 
-#define S_DIE(...) do { fprintf(stderr, "bench_store: " __VA_ARGS__); \
-                        fputc('\n', stderr); exit(1); } while (0)
-
-static struct { const char *key; char value[1600]; } s_env[] = {
-	{ "SB=", "" }, { "SB_CA=", "" }, { "NONE=", "" }, { "FILE=", "" }, { "REDIS=", "" },
-};
-#define S_SB s_env[0].value
-#define S_CA s_env[1].value
-#define S_NONE s_env[2].value
-#define S_FILE s_env[3].value
-#define S_REDIS s_env[4].value
-
-static const char *s_moduledir;
-static pid_t s_env_pid;
-static int s_env_stdin = -1;
-
-static int64_t s_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
+#define S_NONE bench_env("NONE")
+#define S_FILE bench_env("FILE")
+#define S_REDIS bench_env("REDIS")
 
 static int s_cmp64(const void *a, const void *b)
 {
 	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
 
 	return x < y ? -1 : x > y;
-}
-
-/* ---- the environment --------------------------------------------------------- */
-
-static void s_env_start(void)
-{
-	int in[2], out[2];
-	char line[1700];
-	FILE *f;
-
-	setenv("top_srcdir", BENCH_SRCDIR, 0);
-	setenv("top_builddir", BENCH_BUILDDIR, 0);
-	setenv("PYTHON3", BENCH_PYTHON3, 0);
-	setenv("OPENSSL", BENCH_OPENSSL, 0);
-	setenv("APICRED_TEST_MODULEDIR", BENCH_BUILDDIR "/providers/.libs", 0);
-	s_moduledir = getenv("APICRED_TEST_MODULEDIR");
-	if (pipe(in) || pipe(out))
-		S_DIE("pipe: %s", strerror(errno));
-	if ((s_env_pid = fork()) < 0)
-		S_DIE("fork: %s", strerror(errno));
-	if (s_env_pid == 0) {
-		dup2(in[0], 0);
-		dup2(out[1], 1);
-		close(in[0]); close(in[1]); close(out[0]); close(out[1]);
-		execl("/bin/sh", "sh", BENCH_SRCDIR "/bench/bench-store-env.sh", (char *)NULL);
-		_exit(127);
-	}
-	close(in[0]);
-	close(out[1]);
-	s_env_stdin = in[1];
-	f = fdopen(out[0], "r");
-	while (f && fgets(line, sizeof(line), f)) {
-		line[strcspn(line, "\n")] = '\0';
-		if (strcmp(line, "BENCH-ENV-READY") == 0)
-			break;
-		for (size_t i = 0; i < sizeof(s_env) / sizeof(s_env[0]); i++)
-			if (strncmp(line, s_env[i].key, strlen(s_env[i].key)) == 0)
-				snprintf(s_env[i].value, sizeof(s_env[i].value), "%s",
-				         line + strlen(s_env[i].key));
-	}
-	for (size_t i = 0; i < sizeof(s_env) / sizeof(s_env[0]); i++)
-		if (!s_env[i].value[0])
-			S_DIE("the environment did not start (bench/bench-store-env.sh)");
-}
-
-static void s_env_stop(void)
-{
-	int status;
-
-	close(s_env_stdin);
-	waitpid(s_env_pid, &status, 0);
-}
-
-struct s_buf { char *p; size_t n; };
-
-static size_t s_write(char *data, size_t size, size_t n, void *user)
-{
-	struct s_buf *b = user;
-	char *np = realloc(b->p, b->n + size * n + 1);
-
-	if (!np)
-		return 0;
-	memcpy(np + b->n, data, size * n);
-	b->n += size * n;
-	np[b->n] = '\0';
-	b->p = np;
-	return size * n;
-}
-
-/* The sandbox's counter of token requests. */
-static long s_tokens(void)
-{
-	struct s_buf b = { NULL, 0 };
-	char url[2048];
-	CURL *c = curl_easy_init();
-	json_t *j;
-	long n;
-
-	snprintf(url, sizeof(url), "%s/_ctl/count?endpoint=token", S_SB);
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_CAINFO, S_CA);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, s_write);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-	if (curl_easy_perform(c) != CURLE_OK || !b.p)
-		S_DIE("sandbox count failed");
-	curl_easy_cleanup(c);
-	j = json_loads(b.p, 0, NULL);
-	if (!j || !json_is_integer(json_object_get(j, "count")))
-		S_DIE("bad count answer: %s", b.p);
-	n = (long)json_integer_value(json_object_get(j, "count"));
-	json_decref(j);
-	free(b.p);
-	return n;
 }
 
 /* A clock SPEEDUP times faster than real time from s_t0, shared by the
@@ -174,7 +46,7 @@ static int64_t s_t0;
 
 static int64_t s_fast_mono(void *user)
 {
-	return 1000000000 + (s_ns() - s_t0) / 1000000 * S_SPEEDUP;
+	return 1000000000 + (bench_ns() - s_t0) / 1000000 * S_SPEEDUP;
 }
 
 static int64_t s_fast_wall(void *user)
@@ -184,7 +56,7 @@ static int64_t s_fast_wall(void *user)
 
 static apicred_ctx *s_open(const char *conf, int fast)
 {
-	apicred_options o = { .size = sizeof(o), .confdir = conf, .moduledir = s_moduledir };
+	apicred_options o = { .size = sizeof(o), .confdir = conf, .moduledir = bench_moduledir };
 	apicred_ctx *ctx;
 
 	if (fast) {
@@ -192,14 +64,14 @@ static apicred_ctx *s_open(const char *conf, int fast)
 		o.clock_wall_ms = s_fast_wall;
 	}
 	if (apicred_open_opts(&ctx, &o) != APICRED_OK)
-		S_DIE("apicred_open: %s", apicred_errmsg());
+		BENCH_DIE("apicred_open: %s", apicred_errmsg());
 	return ctx;
 }
 
 static void s_get(apicred_ctx *ctx, apicred_cred *cred)
 {
 	if (apicred_get(ctx, "gen", NULL, cred) != APICRED_OK)
-		S_DIE("apicred_get: %s", apicred_errmsg());
+		BENCH_DIE("apicred_get: %s", apicred_errmsg());
 }
 
 /* ---- 1. the hot path, store on and off ------------------------------------------ */
@@ -210,16 +82,15 @@ static void s_get(apicred_ctx *ctx, apicred_cred *cred)
 /* Median ns per call over batches of one thread. */
 static int64_t s_hot(apicred_ctx *ctx, apicred_cred *cred)
 {
-	int64_t ns[S_BATCHES];
+	double ns[S_BATCHES];
 
 	for (int b = 0; b < S_BATCHES; b++) {
-		int64_t t0 = s_ns();
+		int64_t t0 = bench_ns();
 		for (int i = 0; i < S_BATCH; i++)
 			s_get(ctx, cred);
-		ns[b] = (s_ns() - t0) / S_BATCH;
+		ns[b] = (double)(bench_ns() - t0) / S_BATCH;
 	}
-	qsort(ns, S_BATCHES, sizeof(ns[0]), s_cmp64);
-	return ns[S_BATCHES / 2];
+	return (int64_t)bench_median(ns, S_BATCHES);
 }
 
 static void s_bench_hot(void)
@@ -266,27 +137,27 @@ static void s_first_get(const char *what, const char *conf, const char *target)
 	s_get(ctx, cred); /* the entry exists from here on */
 	apicred_cred_free(cred);
 	apicred_close(ctx);
-	before = s_tokens();
+	before = bench_count("token");
 	for (int i = 0; i < S_PROCS; i++) {
 		int p[2], st;
 		pid_t pid;
 
 		if (pipe(p) != 0 || (pid = fork()) < 0)
-			S_DIE("fork: %s", strerror(errno));
+			BENCH_DIE("fork: %s", strerror(errno));
 		if (pid == 0) {
 			int64_t t0, d;
 			ctx = s_open(conf, 0);
 			apicred_cred_new(&cred);
-			t0 = s_ns();
+			t0 = bench_ns();
 			s_get(ctx, cred);
-			d = s_ns() - t0;
+			d = bench_ns() - t0;
 			if (write(p[1], &d, sizeof(d)) != sizeof(d))
 				_exit(1);
 			_exit(0); /* as a CLI run would, without tearing down */
 		}
 		close(p[1]);
 		if (read(p[0], &ns[i], sizeof(ns[i])) != sizeof(ns[i]))
-			S_DIE("a child failed");
+			BENCH_DIE("a child failed");
 		close(p[0]);
 		waitpid(pid, &st, 0);
 	}
@@ -294,7 +165,7 @@ static void s_first_get(const char *what, const char *conf, const char *target)
 	printf("   %-22s median %7.1f us  90%% %7.1f us  max %7.1f us  token requests %ld"
 	       "  (target %s)\n", what, (double)ns[S_PROCS / 2] / 1e3,
 	       (double)ns[S_PROCS * 9 / 10] / 1e3, (double)ns[S_PROCS - 1] / 1e3,
-	       s_tokens() - before, target);
+	       bench_count("token") - before, target);
 }
 
 static void s_bench_first(void)
@@ -314,14 +185,14 @@ static void s_fleet(const char *what, const char *conf)
 	/* Tokens of 3600 s refreshed 300 s ahead: one request per 3300 s. Five
 	 * such periods, stopping 60 s short of the sixth refresh. */
 	const int64_t span_ms = 5 * 3300 * 1000 - 60 * 1000;
-	long before = s_tokens(), failed = 0;
-	int64_t t0 = s_ns();
+	long before = bench_count("token"), failed = 0;
+	int64_t t0 = bench_ns();
 
-	s_t0 = s_ns();
+	s_t0 = bench_ns();
 	for (int i = 0; i < S_WORKERS; i++) {
 		pid_t pid = fork();
 		if (pid < 0)
-			S_DIE("fork: %s", strerror(errno));
+			BENCH_DIE("fork: %s", strerror(errno));
 		if (pid == 0) {
 			apicred_ctx *ctx = s_open(conf, 1);
 			apicred_cred *cred;
@@ -345,8 +216,8 @@ static void s_fleet(const char *what, const char *conf)
 			failed++;
 	}
 	printf("   %-14s %4ld token requests (target 5)  processes with a failed get: %ld"
-	       "  (%.1f s real)\n", what, s_tokens() - before, failed,
-	       (double)(s_ns() - t0) / 1e9);
+	       "  (%.1f s real)\n", what, bench_count("token") - before, failed,
+	       (double)(bench_ns() - t0) / 1e9);
 }
 
 static void s_bench_fleet(void)
@@ -362,22 +233,12 @@ static void s_bench_fleet(void)
 
 int main(void)
 {
-	curl_global_init(CURL_GLOBAL_DEFAULT);
-	signal(SIGPIPE, SIG_IGN);
-	s_env_start();
-	printf("bench_store: sandbox %s\n", S_SB);
-	{
-		FILE *f = fopen("/proc/loadavg", "r");
-		char line[128];
-		if (f && fgets(line, sizeof(line), f))
-			printf("   (load average %.14s on %ld CPUs: other work skews the figures)\n",
-			       line, sysconf(_SC_NPROCESSORS_ONLN));
-		if (f)
-			fclose(f);
-	}
+	bench_init("bench_store");
+	bench_env_start("bench-store-env.sh", "");
+	printf("bench_store: sandbox %s\n", bench_env("SB"));
 	s_bench_hot();
 	s_bench_first();
 	s_bench_fleet();
-	s_env_stop();
+	bench_env_stop();
 	return 0;
 }

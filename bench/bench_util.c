@@ -60,9 +60,13 @@ void bench_init(const char *prog)
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	signal(SIGPIPE, SIG_IGN);
 	f = fopen("/proc/loadavg", "r");
-	if (f && fgets(line, sizeof(line), f))
-		printf("%s: load average %.14s on %ld CPUs (other work skews the figures)\n",
-		       prog, line, sysconf(_SC_NPROCESSORS_ONLN));
+	if (f && fgets(line, sizeof(line), f)) {
+		char *p = line;
+		for (int i = 0; i < 3 && p; i++)
+			p = strchr(p + 1, ' ');
+		printf("%s: load average %.*s on %ld CPUs (other work skews the figures)\n",
+		       prog, p ? (int)(p - line) : 0, line, sysconf(_SC_NPROCESSORS_ONLN));
+	}
 	if (f)
 		fclose(f);
 	fflush(stdout);
@@ -106,14 +110,15 @@ static struct {
 	struct { char key[32]; char value[1600]; } kv[16];
 } s_env = { .in = -1 };
 
-void bench_env_start(const char *args)
+void bench_env_start(const char *script, const char *args)
 {
-	char *argv[16] = { "sh", BENCH_SRCDIR "/bench/bench-env.sh" }, *words, *save = NULL;
+	char path[1024], *argv[16] = { "sh", path }, *words, *save = NULL;
 	size_t argc = 2;
 	int in[2], out[2];
 	char line[1700];
 	FILE *f;
 
+	snprintf(path, sizeof(path), "%s/bench/%s", BENCH_SRCDIR, script);
 	if (!(words = strdup(args)))
 		BENCH_DIE("out of memory");
 	for (char *w = strtok_r(words, " ", &save); w && argc < 15; w = strtok_r(NULL, " ", &save))
@@ -151,7 +156,7 @@ void bench_env_start(const char *args)
 	}
 	/* The script prints nothing more; its pipe stays open until exit. */
 	if (!*bench_env("SB"))
-		BENCH_DIE("the environment did not start (bench/bench-env.sh)");
+		BENCH_DIE("the environment did not start (bench/%s)", script);
 }
 
 const char *bench_env(const char *key)
