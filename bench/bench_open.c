@@ -6,8 +6,8 @@
  *
  * Each measurement runs in a fresh child process, as an application or a
  * CLI run would start: wall time of open + get of svc0 (an apikey service:
- * no network), the heap it keeps (mallinfo2: bytes in use, arena and
- * mmapped) and the resident set it added (/proc/self/statm). Median of runs;
+ * no network) and the CPU time it took, the heap it keeps (mallinfo2: bytes
+ * in use, arena and mmapped) and the resident set it added (/proc/self/statm). Median of runs;
  * the per-service cost is the difference over the 999 extra services.
  * Figures, not assertions.
  */
@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -25,7 +26,18 @@
 
 #define S_MANY 1000
 
-struct s_cost { double us, heap_kb, rss_kb; };
+struct s_cost { double us, cpu_us, heap_kb, rss_kb; };
+
+/* User + system CPU time of the process: wall time counts the waits for a
+ * CPU that a loaded machine adds. */
+static double s_cpu_us(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e6 +
+	       (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+}
 
 static double s_rss_kb(void)
 {
@@ -60,7 +72,7 @@ static struct s_cost s_measure(const char *confdir)
 	if (pid == 0) {
 		apicred_ctx *ctx;
 		apicred_cred *cred;
-		double heap0 = s_heap_kb(), rss0 = s_rss_kb();
+		double heap0 = s_heap_kb(), rss0 = s_rss_kb(), cpu0 = s_cpu_us();
 		int64_t t0 = bench_ns();
 
 		ctx = bench_open(confdir, 0);
@@ -68,6 +80,7 @@ static struct s_cost s_measure(const char *confdir)
 		    apicred_get(ctx, "svc0", NULL, cred) != APICRED_OK)
 			BENCH_DIE("apicred_get svc0: %s", apicred_errmsg());
 		c.us = (double)(bench_ns() - t0) / 1e3;
+		c.cpu_us = s_cpu_us() - cpu0;
 		c.heap_kb = s_heap_kb() - heap0;
 		c.rss_kb = s_rss_kb() - rss0;
 		if (write(p[1], &c, sizeof(c)) != sizeof(c))
@@ -85,7 +98,7 @@ static struct s_cost s_measure(const char *confdir)
 int main(void)
 {
 	int runs = bench_runs();
-	double us[2][15], heap[2][15], rss[2][15];
+	double us[2][15], cpu[2][15], heap[2][15], rss[2][15];
 	struct s_cost m[2];
 	char now[64];
 
@@ -95,29 +108,33 @@ int main(void)
 		for (int k = 0; k < 2; k++) { /* interleaved */
 			struct s_cost c = s_measure(bench_env(k ? "MANY" : "ONE"));
 			us[k][r] = c.us;
+			cpu[k][r] = c.cpu_us;
 			heap[k][r] = c.heap_kb;
 			rss[k][r] = c.rss_kb;
 		}
 	for (int k = 0; k < 2; k++)
 		m[k] = (struct s_cost){ bench_median(us[k], (size_t)runs),
+		                        bench_median(cpu[k], (size_t)runs),
 		                        bench_median(heap[k], (size_t)runs),
 		                        bench_median(rss[k], (size_t)runs) };
 	printf("apicred_open + first apicred_get (svc0, apikey) in a new process, median of %d\n",
 	       runs);
-	printf("   %5d services: %9.1f us   heap +%8.1f KB   RSS +%8.1f KB\n", 1, m[0].us,
-	       m[0].heap_kb, m[0].rss_kb);
-	printf("   %5d services: %9.1f us   heap +%8.1f KB   RSS +%8.1f KB\n", S_MANY, m[1].us,
-	       m[1].heap_kb, m[1].rss_kb);
-	printf("   per extra service: %.2f us, heap %.2f KB, RSS %.2f KB\n",
-	       (m[1].us - m[0].us) / (S_MANY - 1), (m[1].heap_kb - m[0].heap_kb) / (S_MANY - 1),
+	for (int k = 0; k < 2; k++)
+		printf("   %5d services: %9.1f us (CPU %9.1f us)   heap +%8.1f KB   RSS +%8.1f KB\n",
+		       k ? S_MANY : 1, m[k].us, m[k].cpu_us, m[k].heap_kb, m[k].rss_kb);
+	printf("   per extra service: %.2f us (CPU %.2f us), heap %.2f KB, RSS %.2f KB\n",
+	       (m[1].us - m[0].us) / (S_MANY - 1), (m[1].cpu_us - m[0].cpu_us) / (S_MANY - 1),
+	       (m[1].heap_kb - m[0].heap_kb) / (S_MANY - 1),
 	       (m[1].rss_kb - m[0].rss_kb) / (S_MANY - 1));
 	printf("   target: <= 2 ms and < 1 MB with %d services\n", S_MANY);
-	snprintf(now, sizeof(now), "%.2f ms, heap +%.0f KB (RSS +%.0f KB)", m[1].us / 1e3,
-	         m[1].heap_kb, m[1].rss_kb);
+	snprintf(now, sizeof(now), "%.2f ms (CPU %.2f ms), heap +%.0f KB (RSS +%.0f KB)",
+	         m[1].us / 1e3, m[1].cpu_us / 1e3, m[1].heap_kb, m[1].rss_kb);
 	bench_row("`apicred_open` + first get, 1000 service files", now,
-	          "1 service: %.2f ms, heap +%.0f KB; so %.1f us and %.2f KB heap per service "
-	          "(target <= 2 ms, < 1 MB)", m[0].us / 1e3, m[0].heap_kb,
-	          (m[1].us - m[0].us) / (S_MANY - 1), (m[1].heap_kb - m[0].heap_kb) / (S_MANY - 1));
+	          "1 service: %.2f ms (CPU %.2f ms), heap +%.0f KB; so %.1f us (CPU %.1f us) and "
+	          "%.2f KB heap per service (target <= 2 ms, < 1 MB)", m[0].us / 1e3,
+	          m[0].cpu_us / 1e3, m[0].heap_kb, (m[1].us - m[0].us) / (S_MANY - 1),
+	          (m[1].cpu_us - m[0].cpu_us) / (S_MANY - 1),
+	          (m[1].heap_kb - m[0].heap_kb) / (S_MANY - 1));
 	bench_env_stop();
 	return 0;
 }
