@@ -13,10 +13,22 @@
 #           the sandbox's /apikey/echo origin. BENCH_NO_NGINX=1 shows that.
 #   many N  ONE, MANY: confdirs of 1 and N services (apikey and oauth2 in
 #           turn, no network at open or at svc0's get)
-. "$top_srcdir/tests/integration/lib.sh"
+# shellcheck source=tests/integration/lib.sh
+. "${top_srcdir:?}/tests/integration/lib.sh"
 
+# At exit: nginx by its PID, then lib.sh's cleanup (sandbox, $T) with the
+# exit status it would have seen.
 NGINX_PID=
-trap '_rc=$?; [ -z "$NGINX_PID" ] || { kill "$NGINX_PID"; wait "$NGINX_PID"; }; (exit $_rc); _lib_cleanup' EXIT
+bench_cleanup() {
+	_st=$?
+	if [ -n "$NGINX_PID" ]; then
+		kill "$NGINX_PID" 2>/dev/null || :
+		wait "$NGINX_PID" 2>/dev/null || :
+	fi
+	(exit "$_st")
+	_lib_cleanup
+}
+trap bench_cleanup EXIT
 
 # quiet_conf: $CONF logs at notice, as applications run: a debug trace of
 # every hit would be measured instead.
@@ -97,7 +109,7 @@ socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1)' "$_port" 2>/dev/nu
 # many_conf N: a quiet $CONF with N services svc0..svcN-1, apikey and oauth2
 # in turn, literal secrets (the files are 0600). Shell builtins only: fast.
 many_conf() {
-	confdir_new >&2
+	confdir_new none >&2
 	quiet_conf
 	_umask=$(umask)
 	umask 077 # 0600 files without a chmod each
@@ -135,7 +147,7 @@ NGINX_WHY="not asked for"
 [ -z "$want_nginx" ] || nginx_start
 KEY_URL=${NGINX:-$SB}
 
-confdir_new >&2
+confdir_new none >&2
 quiet_conf
 secret_file gen.id sb-client
 secret_file gen.secret 's3cr:t+/%&=é'
