@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +34,37 @@ static void s_write(const char *path, const char *data, size_t len, mode_t mode)
 	assert_int_equal(fchmod(fd, mode), 0);
 	assert_int_equal(close(fd), 0);
 }
+
+/* ---- injected clock and random bytes ------------------------------------- */
+
+_Atomic int64_t fx_mono_ms = FX_MONO0, fx_wall_ms = FX_WALL0;
+unsigned char fx_random_pattern[256];
+size_t fx_random_len;
+
+void fx_advance(int64_t ms)
+{
+	atomic_fetch_add(&fx_mono_ms, ms);
+	atomic_fetch_add(&fx_wall_ms, ms);
+}
+
+void fx_random_reset(void)
+{
+	for (size_t i = 0; i < 36; i++)
+		fx_random_pattern[i] = (unsigned char)i;
+	fx_random_len = 36;
+}
+
+static int64_t s_mono(void *user) { return atomic_load(&fx_mono_ms); }
+static int64_t s_wall(void *user) { return atomic_load(&fx_wall_ms); }
+
+static int s_random(void *user, unsigned char *buf, size_t len)
+{
+	for (size_t i = 0; i < len; i++)
+		buf[i] = fx_random_pattern[i % fx_random_len];
+	return 0;
+}
+
+/* ---- the fixture --------------------------------------------------------- */
 
 static pthread_mutex_t s_log_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -77,6 +109,10 @@ fx *fx_new(void)
 	assert_int_equal(mkdir(sub, 0700), 0);
 	snprintf(sub, sizeof(sub), "%s/secrets", f->conf);
 	assert_int_equal(mkdir(sub, 0700), 0);
+	f->moddir = f->mod;
+	atomic_store(&fx_mono_ms, FX_MONO0);
+	atomic_store(&fx_wall_ms, FX_WALL0);
+	fx_random_reset();
 	/* The shared store's default directory: this fixture's own, so no
 	 * session outlives the test or reaches another one. */
 	assert_int_equal(setenv("XDG_RUNTIME_DIR", f->dir, 1), 0);
@@ -193,38 +229,92 @@ const char *fx_secret(fx *f, const char *name, const char *value, mode_t mode)
 	return path;
 }
 
-void fx_secret_replace(fx *f, const char *name, const char *value)
+void fx_replace(fx *f, const char *rel, const char *text)
 {
 	char path[600], tmp[700];
 
-	snprintf(path, sizeof(path), "%s/secrets/%s", f->conf, name);
+	snprintf(path, sizeof(path), "%s/%s", f->conf, rel);
 	snprintf(tmp, sizeof(tmp), "%s.new", path);
-	s_write(tmp, value, strlen(value), 0600);
+	s_write(tmp, text, strlen(text), 0600);
 	assert_int_equal(rename(tmp, path), 0);
+}
+
+void fx_secret_replace(fx *f, const char *name, const char *value)
+{
+	char rel[300];
+
+	snprintf(rel, sizeof(rel), "secrets/%s", name);
+	fx_replace(f, rel, value);
 	fx_remember(f, value);
 }
 
-void fx_open(fx *f)
+void fx_modules_built(fx *f)
+{
+	f->moddir = getenv("APICRED_TEST_MODULEDIR");
+	if (!f->moddir)
+		fail_msg("APICRED_TEST_MODULEDIR is not set");
+}
+
+apicred_ctx *fx_ctx(fx *f, unsigned flags)
 {
 	apicred_options o;
+	apicred_ctx *ctx = NULL;
 	int rc;
 
 	memset(&o, 0, sizeof(o));
 	o.size = sizeof(o);
 	o.confdir = f->conf;
-	o.moduledir = f->mod;
-	o.flags = APICRED_OPEN_NO_BACKGROUND;
+	o.moduledir = f->moddir;
+	o.flags = flags;
 	o.log = s_log;
 	o.log_user = f;
-	rc = apicred_open_opts(&f->ctx, &o);
+	if (f->hooks & FX_CLOCK) {
+		o.clock_mono_ms = s_mono;
+		o.clock_wall_ms = s_wall;
+	}
+	if (f->hooks & FX_RANDOM)
+		o.random = s_random;
+	rc = apicred_open_opts(&ctx, &o);
 	if (rc != APICRED_OK)
 		fail_msg("apicred_open_opts: %s: %s", apicred_strerror(rc), apicred_errmsg());
-	assert_int_equal(apicred_cred_new(&f->cred), APICRED_OK);
+	return ctx;
+}
+
+void fx_open(fx *f)
+{
+	f->ctx = fx_ctx(f, APICRED_OPEN_NO_BACKGROUND);
+	if (!f->cred)
+		assert_int_equal(apicred_cred_new(&f->cred), APICRED_OK);
 }
 
 int fx_get(fx *f, const char *service)
 {
 	return apicred_get(f->ctx, service, NULL, f->cred);
+}
+
+int fx_request(fx *f, apicred_ctx *ctx, const char *service, const char *method,
+               const char *url, const char *body, const char *content_type)
+{
+	apicred_request req = APICRED_REQUEST_INIT;
+
+	if (!f->cred)
+		assert_int_equal(apicred_cred_new(&f->cred), APICRED_OK);
+	req.method = method;
+	req.url = url;
+	req.body = body;
+	req.body_len = body ? strlen(body) : 0;
+	req.content_type = content_type;
+	return apicred_get(ctx, service, &req, f->cred);
+}
+
+const char *fx_header(const fx *f, const char *name)
+{
+	return apicred_cred_find(f->cred, APICRED_HEADER, name);
+}
+
+const char *fx_query(const fx *f, const char *name)
+{
+	return apicred_cred_find(f->cred, APICRED_QUERY, name);
 }
 
 void fx_assert_no_secret(fx *f, const char *s)
@@ -303,7 +393,22 @@ void fx_assert_headers(fx *f, ...)
 	}
 }
 
-int fx_logged(const fx *f, const char *s)
+int fx_logged(fx *f, const char *s)
 {
-	return f->log && strstr(f->log, s) != NULL;
+	int found;
+
+	pthread_mutex_lock(&s_log_lock);
+	found = f->log && strstr(f->log, s) != NULL;
+	pthread_mutex_unlock(&s_log_lock);
+	return found;
+}
+
+void fx_log_clear(fx *f)
+{
+	pthread_mutex_lock(&s_log_lock);
+	free(f->log);
+	f->log = NULL;
+	f->log_len = 0;
+	f->log_warnings = 0;
+	pthread_mutex_unlock(&s_log_lock);
 }

@@ -1,27 +1,52 @@
 /*
- * fixture.h - a throw-away configuration for the foundation's unit tests.
+ * fixture.h - the unit tests' one harness: a throw-away configuration, and
+ * contexts opened on it with an injected clock and random source.
  *
- * Each fixture is a temp directory holding a confdir (apicred.conf, conf.d/,
- * secrets/) and a module directory into which the test links the provider
- * modules it needs: the real ones from $APICRED_TEST_MODULEDIR
- * (providers/.libs) and the test ones from $top_builddir/tests/modules/.libs.
- * The context is opened with a logger that keeps every message, so tests can
+ * Each fixture is a 0700 temp directory holding a confdir (apicred.conf,
+ * conf.d/, secrets/) and a module directory into which the test links the
+ * provider modules it needs: the real ones from $APICRED_TEST_MODULEDIR
+ * (providers/.libs) and the test ones from $top_builddir/tests/modules/.libs
+ * (or it uses the built providers directory as it is: fx_modules_built).
+ * Contexts are opened with a logger that keeps every message, so tests can
  * check what was logged and that no secret ever was.
  */
 #ifndef APICRED_TEST_FIXTURE_H
 #define APICRED_TEST_FIXTURE_H
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
 #include <apicred/apicred.h>
 
+/* ---- injected clock and random bytes ------------------------------------- */
+
+/* Contexts opened with FX_CLOCK read these (milliseconds); tests move them
+ * forward (fx_advance moves both). fx_new resets them to FX_MONO0/FX_WALL0. */
+#define FX_MONO0 1000000
+#define FX_WALL0 1546214399000LL /* 2018-12-30 23:59:59 UTC */
+extern _Atomic int64_t fx_mono_ms, fx_wall_ms;
+void fx_advance(int64_t ms);
+
+/* With FX_RANDOM, random bytes are fx_random_pattern[i % fx_random_len],
+ * restarting at 0 on every call, so each request's nonce is predictable.
+ * fx_random_reset (and fx_new): 0, 1, ... 35. */
+extern unsigned char fx_random_pattern[256];
+extern size_t fx_random_len;
+void fx_random_reset(void);
+
+/* fx.hooks: the test hooks every context of the fixture is opened with. */
+#define FX_CLOCK 1u
+#define FX_RANDOM 2u
+
 typedef struct fx {
 	char dir[256];      /* the temp directory */
 	char conf[300];     /* dir/conf: the confdir */
 	char mod[300];      /* dir/modules: the moduledir */
+	const char *moddir; /* what contexts are opened with: mod, or the built one */
+	unsigned hooks;     /* FX_CLOCK | FX_RANDOM, before opening */
 	apicred_ctx *ctx;   /* after fx_open */
 	apicred_cred *cred;
 	char *log;          /* every logged line, "LEVEL service: message\n" */
@@ -49,6 +74,9 @@ void fx_service(fx *f, const char *name, mode_t mode, const char *fmt, ...)
 void fx_service_raw(fx *f, const char *name, mode_t mode, const char *text);
 /* Writes conf/apicred.conf. */
 void fx_global(fx *f, const char *text);
+/* Replaces conf/REL (mode 0600) as a careful admin does: a new file renamed
+ * over the old one, so a reader never sees it missing or half written. */
+void fx_replace(fx *f, const char *rel, const char *text);
 /* Writes conf/secrets/<name> with exactly value (mode); remembers value as
  * a secret that must not leak. Returns the path. */
 const char *fx_secret(fx *f, const char *name, const char *value, mode_t mode);
@@ -57,12 +85,26 @@ void fx_secret_replace(fx *f, const char *name, const char *value);
 /* Remembers a secret value used some other way (literal, env:). */
 void fx_remember(fx *f, const char *value);
 
-/* Opens f->ctx on the confdir and moduledir (no background thread, the
- * fixture's logger) and allocates f->cred. */
+/* Uses $APICRED_TEST_MODULEDIR itself (every provider as built) as the
+ * moduledir instead of dir/modules. */
+void fx_modules_built(fx *f);
+
+/* Opens a context on the confdir and moduledir with flags (APICRED_OPEN_*),
+ * the fixture's logger and f->hooks; the caller closes it. */
+apicred_ctx *fx_ctx(fx *f, unsigned flags);
+/* Opens f->ctx (no background thread) and allocates f->cred. */
 void fx_open(fx *f);
 
 /* apicred_get(f->ctx, service, NULL, f->cred). */
 int fx_get(fx *f, const char *service);
+/* apicred_get(ctx, service, request, f->cred) for a request of method, url,
+ * body (may be NULL) and content type (may be NULL); allocates f->cred if
+ * needed. */
+int fx_request(fx *f, apicred_ctx *ctx, const char *service, const char *method,
+               const char *url, const char *body, const char *content_type);
+/* A header or query parameter of f->cred, or NULL. */
+const char *fx_header(const fx *f, const char *name);
+const char *fx_query(const fx *f, const char *name);
 
 /* Asserts rc == expected; and that apicred_errmsg() mentions the service
  * and every string of the NULL-terminated list, and holds no secret. */
@@ -75,7 +117,9 @@ void fx_assert_headers(fx *f, ...);
 /* Asserts that neither s nor the log contains a remembered secret. */
 void fx_assert_no_secret(fx *f, const char *s);
 
-/* Whether the log contains s. */
-int fx_logged(const fx *f, const char *s);
+/* Whether the log contains s (safe while the library logs from other
+ * threads); fx_log_clear forgets what was logged. */
+int fx_logged(fx *f, const char *s);
+void fx_log_clear(fx *f);
 
 #endif
