@@ -5,5 +5,5 @@ cd "$(dirname "$0")"
 mkdir -p m4 build-aux
 autoreconf -fi
 # automake installs test-driver but never tap-driver.sh (even with -fi);
-# the TAP integration tests (SH_LOG_DRIVER in tests/sandbox.am) need it.
+# the TAP integration tests (SH_LOG_DRIVER in tests/tests.am) need it.
 cp -f "$(automake --print-libdir)/tap-driver.sh" build-aux/tap-driver.sh

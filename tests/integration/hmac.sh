@@ -2,7 +2,7 @@
 # hmac provider (TPV profile) through the real `apicred` tool against the
 # sandbox's TPV emulation: the login signature, Authorization + Signature for
 # each `sign` option, milliseconds, error bodies and faults, the sample file;
-# then a 401 within one process (tests/unit/test_signing_sandbox.c).
+# then a 401 within one process (tests/drivers/signing_sandbox.c).
 . "$top_srcdir/tests/integration/lib.sh"
 
 sandbox_start
@@ -177,7 +177,7 @@ is "sample tpv.conf: works against the sandbox" "$RC" 0
 ctl reset
 APICRED_TEST_CONFDIR=$CONF
 export APICRED_TEST_CONFDIR SB SB_CA
-"$top_builddir/tests/unit/test_signing_sandbox" hmac tpv >"$T/helper.out" 2>"$T/helper.err"
+"$top_builddir/tests/drivers/signing_sandbox" hmac tpv >"$T/helper.out" 2>"$T/helper.err"
 ok_lines <"$T/helper.out"
 is "in process: two logins" "$(count tpv-auth)" 2
 

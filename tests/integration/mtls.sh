@@ -360,7 +360,7 @@ for how in reload 5; do
 	chmod 600 "$CONF/certs/curclient.key"
 	hub rotating "$SB_MTLS/oauth2/token" "" cur
 	ctl reset
-	OUT=$("$top_builddir/tests/integration/mtls_rotate" "$CONF" "$APICRED_TEST_MODULEDIR" \
+	OUT=$("$top_builddir/tests/drivers/mtls_rotate" "$CONF" "$APICRED_TEST_MODULEDIR" \
 		rotating "$SB_MTLS/api/letterbox" "$rotate_cmd" "$how" 2>"$T/rotate.err")
 	RC=$?
 	ERR=$(cat "$T/rotate.err")

@@ -1,7 +1,7 @@
 #!/bin/sh
 # The credential cache through the oauth2 provider (single flight, refresh
 # ahead, stale-if-error, 401, Retry-After, expires_in, error bodies) and the
-# provisioning op: C tests (tests/unit/oauth2_cache.c) that need the
+# provisioning op: C tests (tests/drivers/oauth2_cache.c) that need the
 # library's clock hooks, run here against the sandbox. Their TAP is ours.
 . "$top_srcdir/tests/integration/lib.sh"
 
@@ -49,5 +49,5 @@ APICRED_TEST_STORE_CONFDIR=$CONF
 export SB SB_CA APICRED_TEST_CONFDIR APICRED_TEST_STORE_CONFDIR APICRED_TEST_MODULEDIR
 CMOCKA_MESSAGE_OUTPUT=TAP
 export CMOCKA_MESSAGE_OUTPUT
-"$top_builddir/tests/unit/oauth2_cache"
+"$top_builddir/tests/drivers/oauth2_cache"
 exit $?

@@ -1,5 +1,5 @@
 #!/bin/sh
-# The README's C example, as extracted and built by tests/dx.am, run against
+# The README's C example, as extracted and built by tests/drivers.am, run against
 # the sandbox's MoMo emulation: it must POST its JSON body, with the content
 # type it told apicred, carrying the credentials, and retry once after a 401.
 . "$top_srcdir/tests/integration/lib.sh"

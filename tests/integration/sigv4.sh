@@ -181,7 +181,7 @@ like "... naming the service and the header" "$ERR" '*api*X-Amz-Date header; sig
 ctl reset
 APICRED_TEST_CONFDIR=$CONF
 export APICRED_TEST_CONFDIR SB SB_CA
-"$top_builddir/tests/unit/sigv4_sandbox" api s3s >"$T/helper.out" 2>"$T/helper.err"
+"$top_builddir/tests/drivers/sigv4_sandbox" api s3s >"$T/helper.out" 2>"$T/helper.err"
 ok_lines <"$T/helper.out"
 ! grep -q "^FAIL" "$T/helper.out" || diag "$(cat "$T/helper.err")"
 

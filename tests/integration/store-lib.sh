@@ -2,7 +2,7 @@
 # store-lib.sh - sourced by store.sh and store-redis.sh after lib.sh.
 
 APICRED_BIN=$top_builddir/tools/apicred
-FORK=$top_builddir/tests/integration/store_fork
+FORK=$top_builddir/tests/drivers/store_fork
 
 # gen_conf STORE [SECRET]: a fresh $CONF whose service "gen" takes OAuth 2.0
 # tokens from the sandbox's generic endpoint, sharing them through STORE.

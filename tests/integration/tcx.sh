@@ -3,7 +3,7 @@
 # emulation: OWTC, TWTC and FTC in each server mode (param, time, none) with
 # query, JSON and form parameters; the app pass checked independently with
 # openssl(1); failure bodies; TCXTFX drop; the samples; then reauthorize and
-# TCXTFX within one process (tests/unit/test_signing_sandbox.c).
+# TCXTFX within one process (tests/drivers/signing_sandbox.c).
 . "$top_srcdir/tests/integration/lib.sh"
 
 sandbox_start
@@ -195,7 +195,7 @@ ctl reset
 ctl set '{"tcx_mode": "time"}'
 APICRED_TEST_CONFDIR=$CONF
 export APICRED_TEST_CONFDIR SB SB_CA
-"$top_builddir/tests/unit/test_signing_sandbox" tcx twtc-time >"$T/helper.out" 2>"$T/helper.err"
+"$top_builddir/tests/drivers/signing_sandbox" tcx twtc-time >"$T/helper.out" 2>"$T/helper.err"
 ok_lines <"$T/helper.out"
 is "in process: authorize, then authorize afresh after TCXTFX" "$(count tcx-authorize)" 2
 is "in process: one reauthorize" "$(count tcx-reauthorize)" 1
@@ -206,7 +206,7 @@ is "in process: reauthorize sent base64(refresh)" \
 ctl reset
 ctl set '{"tcx_mode": "time"}'
 ctl fault tcx-reauthorize tcx_fault 1
-"$top_builddir/tests/unit/test_signing_sandbox" tcx-renew-fail twtc-time >"$T/helper.out" 2>"$T/helper.err"
+"$top_builddir/tests/drivers/signing_sandbox" tcx-renew-fail twtc-time >"$T/helper.out" 2>"$T/helper.err"
 ok_lines <"$T/helper.out"
 is "in process, refused reauthorize: authorized twice" "$(count tcx-authorize)" 2
 like "in process, refused reauthorize: logged" "$(cat "$T/helper.err")" '*reauthorize*authorizing afresh*'

@@ -1,6 +1,6 @@
 /*
  * prelude.h - put before the C example extracted from README.md (see
- * tests/dx.am), so that the example runs against the sandbox: its
+ * tests/drivers.am), so that the example runs against the sandbox: its
  * "https://sandbox.momodeveloper.mtn.com/PATH" literals become
  * readme_url("PATH"), which prefixes $README_ORIGIN instead.
  */

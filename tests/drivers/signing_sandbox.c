@@ -1,14 +1,14 @@
 /*
- * test_signing_sandbox.c - what the `apicred` tool cannot show in one run, checked
+ * signing_sandbox.c - what the `apicred` tool cannot show in one run, checked
  * against the sandbox with the library's clock hook: a session that must
  * outlive the server's token (hmac 401 -> login again; tcx TCXTFX -> drop
  * and authorize afresh) and a twtc token renewed with tcx/reauthorize.
  * Driven by tests/integration/hmac.sh and tcx.sh, which write the services;
  * prints "PASS what" / "FAIL what" lines for their ok_lines.
  *
- *   test_signing_sandbox hmac SERVICE          (a TPV service on $SB)
- *   test_signing_sandbox tcx SERVICE           (a twtc service on $SB)
- *   test_signing_sandbox tcx-renew-fail SERVICE (reauthorize will be refused)
+ *   signing_sandbox hmac SERVICE          (a TPV service on $SB)
+ *   signing_sandbox tcx SERVICE           (a twtc service on $SB)
+ *   signing_sandbox tcx-renew-fail SERVICE (reauthorize will be refused)
  *
  * Environment: SB, SB_CA, APICRED_TEST_CONFDIR, APICRED_TEST_MODULEDIR.
  * Only the monotonic clock is moved: the sandbox checks tcx_datetime and
@@ -199,7 +199,7 @@ int main(int argc, char **argv)
 	o.confdir = getenv("APICRED_TEST_CONFDIR");
 	o.moduledir = getenv("APICRED_TEST_MODULEDIR");
 	if (argc != 3 || !s_sb || !s_ca || !o.confdir || !o.moduledir) {
-		printf("FAIL usage: test_signing_sandbox hmac|tcx|tcx-renew-fail SERVICE, with SB, "
+		printf("FAIL usage: signing_sandbox hmac|tcx|tcx-renew-fail SERVICE, with SB, "
 		       "SB_CA, APICRED_TEST_CONFDIR, APICRED_TEST_MODULEDIR set\n");
 		return 1;
 	}
