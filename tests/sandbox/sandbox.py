@@ -6,6 +6,7 @@ library only, except the SigV4 routes, which verify signatures with botocore
 (Debian's python3-botocore), imported when first needed.
 
     sandbox.py --certs DIR --dir SBDIR
+    sandbox.py --dir SBDIR          (the plain HTTP listener only)
 
 Listens on ephemeral ports; writes SBDIR/ports.env once every listener is
 ready; logs to SBDIR/sandbox.log (never secrets: no headers, bodies or query
@@ -31,6 +32,7 @@ import time
 from common import Resp, tcx_fail
 from state import GENERIC_FAULTS, MODIFIER_FAULTS, STATE, fault_response, h_ctl, modify
 from server import Listener, make_ctx
+import script
 import vendor_apikey
 import vendor_momo
 import vendor_oauth2
@@ -66,6 +68,7 @@ ROUTES = [
     (r"/tcx/api(/.*)?", "tcx", vendor_tcx.h_tcx_api),
     (r"/sigv4(/.*)?", "sigv4", vendor_sigv4.h_sigv4),
     (r"/s3/([^/]+)(?:/.*)?", "s3", vendor_sigv4.h_s3),
+    (r"/script(/.*)?", "script", script.h_script),
 ]
 ROUTES = [(re.compile(r), n, h) for r, n, h in ROUTES]
 ARG_ROUTES = {"momo-apikey", "momo-user", "s3"}
@@ -105,7 +108,8 @@ def dispatch(req):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--certs", required=True, help="directory made by mkcerts.sh")
+    ap.add_argument("--certs", help="directory made by mkcerts.sh (without it: "
+                    "the plain HTTP listener only)")
     ap.add_argument("--dir", required=True, help="where ports.env and the log go")
     args = ap.parse_args()
 
@@ -114,7 +118,7 @@ def main():
                         format="%(asctime)s %(levelname)s %(message)s")
     c = args.certs
     T = ssl.TLSVersion
-    listeners = {
+    listeners = {"http": None} if not c else {
         # main asks for (but does not need) a client certificate, so tests
         # can see in _ctl/last whether one was sent where it should not be.
         "main": make_ctx(c, "server", client_cas=("client-ca.pem", "unknown-ca.pem")),
@@ -143,8 +147,9 @@ def main():
     var = {"main": "SB", "mtls": "SB_MTLS", "tls13": "SB_TLS13",
            "tls12": "SB_TLS12", "badhost": "SB_BADHOST",
            "unknownca": "SB_UNKNOWNCA", "http": "SB_HTTP"}
-    lines = ["SB_PID=%d" % os.getpid(),
-             "SB_PORT=%d" % servers["main"].server_port]
+    lines = ["SB_PID=%d" % os.getpid()]
+    if "main" in servers:
+        lines.append("SB_PORT=%d" % servers["main"].server_port)
     for name, s in servers.items():
         lines.append("%s=%s://127.0.0.1:%d" % (
             var[name], "http" if s.ctx is None else "https", s.server_port))

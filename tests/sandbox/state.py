@@ -63,6 +63,11 @@ MODIFIER_FAULTS = {"no_expires", "expires_str", "expires_zero", "crlf",
                    "crlf_type"}
 FAULTS = GENERIC_FAULTS | MODIFIER_FAULTS | {"slow"}
 
+# The scripted endpoint answers this until told otherwise, and keeps up to
+# SCRIPT_KEEP requests.
+SCRIPT_DEFAULT = {"status": 500, "headers": "", "body": "{}"}
+SCRIPT_KEEP = 256
+
 
 
 # ---- shared state ------------------------------------------------------------
@@ -82,6 +87,9 @@ class State:
             self.tcx_refresh = {}     # tkey(refresh) -> tkey(token)
             self.momo_users = {MOMO_SEED_USER: {"host": MOMO_SEED_HOST,
                                                 "apikey": MOMO_SEED_KEY}}
+            self.script = [SCRIPT_DEFAULT]   # the scripted endpoint's answers
+            self.script_next = 0
+            self.script_reqs = []            # every request it got
 
     def get(self, key, default=None):
         with self.lock:
@@ -121,6 +129,24 @@ class State:
     def record(self, name, rec):
         with self.lock:
             self.last[name] = rec
+            if (name == "script" or name.endswith("-script")) and \
+                    len(self.script_reqs) < SCRIPT_KEEP:
+                self.script_reqs.append(rec)
+
+    def set_script(self, answers, append):
+        with self.lock:
+            if append:
+                self.script += answers
+            else:
+                self.script, self.script_next = list(answers), 0
+
+    def take_script(self):
+        """The next scripted answer; once used up, the last one repeats."""
+        with self.lock:
+            a = self.script[self.script_next]
+            if self.script_next + 1 < len(self.script):
+                self.script_next += 1
+            return a
 
     def set_fault(self, name, kind, times, arg):
         with self.lock:
@@ -261,7 +287,7 @@ def modify(resp, kind):
 
 def h_ctl(req):
     op = req.path[len("/_ctl/"):]
-    post_only = {"reset", "fault", "set", "expire"}
+    post_only = {"reset", "fault", "set", "expire", "script"}
     if op in post_only and req.method != "POST":
         return Resp(405, {"error": "use POST"}, {"Allow": "POST"})
     try:
@@ -286,6 +312,25 @@ def h_ctl(req):
         with STATE.lock:
             rec = STATE.last.get(q.get("endpoint", ""))
         return Resp(200, json.dumps(rec).encode(), ctype="application/json")
+    if op == "requests":
+        with STATE.lock:
+            return Resp(200, json.dumps(STATE.script_reqs).encode(),
+                        ctype="application/json")
+    if op == "script":
+        try:
+            answers = req.json()
+        except (ValueError, UnicodeDecodeError):
+            answers = None
+        if not (isinstance(answers, list) and answers and all(
+                isinstance(a, dict) and isinstance(a.get("status"), int) and
+                100 <= a["status"] <= 599 and isinstance(a.get("body", ""), str) and
+                isinstance(a.get("headers", ""), str) for a in answers)):
+            return Resp(400, {"error": "body must be a list of "
+                              "{status, headers, body} objects"})
+        STATE.set_script([{"status": a["status"], "headers": a.get("headers", ""),
+                           "body": a.get("body", "")} for a in answers],
+                         q.get("append") == "1")
+        return Resp(200, {"ok": True})
     if op == "fault":
         ep, kind = q.get("endpoint"), q.get("kind", "")
         if not ep:

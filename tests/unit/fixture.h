@@ -15,6 +15,7 @@
 
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -48,7 +49,7 @@ typedef struct fx {
 	const char *moddir; /* what contexts are opened with: mod, or the built one */
 	unsigned hooks;     /* FX_CLOCK | FX_RANDOM, before opening */
 	apicred_ctx *ctx;   /* after fx_open */
-	apicred_cred *cred;
+	apicred_cred *cred; /* what fx_get and fx_request fill */
 	char *log;          /* every logged line, "LEVEL service: message\n" */
 	size_t log_len;
 	int log_warnings;   /* lines logged at LOG_WARNING or more severe */
@@ -92,14 +93,13 @@ void fx_modules_built(fx *f);
 /* Opens a context on the confdir and moduledir with flags (APICRED_OPEN_*),
  * the fixture's logger and f->hooks; the caller closes it. */
 apicred_ctx *fx_ctx(fx *f, unsigned flags);
-/* Opens f->ctx (no background thread) and allocates f->cred. */
+/* Opens f->ctx (no background thread). */
 void fx_open(fx *f);
 
 /* apicred_get(f->ctx, service, NULL, f->cred). */
 int fx_get(fx *f, const char *service);
 /* apicred_get(ctx, service, request, f->cred) for a request of method, url,
- * body (may be NULL) and content type (may be NULL); allocates f->cred if
- * needed. */
+ * body (may be NULL) and content type (may be NULL). */
 int fx_request(fx *f, apicred_ctx *ctx, const char *service, const char *method,
                const char *url, const char *body, const char *content_type);
 /* A header or query parameter of f->cred, or NULL. */
@@ -121,5 +121,76 @@ void fx_assert_no_secret(fx *f, const char *s);
  * threads); fx_log_clear forgets what was logged. */
 int fx_logged(fx *f, const char *s);
 void fx_log_clear(fx *f);
+
+/* ---- the counter test module -------------------------------------------- */
+
+/* tests/modules/counter.c's control block (the same layout): the test
+ * counts, fails, delays and blocks the module's fetches through it. */
+struct counter_control {
+	atomic_int fetches;     /* fetches started */
+	atomic_int fail;        /* apicred_err to return, 0 = succeed */
+	atomic_llong lifetime_ms;
+	atomic_llong retry_after_ms;
+	atomic_bool block;      /* fetch waits until cleared */
+	atomic_int blocked;     /* fetches currently waiting */
+	atomic_int delay_ms;    /* real sleep inside fetch, to make callers overlap */
+	atomic_int finis;       /* states finalised */
+};
+
+/* The control block of the counter module fx_module(f, "counter") links:
+ * one copy, as the core's dlopen of the link finds the module loaded. Its
+ * settings are reset: 600 s lifetimes, no failure, no block, no delay. */
+struct counter_control *fx_counter(void);
+
+/* ---- the sandbox ---------------------------------------------------------- */
+
+/* tests/sandbox/sandbox.py on its plain HTTP listener only: the unit tests'
+ * login endpoints. Its scripted endpoint, fx_sandbox.url + "/script/...",
+ * answers what the test sets (in order; once used up, the last answer
+ * repeats; 500 "{}" until set) and keeps every request (SPEC.md: script). */
+typedef struct fx_sandbox {
+	pid_t pid;
+	char dir[256];       /* its temp directory: ports.env, logs */
+	char url[64];        /* http://127.0.0.1:PORT */
+	int port;
+} fx_sandbox;
+
+/* A request the scripted endpoint got. */
+typedef struct fx_req {
+	char method[16];
+	char target[2048];   /* path?query as sent */
+	char headers[4096];  /* "name: value\r\n" lines, names in lower case */
+	char body[4096];
+	size_t body_len;
+} fx_req;
+
+/* Starts one (waits at most 10 s for it to listen); aborts the test if it
+ * cannot. Stop stops it (SIGTERM) and removes its directory. */
+fx_sandbox *fx_sandbox_start(void);
+void fx_sandbox_stop(fx_sandbox *sb);
+/* Forgets every answer, request, count and setting (POST /_ctl/reset). */
+void fx_sandbox_reset(fx_sandbox *sb);
+/* Replaces the scripted answers with one... */
+void fx_sandbox_answer(fx_sandbox *sb, int status, const char *headers, const char *body);
+/* ...or appends one. headers: NULL or "Name: value\r\n" lines. */
+void fx_sandbox_then(fx_sandbox *sb, int status, const char *headers, const char *body);
+/* Requests the scripted endpoint got since the last reset; the i-th one
+ * (0-based; a test failure if there is none). */
+size_t fx_sandbox_count(fx_sandbox *sb);
+fx_req fx_sandbox_req(fx_sandbox *sb, size_t i);
+/* A header of a request (any case), or a raw query parameter, or NULL
+ * (per-thread static buffer). */
+const char *fx_req_header(const fx_req *r, const char *name);
+const char *fx_req_query(const fx_req *r, const char *name);
+
+/* ---- expected values, computed with OpenSSL (never with the provider) ------- */
+
+/* Lowercase hex HMAC-SHA256; per-thread static buffer. */
+const char *fx_hmac_sha256_hex(const void *key, size_t klen, const void *msg, size_t mlen);
+/* Standard base64; per-thread static buffer. */
+const char *fx_base64(const void *in, size_t len);
+/* TCX's app password: base64(hex(sha1(j + pub + dyn)) ":" dyn); per-thread
+ * static buffer. */
+const char *fx_tcx_pass(const char *j, const char *pub, const char *dyn);
 
 #endif

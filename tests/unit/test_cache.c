@@ -5,7 +5,6 @@
  * lifetime rules, stale-if-error with back-off, 401 reports, reloads under
  * load, fork.
  */
-#include <dlfcn.h>
 #include <pthread.h>
 #include <sched.h>
 #include <setjmp.h>
@@ -27,16 +26,6 @@
 #include <apicred/apicred.h>
 
 #include "fixture.h"
-
-struct counter_control {
-	atomic_int fetches;
-	atomic_int fail;
-	atomic_llong lifetime_ms;
-	atomic_llong retry_after_ms;
-	atomic_bool block;
-	atomic_int blocked;
-	atomic_int delay_ms;
-};
 
 static fx *s_fx;
 static struct counter_control *s_ctl;
@@ -88,12 +77,7 @@ static void s_wait_token(apicred_ctx *ctx, apicred_cred *cred, const char *want)
 
 static int s_setup(void **state)
 {
-	atomic_store(&s_ctl->fetches, 0);
-	atomic_store(&s_ctl->fail, 0);
-	atomic_store(&s_ctl->lifetime_ms, 600000);
-	atomic_store(&s_ctl->retry_after_ms, 0);
-	atomic_store(&s_ctl->block, false);
-	atomic_store(&s_ctl->delay_ms, 0);
+	s_ctl = fx_counter();
 	s_fx = fx_new(); /* the clock starts at FX_MONO0 */
 	s_fx->hooks = FX_CLOCK;
 	fx_module(s_fx, "counter");
@@ -109,22 +93,6 @@ static int s_teardown(void **state)
 {
 	fx_free(s_fx);
 	s_fx = NULL;
-	return 0;
-}
-
-static int s_group_setup(void **state)
-{
-	const char *top = getenv("top_builddir");
-	char path[512];
-	void *h;
-
-	/* The file fx_module links: the core's dlopen of the link finds this
-	 * object already loaded, so there is one copy and one control block. */
-	snprintf(path, sizeof(path), "%s/tests/modules/.libs/counter.so", top ? top : ".");
-	h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-	assert_non_null(h);
-	s_ctl = dlsym(h, "counter_control");
-	assert_non_null(s_ctl);
 	return 0;
 }
 
@@ -536,5 +504,5 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_fork_child_keeps_working, s_setup, s_teardown),
 	};
 
-	return cmocka_run_group_tests_name("cache", tests, s_group_setup, NULL);
+	return cmocka_run_group_tests_name("cache", tests, NULL, NULL);
 }

@@ -15,7 +15,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <syslog.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -42,7 +41,6 @@
 struct pki {
 	EVP_PKEY *ca_key, *other_ca_key, *client_key, *client2_key, *server_key, *stray_key;
 	X509 *ca, *other_ca, *client, *client2, *server, *other_client;
-	int64_t now_ms;     /* the injected wall clock */
 };
 
 static struct pki s_pki;
@@ -105,7 +103,6 @@ static int s_setup_pki(void **state)
 	                         -1, 365, 0, NULL);
 	p->server = s_cert("127.0.0.1", p->server_key, p->ca, p->ca_key, -1, 365, 0,
 	                   "IP:127.0.0.1");
-	p->now_ms = (int64_t)time(NULL) * 1000;
 	return 0;
 }
 
@@ -200,32 +197,6 @@ static char *s_pin(EVP_PKEY *k)
 	return pin;
 }
 
-/* ---- fixture with an injected clock ---------------------------------- */
-
-static int64_t s_wall(void *user)
-{
-	return ((struct pki *)user)->now_ms;
-}
-
-static int64_t s_mono(void *user)
-{
-	return 1000000;
-}
-
-static void s_log(void *user, int level, const char *service, const char *message)
-{
-	fx *f = user;
-	size_t n = strlen(message) + (service ? strlen(service) : 1) + 16;
-	char *grown = realloc(f->log, f->log_len + n + 1);
-
-	assert_non_null(grown);
-	f->log = grown;
-	f->log_len += (size_t)snprintf(f->log + f->log_len, n + 1, "%d %s: %s\n", level,
-	                               service ? service : "-", message);
-	if (level <= LOG_WARNING)
-		f->log_warnings++;
-}
-
 /* A fixture holding the certificates, not yet opened. */
 static fx *s_fx(void)
 {
@@ -244,29 +215,10 @@ static fx *s_fx(void)
 	s_write_key(f, "client.key", s_pki.client_key, NULL, 0600);
 	s_write_key(f, "client2.key", s_pki.client2_key, NULL, 0600);
 	s_write_key(f, "stray.key", s_pki.stray_key, NULL, 0600);
-	s_pki.now_ms = (int64_t)time(NULL) * 1000;
+	/* The injected clocks: wall time from now, as the certificates are. */
+	f->hooks = FX_CLOCK;
+	fx_wall_ms = (int64_t)time(NULL) * 1000;
 	return f;
-}
-
-static void s_open(fx *f)
-{
-	apicred_options o;
-	int rc;
-
-	memset(&o, 0, sizeof(o));
-	o.size = sizeof(o);
-	o.confdir = f->conf;
-	o.moduledir = f->mod;
-	o.flags = APICRED_OPEN_NO_BACKGROUND;
-	o.log = s_log;
-	o.log_user = f;
-	o.clock_wall_ms = s_wall;
-	o.clock_mono_ms = s_mono;
-	o.hook_user = &s_pki;
-	rc = apicred_open_opts(&f->ctx, &o);
-	if (rc != APICRED_OK)
-		fail_msg("apicred_open_opts: %s: %s", apicred_strerror(rc), apicred_errmsg());
-	assert_int_equal(apicred_cred_new(&f->cred), APICRED_OK);
 }
 
 static const char *s_tls(fx *f, const char *name)
@@ -300,7 +252,7 @@ static void test_items(void **state)
 	 * as for secrets. */
 	s_path(f, "client.key", ca, sizeof(ca));
 	assert_int_equal(chmod(ca, 0640), 0);
-	s_open(f);
+	fx_open(f);
 	assert_int_equal(fx_get(f, "hub"), APICRED_OK);
 
 	assert_non_null(strstr(s_tls(f, "cert"), "-----BEGIN CERTIFICATE-----"));
@@ -334,7 +286,7 @@ static void test_no_warning_outside_window(void **state)
 	fx_service(f, "hub", 0600,
 	           "stack = ({ provider = \"mtls\"; cert = \"certs/client.pem\";\n"
 	           "  key = \"certs/client.key\"; expiry_warn_days = 10; });\n");
-	s_open(f);
+	fx_open(f);
 	assert_int_equal(fx_get(f, "hub"), APICRED_OK);
 	assert_false(fx_logged(f, "expires on"));
 	assert_string_equal(s_tls(f, "min_tls"), "1.2"); /* the default */
@@ -349,8 +301,8 @@ static void test_expired_and_not_yet_valid(void **state)
 	fx_service(f, "hub", 0600,
 	           "stack = ({ provider = \"mtls\"; cert = \"certs/client.pem\";\n"
 	           "  key = \"certs/client.key\"; });\n");
-	s_pki.now_ms += 21 * DAY_MS;
-	s_open(f);
+	fx_wall_ms += 21 * DAY_MS;
+	fx_open(f);
 	rc = fx_get(f, "hub");
 	fx_assert_err(f, rc, APICRED_ERR_TLS, "hub", "client.pem", "expired", NULL);
 	fx_free(f);
@@ -359,8 +311,8 @@ static void test_expired_and_not_yet_valid(void **state)
 	fx_service(f, "hub", 0600,
 	           "stack = ({ provider = \"mtls\"; cert = \"certs/client.pem\";\n"
 	           "  key = \"certs/client.key\"; });\n");
-	s_pki.now_ms -= 2 * DAY_MS;
-	s_open(f);
+	fx_wall_ms -= 2 * DAY_MS;
+	fx_open(f);
 	rc = fx_get(f, "hub");
 	fx_assert_err(f, rc, APICRED_ERR_TLS, "hub", "client.pem", "not valid before", NULL);
 	fx_free(f);
@@ -376,9 +328,9 @@ static void test_expires_while_running(void **state)
 	fx_service(f, "hub", 0600,
 	           "stack = ({ provider = \"mtls\"; cert = \"certs/client.pem\";\n"
 	           "  key = \"certs/client.key\"; });\n");
-	s_open(f);
+	fx_open(f);
 	assert_int_equal(fx_get(f, "hub"), APICRED_OK);
-	s_pki.now_ms += 21 * DAY_MS;
+	fx_wall_ms += 21 * DAY_MS;
 	rc = fx_get(f, "hub");
 	fx_assert_err(f, rc, APICRED_ERR_TLS, "hub", "client.pem", "expired", NULL);
 	fx_free(f);
@@ -446,7 +398,7 @@ static void test_bad_material(void **state)
 		fx_service(f, name, 0600, "stack = ({ provider = \"mtls\"; %s });\n",
 		           cases[i].layer);
 	}
-	s_open(f);
+	fx_open(f);
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		char name[32];
 		int rc;
@@ -475,7 +427,7 @@ static void test_encrypted_key_and_p12(void **state)
 	fx_service(f, "p12", 0600,
 	           "stack = ({ provider = \"mtls\"; pkcs12 = \"certs/client.p12\";\n"
 	           "  pkcs12_password = \"file:secrets/p12pass\"; });\n");
-	s_open(f);
+	fx_open(f);
 	assert_int_equal(fx_get(f, "pem"), APICRED_OK);
 	a = strdup(s_tls(f, "cert_sha256"));
 	/* decrypted: the item is plain PEM */
@@ -503,7 +455,7 @@ static void test_rotation(void **state)
 	           "  key = \"certs/current.key\"; });\n");
 	s_write_cert(f, "current.pem", s_pki.client, NULL);
 	s_write_key(f, "current.key", s_pki.client_key, NULL, 0600);
-	s_open(f);
+	fx_open(f);
 	assert_int_equal(fx_get(f, "hub"), APICRED_OK);
 	assert_string_equal(s_tls(f, "cert_subject"), "CN=client, O=apicred test");
 	before = strdup(s_tls(f, "key"));
@@ -662,7 +614,7 @@ static fx *s_ssl_fx(void)
 	           "stack = ({ provider = \"mtls\"; ca = \"certs/ca.pem\"; });\n");
 	free(pin);
 	free(stray);
-	s_open(f);
+	fx_open(f);
 	return f;
 }
 

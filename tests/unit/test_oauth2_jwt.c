@@ -5,7 +5,7 @@
  * here with jansson and verified with OpenSSL against keys made here; DPoP
  * nonces from the token endpoint (one retry) and from responses handed over
  * with apicred_report_headers and apicred_curl_report. The token endpoint
- * is the local server of signing_util; the clocks and random bytes are the
+ * is the sandbox's scripted endpoint; the clocks and random bytes are the
  * injected ones.
  */
 #define _GNU_SOURCE
@@ -31,7 +31,7 @@
 #include <openssl/pem.h>
 #include <openssl/rsa.h>
 
-#include "signing_util.h"
+#include "fixture.h"
 
 #define SECRET "hs256-client-secret-0123456789abcdef"
 #define TOKEN_OK "{\"access_token\":\"tok-1\",\"token_type\":\"Bearer\",\"expires_in\":300}"
@@ -39,13 +39,25 @@
 
 static EVP_PKEY *g_rsa, *g_ec;
 
-struct fx {
-	struct sg_server srv;
-	char *confdir;
+struct t {
 	apicred_ctx *ctx;
 	char token_url[128];
-	char base[64];
+	char base[96];
 };
+
+/* The harness: the current test's configuration (clock fixed, random bytes
+ * 0, 1, ..., the providers as built, no fetch retries), and the sandbox
+ * whose scripted endpoint plays the login server, one for all the tests. */
+static fx *s_fx;
+static fx_sandbox *s_sb;
+
+static void s_fx_new(void)
+{
+	s_fx = fx_new();
+	s_fx->hooks = FX_CLOCK | FX_RANDOM;
+	fx_modules_built(s_fx);
+	fx_global(s_fx, "http = { retries = 0; };\n");
+}
 
 /* ---- helpers ---------------------------------------------------------------- */
 
@@ -67,54 +79,63 @@ static void s_write_key(const char *confdir, const char *name, EVP_PKEY *k, cons
 	free(path);
 }
 
+static int s_group_setup(void **state)
+{
+	s_sb = fx_sandbox_start();
+	return 0;
+}
+
+static int s_group_teardown(void **state)
+{
+	fx_sandbox_stop(s_sb);
+	return 0;
+}
+
 static int s_setup(void **state)
 {
-	struct fx *f = calloc(1, sizeof(*f));
+	struct t *f = calloc(1, sizeof(*f));
 
-	sg_mono_ms = 1000000;
-	sg_wall_ms = 1700000000000LL;
-	sg_random_reset();
-	sg_server_start(&f->srv);
-	sg_server_answer(&f->srv, 200, TOKEN_OK);
-	f->confdir = sg_confdir_new();
-	snprintf(f->base, sizeof(f->base), "http://127.0.0.1:%d", f->srv.port);
+	s_fx_new();
+	fx_mono_ms = 1000000;
+	fx_wall_ms = 1700000000000LL;
+	fx_sandbox_reset(s_sb);
+	fx_sandbox_answer(s_sb, 200, NULL, TOKEN_OK);
+	snprintf(f->base, sizeof(f->base), "%s/script", s_sb->url);
 	snprintf(f->token_url, sizeof(f->token_url), "%s/oauth/token", f->base);
-	s_write_key(f->confdir, "rsa.pem", g_rsa, NULL);
-	s_write_key(f->confdir, "ec.pem", g_ec, NULL);
-	s_write_key(f->confdir, "ec-enc.pem", g_ec, "key-pass");
+	s_write_key(s_fx->conf, "rsa.pem", g_rsa, NULL);
+	s_write_key(s_fx->conf, "ec.pem", g_ec, NULL);
+	s_write_key(s_fx->conf, "ec-enc.pem", g_ec, "key-pass");
 	*state = f;
 	return 0;
 }
 
 static int s_teardown(void **state)
 {
-	struct fx *f = *state;
+	struct t *f = *state;
 
 	apicred_close(f->ctx);
-	sg_server_stop(&f->srv);
-	sg_rmrf(f->confdir);
-	free(f->confdir);
+	fx_free(s_fx);
 	free(f);
 	return 0;
 }
 
-/* An oauth2 service on the local server with extra settings. */
-static void s_svc(struct fx *f, const char *name, const char *extra)
+/* An oauth2 service on the scripted endpoint with extra settings. */
+static void s_svc(struct t *f, const char *name, const char *extra)
 {
-	sg_service(f->confdir, name,
+	fx_service(s_fx, name, 0600,
 	           "url = \"%s/\"; insecure_http = true;\n"
 	           "stack = ( { provider = \"oauth2\"; insecure_http = true;\n"
 	           "  token_url = \"%s\"; client_id = \"my-client\";\n"
 	           "  %s } );\n", f->base, f->token_url, extra);
 }
 
-/* sg_get on a ctx opened once the services are written. */
-static int s_get(struct fx *f, const char *service, const char *method, const char *url,
+/* fx_request on a ctx opened once the services are written. */
+static int s_get(struct t *f, const char *service, const char *method, const char *url,
                  const char *body, const char *content_type)
 {
 	if (!f->ctx)
-		f->ctx = sg_open(f->confdir);
-	return sg_get(f->ctx, service, method, url, body, content_type);
+		f->ctx = fx_ctx(s_fx, APICRED_OPEN_NO_BACKGROUND);
+	return fx_request(s_fx, f->ctx, service, method, url, body, content_type);
 }
 
 /* base64url (no padding) decoded into a fresh buffer. */
@@ -227,7 +248,7 @@ static int s_verify(const struct jws *j, EVP_PKEY *pub, const char *alg)
 }
 
 /* A form field of a recorded body, raw, or NULL (static buffer). */
-static const char *s_field(const struct sg_req *r, const char *name)
+static const char *s_field(const fx_req *r, const char *name)
 {
 	static char v[4096];
 	size_t n = strlen(name);
@@ -241,25 +262,25 @@ static const char *s_field(const struct sg_req *r, const char *name)
 }
 
 /* The client assertion of the i-th request, decoded. */
-static void s_assertion(struct fx *f, size_t i, struct jws *j)
+static void s_assertion(struct t *f, size_t i, struct jws *j)
 {
-	struct sg_req r = sg_server_req(&f->srv, i);
+	fx_req r = fx_sandbox_req(s_sb, i);
 
 	assert_string_equal(s_field(&r, "grant_type"), "client_credentials");
 	assert_string_equal(s_field(&r, "client_id"), "my-client");
 	assert_string_equal(s_field(&r, "client_assertion_type"),
 	                    "urn%3Aietf%3Aparams%3Aoauth%3Aclient-assertion-type%3Ajwt-bearer");
 	assert_null(s_field(&r, "client_secret"));
-	assert_null(sg_req_header(&r, "Authorization"));
+	assert_null(fx_req_header(&r, "Authorization"));
 	assert_non_null(s_field(&r, "client_assertion"));
 	s_jws_parse(s_field(&r, "client_assertion"), j);
 }
 
 /* RFC 7523 §3 claims. */
-static void s_check_claims(struct fx *f, const struct jws *j, const char *aud)
+static void s_check_claims(struct t *f, const struct jws *j, const char *aud)
 {
-	json_int_t now = sg_wall_ms / 1000;
-	char *jti = s_b64url(sg_random_pattern, 16);
+	json_int_t now = fx_wall_ms / 1000;
+	char *jti = s_b64url(fx_random_pattern, 16);
 
 	assert_string_equal(s_str(j->claims, "iss"), "my-client");
 	assert_string_equal(s_str(j->claims, "sub"), "my-client");
@@ -276,7 +297,7 @@ static void s_check_claims(struct fx *f, const struct jws *j, const char *aud)
 
 static void s_pkjwt(void **state, const char *alg, const char *key, EVP_PKEY *pub)
 {
-	struct fx *f = *state;
+	struct t *f = *state;
 	char extra[256], kid[16];
 	struct jws j;
 
@@ -285,7 +306,7 @@ static void s_pkjwt(void **state, const char *alg, const char *key, EVP_PKEY *pu
 	         "client_key = \"file:%s\"; assertion_alg = \"%s\"; kid = \"%s\";", key, alg, kid);
 	s_svc(f, "pk", extra);
 	assert_int_equal(s_get(f, "pk", "GET", NULL, NULL, NULL), APICRED_OK);
-	assert_string_equal(sg_header("Authorization"), "Bearer tok-1");
+	assert_string_equal(fx_header(s_fx, "Authorization"), "Bearer tok-1");
 	s_assertion(f, 0, &j);
 	assert_string_equal(s_str(j.hdr, "alg"), alg);
 	assert_string_equal(s_str(j.hdr, "kid"), kid);
@@ -314,12 +335,12 @@ static void test_private_key_jwt_es256(void **state)
 
 static void test_private_key_jwt_encrypted_and_audience(void **state)
 {
-	struct fx *f = *state;
+	struct t *f = *state;
 	struct jws j;
 	int fd;
 	char *path;
 
-	if (asprintf(&path, "%s/pass", f->confdir) < 0)
+	if (asprintf(&path, "%s/pass", s_fx->conf) < 0)
 		abort();
 	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 	assert_int_equal(write(fd, "key-pass\n", 9), 9);
@@ -339,7 +360,7 @@ static void test_private_key_jwt_encrypted_and_audience(void **state)
 
 static void test_private_key_jwt_errors(void **state)
 {
-	struct fx *f = *state;
+	struct t *f = *state;
 
 	s_svc(f, "nokey", "client_auth = \"private_key_jwt\";");
 	s_svc(f, "wrongalg", "client_auth = \"private_key_jwt\"; client_key = \"file:rsa.pem\";"
@@ -356,12 +377,12 @@ static void test_private_key_jwt_errors(void **state)
 	assert_non_null(strstr(apicred_errmsg(), "encrypted"));
 	assert_int_equal(s_get(f, "badpass", "GET", NULL, NULL, NULL), APICRED_ERR_SECRET);
 	assert_non_null(strstr(apicred_errmsg(), "wrong password"));
-	assert_int_equal(sg_server_count(&f->srv), 0);
+	assert_int_equal(fx_sandbox_count(s_sb), 0);
 }
 
 static void test_client_secret_jwt(void **state)
 {
-	struct fx *f = *state;
+	struct t *f = *state;
 	unsigned char mac[32];
 	size_t mac_len = 0;
 	struct jws j;
@@ -377,24 +398,24 @@ static void test_client_secret_jwt(void **state)
 	assert_int_equal(j.sig_len, 32);
 	assert_memory_equal(j.sig, mac, 32);
 	/* The secret itself never travels. */
-	assert_null(strstr(sg_server_req(&f->srv, 0).body, SECRET));
+	assert_null(strstr(fx_sandbox_req(s_sb, 0).body, SECRET));
 	s_jws_free(&j);
 }
 
 /* tls_client_auth: no secret needed; client_id in the body, nothing else. */
 static void test_tls_client_auth_needs_no_secret(void **state)
 {
-	struct fx *f = *state;
-	struct sg_req r;
+	struct t *f = *state;
+	fx_req r;
 
 	s_svc(f, "tls", "client_auth = \"tls_client_auth\";");
 	s_svc(f, "basic", "client_auth = \"client_secret_basic\";");
 	assert_int_equal(s_get(f, "tls", "GET", NULL, NULL, NULL), APICRED_OK);
-	r = sg_server_req(&f->srv, 0);
+	r = fx_sandbox_req(s_sb, 0);
 	assert_string_equal(s_field(&r, "client_id"), "my-client");
 	assert_null(s_field(&r, "client_secret"));
 	assert_null(s_field(&r, "client_assertion"));
-	assert_null(sg_req_header(&r, "Authorization"));
+	assert_null(fx_req_header(&r, "Authorization"));
 	/* The secret methods still require one, named. */
 	assert_int_equal(s_get(f, "basic", "GET", NULL, NULL, NULL), APICRED_ERR_CONFIG);
 	assert_non_null(strstr(apicred_errmsg(), "client_secret: required"));
@@ -451,7 +472,7 @@ static json_t *s_proof(const char *text, const char *htm, const char *htu)
 	EVP_PKEY_free(k);
 	assert_string_equal(s_str(j.claims, "htm"), htm);
 	assert_string_equal(s_str(j.claims, "htu"), htu);
-	assert_int_equal(json_integer_value(json_object_get(j.claims, "iat")), sg_wall_ms / 1000);
+	assert_int_equal(json_integer_value(json_object_get(j.claims, "iat")), fx_wall_ms / 1000);
 	assert_true(strlen(s_str(j.claims, "jti")) >= 22);
 	c = json_incref(j.claims);
 	s_jws_free(&j);
@@ -473,41 +494,41 @@ static const char *s_ath(const char *token)
 
 static void test_dpop_proofs(void **state)
 {
-	struct fx *f = *state;
+	struct t *f = *state;
 	char url[256], htu[256];
-	struct sg_req r;
+	fx_req r;
 	json_t *c;
 
-	sg_server_answer(&f->srv, 200, TOKEN_DPOP);
+	fx_sandbox_answer(s_sb, 200, NULL, TOKEN_DPOP);
 	s_svc(f, "dp", "client_secret = \"" SECRET "\"; dpop = true;");
 	snprintf(url, sizeof(url), "%s/api/v1/items?limit=5#top", f->base);
 	snprintf(htu, sizeof(htu), "%s/api/v1/items", f->base);
 	assert_int_equal(s_get(f, "dp", "POST", url, "{}", "application/json"), APICRED_OK);
-	assert_string_equal(sg_header("Authorization"), "DPoP tok-d");
-	c = s_proof(sg_header("DPoP"), "POST", htu);
+	assert_string_equal(fx_header(s_fx, "Authorization"), "DPoP tok-d");
+	c = s_proof(fx_header(s_fx, "DPoP"), "POST", htu);
 	assert_string_equal(s_str(c, "ath"), s_ath("tok-d"));
 	assert_null(json_object_get(c, "nonce"));
 	json_decref(c);
 
 	/* The token request carried a proof too: for the token URL, no ath. */
-	r = sg_server_req(&f->srv, 0);
-	c = s_proof(sg_req_header(&r, "DPoP"), "POST", f->token_url);
+	r = fx_sandbox_req(s_sb, 0);
+	c = s_proof(fx_req_header(&r, "DPoP"), "POST", f->token_url);
 	assert_null(json_object_get(c, "ath"));
 	json_decref(c);
 
 	/* Every request gets its own: method and URL follow it; the jti the
 	 * random source. */
-	sg_random_pattern[0] = 0xee;
+	fx_random_pattern[0] = 0xee;
 	assert_int_equal(s_get(f, "dp", NULL, f->base, NULL, NULL), APICRED_OK);
 	snprintf(htu, sizeof(htu), "%s", f->base);
-	c = s_proof(sg_header("DPoP"), "GET", htu);
+	c = s_proof(fx_header(s_fx, "DPoP"), "GET", htu);
 	{
-		char *jti = s_b64url(sg_random_pattern, 16);
+		char *jti = s_b64url(fx_random_pattern, 16);
 		assert_string_equal(s_str(c, "jti"), jti);
 		free(jti);
 	}
 	json_decref(c);
-	assert_int_equal(sg_server_count(&f->srv), 1); /* one token for both */
+	assert_int_equal(fx_sandbox_count(s_sb), 1); /* one token for both */
 
 	/* A proof needs the URL. */
 	assert_int_equal(s_get(f, "dp", "GET", NULL, NULL, NULL), APICRED_ERR_INVALID);
@@ -518,66 +539,66 @@ static void test_dpop_proofs(void **state)
  * made per process is not the key of the process that would import it. */
 static void test_dpop_shared_store(void **state)
 {
-	struct fx *f = *state;
+	struct t *f = *state;
 	char *conf;
 	apicred_ctx *other;
 	FILE *fp;
 	json_t *c;
 
-	if (asprintf(&conf, "%s/apicred.conf", f->confdir) < 0 || !(fp = fopen(conf, "w")))
+	if (asprintf(&conf, "%s/apicred.conf", s_fx->conf) < 0 || !(fp = fopen(conf, "w")))
 		abort();
-	fprintf(fp, "cache = { store = \"file:%s/store\"; };\n", f->confdir);
+	fprintf(fp, "cache = { store = \"file:%s/store\"; };\n", s_fx->conf);
 	fclose(fp);
 	chmod(conf, 0600);
 	free(conf);
-	sg_server_answer(&f->srv, 200, TOKEN_DPOP);
+	fx_sandbox_answer(s_sb, 200, NULL, TOKEN_DPOP);
 	s_svc(f, "dk", "client_secret = \"" SECRET "\"; dpop = true; dpop_key = \"file:ec.pem\";");
 	s_svc(f, "dg", "client_secret = \"" SECRET "\"; dpop = true;");
 	assert_int_equal(s_get(f, "dk", NULL, f->base, NULL, NULL), APICRED_OK);
 	assert_int_equal(s_get(f, "dg", NULL, f->base, NULL, NULL), APICRED_OK);
-	assert_int_equal(sg_server_count(&f->srv), 2);
+	assert_int_equal(fx_sandbox_count(s_sb), 2);
 
 	/* Another context (as another process): dk's token comes from the
 	 * store, with its ath; dg fetches a token for its own key. */
-	other = sg_open(f->confdir);
-	assert_int_equal(sg_get(other, "dk", NULL, f->base, NULL, NULL), APICRED_OK);
-	assert_int_equal(sg_server_count(&f->srv), 2);
-	assert_string_equal(sg_header("Authorization"), "DPoP tok-d");
-	c = s_proof(sg_header("DPoP"), "GET", f->base);
+	other = fx_ctx(s_fx, APICRED_OPEN_NO_BACKGROUND);
+	assert_int_equal(fx_request(s_fx, other, "dk", NULL, f->base, NULL, NULL), APICRED_OK);
+	assert_int_equal(fx_sandbox_count(s_sb), 2);
+	assert_string_equal(fx_header(s_fx, "Authorization"), "DPoP tok-d");
+	c = s_proof(fx_header(s_fx, "DPoP"), "GET", f->base);
 	assert_string_equal(s_str(c, "ath"), s_ath("tok-d"));
 	json_decref(c);
-	assert_int_equal(sg_get(other, "dg", NULL, f->base, NULL, NULL), APICRED_OK);
-	assert_int_equal(sg_server_count(&f->srv), 3);
+	assert_int_equal(fx_request(s_fx, other, "dg", NULL, f->base, NULL, NULL), APICRED_OK);
+	assert_int_equal(fx_sandbox_count(s_sb), 3);
 	apicred_close(other);
 }
 
 /* DPoP with a client assertion: the token request carries both. */
 static void test_dpop_with_private_key_jwt(void **state)
 {
-	struct fx *f = *state;
-	struct sg_req r;
+	struct t *f = *state;
+	fx_req r;
 	struct jws j;
 	json_t *c;
 
-	sg_server_answer(&f->srv, 200, TOKEN_DPOP);
+	fx_sandbox_answer(s_sb, 200, NULL, TOKEN_DPOP);
 	s_svc(f, "dp", "client_auth = \"private_key_jwt\"; client_key = \"file:ec.pem\";\n"
 	      "dpop = true; headers = ( \"X-Extra: 1\" );");
 	assert_int_equal(s_get(f, "dp", "GET", f->base, NULL, NULL), APICRED_OK);
 	s_assertion(f, 0, &j);
 	assert_true(s_verify(&j, g_ec, "ES256"));
 	s_jws_free(&j);
-	r = sg_server_req(&f->srv, 0);
-	assert_string_equal(sg_req_header(&r, "X-Extra"), "1");
-	c = s_proof(sg_req_header(&r, "DPoP"), "POST", f->token_url);
+	r = fx_sandbox_req(s_sb, 0);
+	assert_string_equal(fx_req_header(&r, "X-Extra"), "1");
+	c = s_proof(fx_req_header(&r, "DPoP"), "POST", f->token_url);
 	json_decref(c);
-	assert_string_equal(sg_header("Authorization"), "DPoP tok-d");
+	assert_string_equal(fx_header(s_fx, "Authorization"), "DPoP tok-d");
 }
 
 static void test_dpop_token_types(void **state)
 {
-	struct fx *f = *state;
+	struct t *f = *state;
 
-	sg_server_answer(&f->srv, 200, TOKEN_OK);
+	fx_sandbox_answer(s_sb, 200, NULL, TOKEN_OK);
 	s_svc(f, "dp", "client_secret = \"" SECRET "\"; dpop = true;");
 	s_svc(f, "nodp", "client_secret = \"" SECRET "\";");
 	s_svc(f, "dpprefix", "client_secret = \"" SECRET "\"; dpop = true; prefix = \"X \";");
@@ -585,7 +606,7 @@ static void test_dpop_token_types(void **state)
 	assert_int_equal(s_get(f, "dp", "GET", f->base, NULL, NULL), APICRED_ERR_PROTOCOL);
 	assert_non_null(strstr(apicred_errmsg(), "not the DPoP-bound token"));
 	/* A DPoP token without dpop = true: refused, naming the fix. */
-	sg_server_answer(&f->srv, 200, TOKEN_DPOP);
+	fx_sandbox_answer(s_sb, 200, NULL, TOKEN_DPOP);
 	assert_int_equal(s_get(f, "nodp", "GET", f->base, NULL, NULL),
 	                 APICRED_ERR_UNSUPPORTED);
 	assert_non_null(strstr(apicred_errmsg(), "set dpop = true"));
@@ -598,53 +619,53 @@ static void test_dpop_token_types(void **state)
  * fetch uses it from the start. */
 static void test_dpop_token_endpoint_nonce(void **state)
 {
-	struct fx *f = *state;
-	struct sg_req r;
+	struct t *f = *state;
+	fx_req r;
 	json_t *c;
 	int retry = 0;
 
-	sg_server_answer_headers(&f->srv, 400, "DPoP-Nonce: as-nonce-1\r\n",
+	fx_sandbox_answer(s_sb, 400, "DPoP-Nonce: as-nonce-1\r\n",
 	                         "{\"error\":\"use_dpop_nonce\",\"error_description\":\"x\"}");
-	sg_server_then(&f->srv, 200, TOKEN_DPOP);
+	fx_sandbox_then(s_sb, 200, NULL, TOKEN_DPOP);
 	s_svc(f, "dp", "client_secret = \"" SECRET "\"; dpop = true;");
 	assert_int_equal(s_get(f, "dp", "GET", f->base, NULL, NULL), APICRED_OK);
-	assert_int_equal(sg_server_count(&f->srv), 2);
-	r = sg_server_req(&f->srv, 0);
-	c = s_proof(sg_req_header(&r, "DPoP"), "POST", f->token_url);
+	assert_int_equal(fx_sandbox_count(s_sb), 2);
+	r = fx_sandbox_req(s_sb, 0);
+	c = s_proof(fx_req_header(&r, "DPoP"), "POST", f->token_url);
 	assert_null(json_object_get(c, "nonce"));
 	json_decref(c);
-	r = sg_server_req(&f->srv, 1);
-	c = s_proof(sg_req_header(&r, "DPoP"), "POST", f->token_url);
+	r = fx_sandbox_req(s_sb, 1);
+	c = s_proof(fx_req_header(&r, "DPoP"), "POST", f->token_url);
 	assert_string_equal(s_str(c, "nonce"), "as-nonce-1");
 	json_decref(c);
 	/* The AS nonce is not the resource server's. */
-	c = s_proof(sg_header("DPoP"), "GET", f->base);
+	c = s_proof(fx_header(s_fx, "DPoP"), "GET", f->base);
 	assert_null(json_object_get(c, "nonce"));
 	json_decref(c);
 
 	/* A revoked token: the next fetch sends the stored nonce at once. */
-	assert_int_equal(apicred_report(f->ctx, "dp", sg_cred, 401, NULL, 0, &retry), APICRED_OK);
+	assert_int_equal(apicred_report(f->ctx, "dp", s_fx->cred, 401, NULL, 0, &retry), APICRED_OK);
 	assert_int_equal(retry, 1);
 	assert_int_equal(s_get(f, "dp", "GET", f->base, NULL, NULL), APICRED_OK);
-	assert_int_equal(sg_server_count(&f->srv), 3);
-	r = sg_server_req(&f->srv, 2);
-	c = s_proof(sg_req_header(&r, "DPoP"), "POST", f->token_url);
+	assert_int_equal(fx_sandbox_count(s_sb), 3);
+	r = fx_sandbox_req(s_sb, 2);
+	c = s_proof(fx_req_header(&r, "DPoP"), "POST", f->token_url);
 	assert_string_equal(s_str(c, "nonce"), "as-nonce-1");
 	json_decref(c);
 
 	/* Only one retry: a server that keeps asking fails the fetch. */
-	sg_server_answer_headers(&f->srv, 400, "DPoP-Nonce: as-nonce-2\r\n",
+	fx_sandbox_answer(s_sb, 400, "DPoP-Nonce: as-nonce-2\r\n",
 	                         "{\"error\":\"use_dpop_nonce\"}");
-	assert_int_equal(apicred_report(f->ctx, "dp", sg_cred, 401, NULL, 0, &retry), APICRED_OK);
+	assert_int_equal(apicred_report(f->ctx, "dp", s_fx->cred, 401, NULL, 0, &retry), APICRED_OK);
 	assert_int_not_equal(s_get(f, "dp", "GET", f->base, NULL, NULL), APICRED_OK);
 	assert_non_null(strstr(apicred_errmsg(), "use_dpop_nonce"));
-	assert_int_equal(sg_server_count(&f->srv), 5);
+	assert_int_equal(fx_sandbox_count(s_sb), 5);
 }
 
 /* Resource-server nonces handed over with the response's headers. */
 static void test_dpop_resource_nonce(void **state)
 {
-	struct fx *f = *state;
+	struct t *f = *state;
 	const char *ask[] = { "Content-Type: application/json",
 	                      "WWW-Authenticate: DPoP error=\"use_dpop_nonce\", "
 	                      "error_description=\"nonce required\"",
@@ -654,35 +675,35 @@ static void test_dpop_resource_nonce(void **state)
 	json_t *c;
 	int retry = 0;
 
-	sg_server_answer(&f->srv, 200, TOKEN_DPOP);
+	fx_sandbox_answer(s_sb, 200, NULL, TOKEN_DPOP);
 	s_svc(f, "dp", "client_secret = \"" SECRET "\"; dpop = true;");
 	assert_int_equal(s_get(f, "dp", "GET", f->base, NULL, NULL), APICRED_OK);
 
 	/* 401 use_dpop_nonce: keep the token, retry once with the nonce. */
-	assert_int_equal(apicred_report_headers(f->ctx, "dp", sg_cred, 401, ask, NULL, 0, &retry),
+	assert_int_equal(apicred_report_headers(f->ctx, "dp", s_fx->cred, 401, ask, NULL, 0, &retry),
 	                 APICRED_OK);
 	assert_int_equal(retry, 1);
 	assert_int_equal(s_get(f, "dp", "GET", f->base, NULL, NULL), APICRED_OK);
-	assert_int_equal(sg_server_count(&f->srv), 1); /* same token */
-	c = s_proof(sg_header("DPoP"), "GET", f->base);
+	assert_int_equal(fx_sandbox_count(s_sb), 1); /* same token */
+	c = s_proof(fx_header(s_fx, "DPoP"), "GET", f->base);
 	assert_string_equal(s_str(c, "nonce"), "rs-nonce-1");
 	json_decref(c);
 
 	/* A success may bring the next nonce (name in any case, value trimmed). */
-	assert_int_equal(apicred_report_headers(f->ctx, "dp", sg_cred, 200, fresh, NULL, 0, &retry),
+	assert_int_equal(apicred_report_headers(f->ctx, "dp", s_fx->cred, 200, fresh, NULL, 0, &retry),
 	                 APICRED_OK);
 	assert_int_equal(retry, 0);
 	assert_int_equal(s_get(f, "dp", "GET", f->base, NULL, NULL), APICRED_OK);
-	c = s_proof(sg_header("DPoP"), "GET", f->base);
+	c = s_proof(fx_header(s_fx, "DPoP"), "GET", f->base);
 	assert_string_equal(s_str(c, "nonce"), "rs-nonce-2");
 	json_decref(c);
 
 	/* A 401 for another reason drops the token, as without headers. */
-	assert_int_equal(apicred_report_headers(f->ctx, "dp", sg_cred, 401, revoked, NULL, 0,
+	assert_int_equal(apicred_report_headers(f->ctx, "dp", s_fx->cred, 401, revoked, NULL, 0,
 	                                        &retry), APICRED_OK);
 	assert_int_equal(retry, 1);
 	assert_int_equal(s_get(f, "dp", "GET", f->base, NULL, NULL), APICRED_OK);
-	assert_int_equal(sg_server_count(&f->srv), 2);
+	assert_int_equal(fx_sandbox_count(s_sb), 2);
 }
 
 static size_t s_discard(char *p, size_t size, size_t n, void *user)
@@ -693,15 +714,15 @@ static size_t s_discard(char *p, size_t size, size_t n, void *user)
 /* apicred_curl_report reads status and headers from the handle. */
 static void test_dpop_curl_report(void **state)
 {
-	struct fx *f = *state;
+	struct t *f = *state;
 	apicred_request req = APICRED_REQUEST_INIT;
 	char url[128];
 	CURL *h;
 	json_t *c;
 	int retry = 0;
 
-	sg_server_answer(&f->srv, 200, TOKEN_DPOP);
-	sg_server_then_headers(&f->srv, 401,
+	fx_sandbox_answer(s_sb, 200, NULL, TOKEN_DPOP);
+	fx_sandbox_then(s_sb, 401,
 	                       "WWW-Authenticate: DPoP error=\"use_dpop_nonce\"\r\n"
 	                       "DPoP-Nonce: curl-nonce-1\r\n", "{\"error\":\"use_dpop_nonce\"}");
 	s_svc(f, "dp", "client_secret = \"" SECRET "\"; dpop = true;");
@@ -709,19 +730,19 @@ static void test_dpop_curl_report(void **state)
 	req.url = url;
 	h = curl_easy_init();
 	assert_non_null(h);
-	f->ctx = sg_open(f->confdir);
+	f->ctx = fx_ctx(s_fx, APICRED_OPEN_NO_BACKGROUND);
 	/* Before a transfer there is nothing to report. */
 	assert_int_equal(apicred_curl_report(f->ctx, "dp", h, NULL, NULL, 0, &retry),
 	                 APICRED_ERR_INVALID);
-	assert_int_equal(apicred_curl_apply(f->ctx, "dp", h, &req, sg_cred), APICRED_OK);
+	assert_int_equal(apicred_curl_apply(f->ctx, "dp", h, &req, s_fx->cred), APICRED_OK);
 	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, s_discard);
 	assert_int_equal(curl_easy_perform(h), CURLE_OK);
-	assert_int_equal(apicred_curl_report(f->ctx, "dp", h, sg_cred, NULL, 0, &retry),
+	assert_int_equal(apicred_curl_report(f->ctx, "dp", h, s_fx->cred, NULL, 0, &retry),
 	                 APICRED_OK);
 	assert_int_equal(retry, 1);
 	curl_easy_cleanup(h);
 	assert_int_equal(s_get(f, "dp", "GET", url, NULL, NULL), APICRED_OK);
-	c = s_proof(sg_header("DPoP"), "GET", url);
+	c = s_proof(fx_header(s_fx, "DPoP"), "GET", url);
 	assert_string_equal(s_str(c, "nonce"), "curl-nonce-1");
 	json_decref(c);
 }
@@ -729,18 +750,18 @@ static void test_dpop_curl_report(void **state)
 /* A nonce that is not NQCHAR (RFC 9449 §8) is not put into proofs. */
 static void test_dpop_bad_nonce_ignored(void **state)
 {
-	struct fx *f = *state;
+	struct t *f = *state;
 	const char *bad[] = { "DPoP-Nonce: has \"quote\"", NULL };
 	json_t *c;
 	int retry = 0;
 
-	sg_server_answer(&f->srv, 200, TOKEN_DPOP);
+	fx_sandbox_answer(s_sb, 200, NULL, TOKEN_DPOP);
 	s_svc(f, "dp", "client_secret = \"" SECRET "\"; dpop = true;");
 	assert_int_equal(s_get(f, "dp", "GET", f->base, NULL, NULL), APICRED_OK);
-	assert_int_equal(apicred_report_headers(f->ctx, "dp", sg_cred, 200, bad, NULL, 0, &retry),
+	assert_int_equal(apicred_report_headers(f->ctx, "dp", s_fx->cred, 200, bad, NULL, 0, &retry),
 	                 APICRED_OK);
 	assert_int_equal(s_get(f, "dp", "GET", f->base, NULL, NULL), APICRED_OK);
-	c = s_proof(sg_header("DPoP"), "GET", f->base);
+	c = s_proof(fx_header(s_fx, "DPoP"), "GET", f->base);
 	assert_null(json_object_get(c, "nonce"));
 	json_decref(c);
 }
@@ -757,7 +778,7 @@ static const char *const s_nonces[] = {
 };
 
 struct s_race {
-	struct fx *f;
+	struct t *f;
 	int bad;        /* proofs with a nonce that is neither */
 	int seen;       /* proofs with a nonce */
 	int failed;     /* apicred_get errors */
@@ -815,13 +836,13 @@ static void *s_reader(void *arg)
 
 static void test_dpop_nonce_race(void **state)
 {
-	struct fx *f = *state;
+	struct t *f = *state;
 	struct s_race r = { .f = f };
 	pthread_t t[S_THREADS];
 	char line[300];
 	const char *hdrs[2] = { line, NULL };
 
-	sg_server_answer(&f->srv, 200, TOKEN_DPOP);
+	fx_sandbox_answer(s_sb, 200, NULL, TOKEN_DPOP);
 	s_svc(f, "dp", "client_secret = \"" SECRET "\"; dpop = true;");
 	assert_int_equal(s_get(f, "dp", "GET", f->base, NULL, NULL), APICRED_OK);
 	snprintf(line, sizeof(line), "DPoP-Nonce: %s", s_nonces[1]);
@@ -872,8 +893,7 @@ int main(void)
 	g_ec = EVP_EC_gen("P-256");
 	if (!g_rsa || !g_ec)
 		abort();
-	rc = cmocka_run_group_tests(tests, NULL, NULL);
-	apicred_cred_free(sg_cred);
+	rc = cmocka_run_group_tests(tests, s_group_setup, s_group_teardown);
 	EVP_PKEY_free(g_rsa);
 	EVP_PKEY_free(g_ec);
 	return rc;

@@ -15,7 +15,6 @@
  *  - a description stays readable across reloads; the copy is current.
  */
 #include <curl/curl.h>
-#include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
@@ -38,51 +37,14 @@
 
 #include <apicred/apicred.h>
 
-struct counter_control {
-	atomic_int fetches;
-	atomic_int fail;
-	atomic_llong lifetime_ms;
-	atomic_llong retry_after_ms;
-	atomic_bool block;
-	atomic_int blocked;
-	atomic_int delay_ms;
-	atomic_int finis;
-};
+#include "fixture.h"
 
-static char s_dir[256], s_moddir[300], s_confdir[300];
-static _Atomic int64_t s_clock = 1000000;
+static fx *s_fx;
 static struct counter_control *s_ctl;
-
-static int64_t s_mono(void *u) { return atomic_load(&s_clock); }
-static int64_t s_wall(void *u) { return 1700000000000LL + atomic_load(&s_clock); }
-
-/* Writes like a careful admin: a new file renamed over the old one. */
-static void s_write(const char *rel, const char *text)
-{
-	char path[512], tmp[540];
-	FILE *f;
-
-	snprintf(path, sizeof(path), "%s/%s", s_confdir, rel);
-	/* One temporary name per thread: two threads may write the same file. */
-	snprintf(tmp, sizeof(tmp), "%s.%lx.new", path, (unsigned long)pthread_self());
-	f = fopen(tmp, "w");
-	if (!f)
-		fail_msg("cannot write %s: %s", tmp, strerror(errno));
-	fputs(text, f);
-	fclose(f);
-	chmod(tmp, 0600);
-	if (rename(tmp, path) != 0)
-		fail_msg("cannot rename %s: %s", tmp, strerror(errno));
-}
 
 static apicred_ctx *s_open(unsigned flags)
 {
-	apicred_options o = { .size = sizeof(o), .confdir = s_confdir, .moduledir = s_moddir,
-	                      .flags = flags, .clock_mono_ms = s_mono, .clock_wall_ms = s_wall };
-	apicred_ctx *ctx = NULL;
-
-	assert_int_equal(apicred_open_opts(&ctx, &o), APICRED_OK);
-	return ctx;
+	return fx_ctx(s_fx, flags);
 }
 
 #define S_SVC "url = \"https://api.example/\";\n" \
@@ -94,7 +56,7 @@ static void s_service(const char *label)
 	char text[512];
 
 	snprintf(text, sizeof(text), S_SVC, label);
-	s_write("conf.d/svc.conf", text);
+	fx_replace(s_fx, "conf.d/svc.conf", text);
 }
 
 /* The counter's token must carry the label of some configuration the test
@@ -110,65 +72,24 @@ static bool s_cred_ok(const apicred_cred *cred)
 
 static int s_setup(void **state)
 {
-	atomic_store(&s_ctl->fetches, 0);
-	atomic_store(&s_ctl->fail, 0);
-	atomic_store(&s_ctl->lifetime_ms, 600000);
-	atomic_store(&s_ctl->retry_after_ms, 0);
-	atomic_store(&s_ctl->block, false);
-	atomic_store(&s_ctl->delay_ms, 0);
-	atomic_store(&s_clock, 1000000);
-	s_write("apicred.conf", "cache = { refresh_ahead = 300; default_ttl = 100; "
-	                        "check_interval = 0; backoff_max = 60; };\n"
-	                        "http = { retries = 0; };\n");
-	s_write("secrets/k", "key-one");
+	s_ctl = fx_counter();
+	s_fx = fx_new(); /* the clock starts at FX_MONO0 */
+	s_fx->hooks = FX_CLOCK;
+	fx_module(s_fx, "counter");
+	fx_module(s_fx, "apikey");
+	fx_replace(s_fx, "apicred.conf", "cache = { refresh_ahead = 300; default_ttl = 100; "
+	                                 "check_interval = 0; backoff_max = 60; };\n"
+	                                 "http = { retries = 0; };\n");
+	fx_replace(s_fx, "secrets/k", "key-one");
 	s_service("a");
 	return 0;
 }
 
-static void s_link(const char *from, const char *name)
+static int s_teardown(void **state)
 {
-	char src[512], dst[512];
-
-	snprintf(src, sizeof(src), "%s/%s.so", from, name);
-	snprintf(dst, sizeof(dst), "%s/%s.so", s_moddir, name);
-	if (symlink(src, dst) != 0)
-		fail_msg("cannot link %s: %s", dst, strerror(errno));
-}
-
-static int s_group_setup(void **state)
-{
-	const char *top = getenv("top_builddir"), *mods = getenv("APICRED_TEST_MODULEDIR");
-	char path[512];
-	void *h;
-
-	snprintf(s_dir, sizeof(s_dir), "/tmp/apicred-reclaim-XXXXXX");
-	assert_non_null(mkdtemp(s_dir));
-	snprintf(s_moddir, sizeof(s_moddir), "%s/modules", s_dir);
-	snprintf(s_confdir, sizeof(s_confdir), "%s/conf", s_dir);
-	mkdir(s_moddir, 0700);
-	mkdir(s_confdir, 0700);
-	snprintf(path, sizeof(path), "%s/conf.d", s_confdir);
-	mkdir(path, 0700);
-	snprintf(path, sizeof(path), "%s/secrets", s_confdir);
-	mkdir(path, 0700);
-	snprintf(path, sizeof(path), "%s/tests/modules/.libs", top ? top : ".");
-	s_link(path, "counter");
-	s_link(mods ? mods : "providers/.libs", "apikey");
-	/* The same file the core will load: one copy, one control block. */
-	snprintf(path, sizeof(path), "%s/counter.so", s_moddir);
-	h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-	assert_non_null(h);
-	s_ctl = dlsym(h, "counter_control");
-	assert_non_null(s_ctl);
+	fx_free(s_fx);
+	s_fx = NULL;
 	return 0;
-}
-
-static int s_group_teardown(void **state)
-{
-	char cmd[600];
-
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", s_dir);
-	return system(cmd);
 }
 
 /* ---- the hammer ---------------------------------------------------------- */
@@ -203,7 +124,7 @@ static void *s_ham_get(void *arg)
 		    APICRED_OK)
 			atomic_fetch_add(&h->bad, 1);
 		if (n % 64 == 0)
-			atomic_fetch_add(&s_clock, n % 128 ? 350000 : 700000);
+			fx_advance(n % 128 ? 350000 : 700000);
 	}
 	apicred_cred_free(cred);
 	return NULL;
@@ -219,7 +140,7 @@ static void *s_ham_reload(void *arg)
 	while (!atomic_load(&h->stop)) {
 		n++;
 		if (n % 2) {
-			s_write("secrets/k", n % 4 == 1 ? "key-two" : "key-one");
+			fx_replace(s_fx, "secrets/k", n % 4 == 1 ? "key-two" : "key-one");
 		} else {
 			s_service(n % 4 ? "a" : "b");
 			if (apicred_reload(h->ctx) != APICRED_OK)
@@ -306,7 +227,7 @@ static int s_child(apicred_ctx *ctx)
 	for (int i = 0; rc == 0 && i < 2; i++) {
 		char path[512];
 		FILE *f;
-		snprintf(path, sizeof(path), "%s/conf.d/svc.conf", s_confdir);
+		snprintf(path, sizeof(path), "%s/conf.d/svc.conf", s_fx->conf);
 		f = fopen(path, "a");
 		if (!f || fprintf(f, "# child %d\n", i) < 0 || fclose(f) != 0)
 			rc = 12;
@@ -402,7 +323,7 @@ static void test_failed_service_returns_its_error(void **state)
 	int retry = 7;
 
 	/* Layer 1 fails validation: layer 2 never gets its provider. */
-	s_write("conf.d/broken.conf",
+	fx_replace(s_fx, "conf.d/broken.conf",
 	        "description = \"half a service\";\n"
 	        "url = \"https://api.example/\";\n"
 	        "stack = ( { provider = \"apikey\"; key = \"file:secrets/k\"; nonsense = 1; },\n"
@@ -432,10 +353,10 @@ static void test_failed_service_returns_its_error(void **state)
 	apicred_cred_free(cred);
 	curl_easy_cleanup(easy);
 	apicred_close(ctx);
-	s_write("conf.d/broken.conf", "");
+	fx_replace(s_fx, "conf.d/broken.conf", "");
 	{
 		char path[512];
-		snprintf(path, sizeof(path), "%s/conf.d/broken.conf", s_confdir);
+		snprintf(path, sizeof(path), "%s/conf.d/broken.conf", s_fx->conf);
 		unlink(path);
 	}
 }
@@ -447,7 +368,7 @@ static void s_describe(const char *text)
 	char conf[600];
 
 	snprintf(conf, sizeof(conf), "description = \"%s\";\n" S_SVC, text, "a");
-	s_write("conf.d/svc.conf", conf);
+	fx_replace(s_fx, "conf.d/svc.conf", conf);
 }
 
 struct s_desc { apicred_ctx *ctx; atomic_bool stop; atomic_int bad; };
@@ -518,12 +439,12 @@ static void test_description_survives_reload(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup(test_hammer, s_setup),
-		cmocka_unit_test_setup(test_hammer_no_background, s_setup),
-		cmocka_unit_test_setup(test_fork_while_hammering, s_setup),
-		cmocka_unit_test_setup(test_failed_service_returns_its_error, s_setup),
-		cmocka_unit_test_setup(test_description_survives_reload, s_setup),
+		cmocka_unit_test_setup_teardown(test_hammer, s_setup, s_teardown),
+		cmocka_unit_test_setup_teardown(test_hammer_no_background, s_setup, s_teardown),
+		cmocka_unit_test_setup_teardown(test_fork_while_hammering, s_setup, s_teardown),
+		cmocka_unit_test_setup_teardown(test_failed_service_returns_its_error, s_setup, s_teardown),
+		cmocka_unit_test_setup_teardown(test_description_survives_reload, s_setup, s_teardown),
 	};
 
-	return cmocka_run_group_tests_name("reclaim", tests, s_group_setup, s_group_teardown);
+	return cmocka_run_group_tests_name("reclaim", tests, NULL, NULL);
 }

@@ -27,7 +27,7 @@
 #include <cmocka.h>
 #include <openssl/evp.h>
 
-#include "signing_util.h"
+#include "fixture.h"
 
 #define AKID "AKIDEXAMPLE"
 #define SECRET "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
@@ -41,38 +41,48 @@
 	"+xo0rKwT38xVqr7ZD0u0iPPkUL64lIZbqBAz+scqKmlzm8FDrypNC9Yjc8fPOLn9FX9KSYvKTr4rvx3iSI" \
 	"lTJabIQwj2ICCR/oLxBA=="
 
-struct fx {
-	char *confdir;
+struct t {
 	apicred_ctx *ctx;
 };
 
+/* The harness: the current test's configuration (clock fixed, random bytes
+ * 0, 1, ..., the providers as built, no fetch retries). */
+static fx *s_fx;
+
+static void s_fx_new(void)
+{
+	s_fx = fx_new();
+	s_fx->hooks = FX_CLOCK | FX_RANDOM;
+	fx_modules_built(s_fx);
+	fx_global(s_fx, "http = { retries = 0; };\n");
+}
+
 static int s_setup(void **state)
 {
-	struct fx *f = calloc(1, sizeof(*f));
+	struct t *f = calloc(1, sizeof(*f));
 
-	sg_mono_ms = 1000000;
-	sg_wall_ms = T_SUITE;
-	f->confdir = sg_confdir_new();
+	s_fx_new();
+	fx_mono_ms = 1000000;
+	fx_wall_ms = T_SUITE;
 	*state = f;
 	return 0;
 }
 
 static int s_teardown(void **state)
 {
-	struct fx *f = *state;
+	struct t *f = *state;
 
 	apicred_close(f->ctx);
-	sg_rmrf(f->confdir);
-	free(f->confdir);
+	fx_free(s_fx);
 	free(f);
 	return 0;
 }
 
 /* A sigv4 service with the suite's credentials and extra settings. */
-static void s_svc(struct fx *f, const char *name, const char *url, const char *region,
+static void s_svc(struct t *f, const char *name, const char *url, const char *region,
                   const char *service, const char *extra)
 {
-	sg_service(f->confdir, name,
+	fx_service(s_fx, name, 0600,
 	           "url = \"%s\";\n"
 	           "stack = ( { provider = \"sigv4\"; region = \"%s\"; service = \"%s\";\n"
 	           "  access_key_id = \"" AKID "\"; secret_access_key = \"" SECRET "\";\n"
@@ -85,35 +95,35 @@ static int s_get(apicred_ctx *ctx, const char *service, const char *method, cons
 {
 	apicred_request req = APICRED_REQUEST_INIT;
 
-	if (!sg_cred && apicred_cred_new(&sg_cred) != APICRED_OK)
+	if (!s_fx->cred && apicred_cred_new(&s_fx->cred) != APICRED_OK)
 		abort();
 	req.method = method;
 	req.url = url;
 	req.body = body;
 	req.body_len = body ? strlen(body) : 0;
 	req.headers = headers;
-	return apicred_get(ctx, service, &req, sg_cred);
+	return apicred_get(ctx, service, &req, s_fx->cred);
 }
 
 static const char *s_auth(void)
 {
-	return sg_header("Authorization");
+	return fx_header(s_fx, "Authorization");
 }
 
 /* ---- AWS's test suite ---------------------------------------------------- */
 
-static struct fx *s_suite(void **state, const char *extra)
+static struct t *s_suite(void **state, const char *extra)
 {
-	struct fx *f = *state;
+	struct t *f = *state;
 
 	s_svc(f, "aws", "https://example.amazonaws.com/", "us-east-1", "service",
 	      extra ? extra : "content_sha256_header = false;");
-	f->ctx = sg_open(f->confdir);
+	f->ctx = fx_ctx(s_fx, APICRED_OPEN_NO_BACKGROUND);
 	return f;
 }
 
 /* GET url with headers; asserts the suite's Authorization value. */
-static void s_case(struct fx *f, const char *method, const char *url, const char *body,
+static void s_case(struct t *f, const char *method, const char *url, const char *body,
                    const char *const *headers, const char *authz)
 {
 	int rc = s_get(f->ctx, "aws", method, url, body, headers);
@@ -121,13 +131,13 @@ static void s_case(struct fx *f, const char *method, const char *url, const char
 	if (rc != APICRED_OK)
 		fail_msg("%s %s: %s", method, url, apicred_errmsg());
 	assert_string_equal(s_auth(), authz);
-	assert_string_equal(sg_header("X-Amz-Date"), "20150830T123600Z");
-	assert_null(sg_header("X-Amz-Content-Sha256"));
+	assert_string_equal(fx_header(s_fx, "X-Amz-Date"), "20150830T123600Z");
+	assert_null(fx_header(s_fx, "X-Amz-Content-Sha256"));
 }
 
 static void test_get_vanilla(void **state)
 {
-	struct fx *f = s_suite(state, NULL);
+	struct t *f = s_suite(state, NULL);
 
 	s_case(f, "GET", "https://example.amazonaws.com/", NULL, NULL,
 	       SCOPE "SignedHeaders=host;x-amz-date, "
@@ -137,12 +147,12 @@ static void test_get_vanilla(void **state)
 	       SCOPE "SignedHeaders=host;x-amz-date, "
 	       "Signature=a67d582fa61cc504c4bae71f336f98b97f1ea3c7a6bfe1b6e45aec72011b9aeb");
 	/* Only one header each: the provider adds no Host (the client does). */
-	assert_int_equal(apicred_cred_count(sg_cred, APICRED_HEADER), 2);
+	assert_int_equal(apicred_cred_count(s_fx->cred, APICRED_HEADER), 2);
 }
 
 static void test_get_vanilla_query_order_key_case(void **state)
 {
-	struct fx *f = s_suite(state, NULL);
+	struct t *f = s_suite(state, NULL);
 
 	s_case(f, "GET", "https://example.amazonaws.com/?Param2=value2&Param1=value1", NULL, NULL,
 	       SCOPE "SignedHeaders=host;x-amz-date, "
@@ -158,7 +168,7 @@ static void test_get_vanilla_query_order_key_case(void **state)
  * get-vanilla-query-order-value). */
 static void test_get_duplicate_query_keys(void **state)
 {
-	struct fx *f = s_suite(state, NULL);
+	struct t *f = s_suite(state, NULL);
 
 	s_case(f, "GET", "https://example.amazonaws.com/?Param1=value2&Param1=Value1", NULL, NULL,
 	       SCOPE "SignedHeaders=host;x-amz-date, "
@@ -172,7 +182,7 @@ static void test_get_duplicate_query_keys(void **state)
 
 static void test_get_unreserved(void **state)
 {
-	struct fx *f = s_suite(state, NULL);
+	struct t *f = s_suite(state, NULL);
 
 	/* get-vanilla-query-unreserved */
 	s_case(f, "GET", "https://example.amazonaws.com/?" UNRESERVED "=" UNRESERVED, NULL, NULL,
@@ -187,7 +197,7 @@ static void test_get_unreserved(void **state)
 /* get-utf8, get-vanilla-utf8-query: U+1234 in the path and as a query key. */
 static void test_get_utf8(void **state)
 {
-	struct fx *f = s_suite(state, NULL);
+	struct t *f = s_suite(state, NULL);
 
 	s_case(f, "GET", "https://example.amazonaws.com/\xe1\x88\xb4", NULL, NULL,
 	       SCOPE "SignedHeaders=host;x-amz-date, "
@@ -204,7 +214,7 @@ static void test_get_utf8(void **state)
 /* normalize-path/get-space. */
 static void test_get_space(void **state)
 {
-	struct fx *f = s_suite(state, NULL);
+	struct t *f = s_suite(state, NULL);
 
 	s_case(f, "GET", "https://example.amazonaws.com/example space/", NULL, NULL,
 	       SCOPE "SignedHeaders=host;x-amz-date, "
@@ -217,7 +227,7 @@ static void test_normalize_path(void **state)
 {
 	static const char *const paths[] = { "/example/..", "/example1/example2/../..", "//",
 	                                     "/./", NULL };
-	struct fx *f = s_suite(state, NULL);
+	struct t *f = s_suite(state, NULL);
 	char url[128];
 
 	for (int i = 0; paths[i]; i++) {
@@ -238,7 +248,7 @@ static void test_headers(void **state)
 	/* Headers clients rewrite are not signed; "Name:" removes a header in libcurl. */
 	static const char *const ignored[] = { "User-Agent: x/1", "Expect:", "My-Header1:  value1 ",
 	                                       "My-Header2:\t\"a b \t  c\"  ", "Empty:", NULL };
-	struct fx *f = s_suite(state, NULL);
+	struct t *f = s_suite(state, NULL);
 
 	s_case(f, "GET", "https://example.amazonaws.com/", NULL, trim,
 	       SCOPE "SignedHeaders=host;my-header1;my-header2;x-amz-date, "
@@ -258,7 +268,7 @@ static void test_headers(void **state)
 static void test_post_vanilla(void **state)
 {
 	static const char *const vcase[] = { "My-Header1: VALUE1", NULL };
-	struct fx *f = s_suite(state, NULL);
+	struct t *f = s_suite(state, NULL);
 
 	s_case(f, "POST", "https://example.amazonaws.com/", NULL, NULL,
 	       SCOPE "SignedHeaders=host;x-amz-date, "
@@ -275,7 +285,7 @@ static void test_post_vanilla(void **state)
 static void test_post_form(void **state)
 {
 	static const char *const ct[] = { "Content-Type: application/x-www-form-urlencoded", NULL };
-	struct fx *f = s_suite(state, NULL);
+	struct t *f = s_suite(state, NULL);
 
 	s_case(f, "POST", "https://example.amazonaws.com/", "Param1=value1", ct,
 	       SCOPE "SignedHeaders=content-type;host;x-amz-date, "
@@ -285,13 +295,13 @@ static void test_post_form(void **state)
 /* post-sts-token/post-sts-header-before: the token is sent and signed. */
 static void test_post_sts_token(void **state)
 {
-	struct fx *f = s_suite(state, "content_sha256_header = false; session_token = \"" STS_TOKEN "\";");
+	struct t *f = s_suite(state, "content_sha256_header = false; session_token = \"" STS_TOKEN "\";");
 
 	assert_int_equal(s_get(f->ctx, "aws", "POST", "https://example.amazonaws.com/", NULL, NULL),
 	                 APICRED_OK);
 	assert_string_equal(s_auth(), SCOPE "SignedHeaders=host;x-amz-date;x-amz-security-token, "
 	                    "Signature=85d96828115b5dc0cfc3bd16ad9e210dd772bbebba041836c64533a82be05ead");
-	assert_string_equal(sg_header("X-Amz-Security-Token"), STS_TOKEN);
+	assert_string_equal(fx_header(s_fx, "X-Amz-Security-Token"), STS_TOKEN);
 }
 
 /* ---- beyond the suite: expected values from canonical requests ------------- */
@@ -331,7 +341,7 @@ static const char *s_signature(const char *creq, const char *stamp, const char *
 		                          next, sizeof(next), &len));
 		memcpy(raw, next, len);
 	}
-	snprintf(sig, sizeof(sig), "%s", sg_hmac_sha256_hex(raw, len, sts, strlen(sts)));
+	snprintf(sig, sizeof(sig), "%s", fx_hmac_sha256_hex(raw, len, sts, strlen(sts)));
 	return sig;
 }
 
@@ -350,15 +360,15 @@ static void s_assert_auth(const char *region, const char *service, const char *s
 static void test_payload_header(void **state)
 {
 	static const char *const json[] = { "Content-Type: application/json", NULL };
-	struct fx *f = *state;
+	struct t *f = *state;
 	const char *body = "{\"a\":1}";
 	char hash[65], creq[1024];
 
 	s_svc(f, "api", "https://api.example.com/", "eu-west-3", "execute-api", "");
-	f->ctx = sg_open(f->confdir);
+	f->ctx = fx_ctx(s_fx, APICRED_OPEN_NO_BACKGROUND);
 	assert_int_equal(s_get(f->ctx, "api", "GET", "https://api.example.com/v1/items", NULL, NULL),
 	                 APICRED_OK);
-	assert_string_equal(sg_header("X-Amz-Content-Sha256"), EMPTY_SHA256);
+	assert_string_equal(fx_header(s_fx, "X-Amz-Content-Sha256"), EMPTY_SHA256);
 	s_assert_auth("eu-west-3", "execute-api", "20150830T123600Z",
 	              "host;x-amz-content-sha256;x-amz-date",
 	              "GET\n/v1/items\n\nhost:api.example.com\n"
@@ -368,7 +378,7 @@ static void test_payload_header(void **state)
 	assert_int_equal(s_get(f->ctx, "api", "PUT", "https://api.example.com/v1/items/7", body, json),
 	                 APICRED_OK);
 	s_sha256_hex(body, strlen(body), hash);
-	assert_string_equal(sg_header("X-Amz-Content-Sha256"), hash);
+	assert_string_equal(fx_header(s_fx, "X-Amz-Content-Sha256"), hash);
 	snprintf(creq, sizeof(creq), "PUT\n/v1/items/7\n\ncontent-type:application/json\n"
 	         "host:api.example.com\nx-amz-content-sha256:%s\nx-amz-date:20150830T123600Z\n\n"
 	         "content-type;host;x-amz-content-sha256;x-amz-date\n%s", hash, hash);
@@ -381,10 +391,10 @@ static void test_payload_header(void **state)
  * plus sign, escapes uppercased, unreserved ones plain). */
 static void test_encoding_rules(void **state)
 {
-	struct fx *f = *state;
+	struct t *f = *state;
 
 	s_svc(f, "api", "https://api.example.com/", "us-east-1", "execute-api", "");
-	f->ctx = sg_open(f->confdir);
+	f->ctx = fx_ctx(s_fx, APICRED_OPEN_NO_BACKGROUND);
 	assert_int_equal(s_get(f->ctx, "api", NULL,
 	                       "https://api.example.com//a%20b//c!$/?q=x+y&b=%2f%41&a&=v#frag",
 	                       NULL, NULL), APICRED_OK);
@@ -399,14 +409,14 @@ static void test_encoding_rules(void **state)
  * twice, an escaped '/' stays escaped), empty segments kept. */
 static void test_s3_unsigned(void **state)
 {
-	struct fx *f = *state;
+	struct t *f = *state;
 
 	s_svc(f, "bucket", "https://bucket.s3.example.com/", "auto", "s3", "sign_body = \"unsigned\";");
-	f->ctx = sg_open(f->confdir);
+	f->ctx = fx_ctx(s_fx, APICRED_OPEN_NO_BACKGROUND);
 	assert_int_equal(s_get(f->ctx, "bucket", "GET",
 	                       "https://bucket.s3.example.com/photos//My%20Pic%2fv1+(2).jpg"
 	                       "?list-type=2&prefix=a%2Fb&max-keys=5", NULL, NULL), APICRED_OK);
-	assert_string_equal(sg_header("X-Amz-Content-Sha256"), "UNSIGNED-PAYLOAD");
+	assert_string_equal(fx_header(s_fx, "X-Amz-Content-Sha256"), "UNSIGNED-PAYLOAD");
 	s_assert_auth("auto", "s3", "20150830T123600Z", "host;x-amz-content-sha256;x-amz-date",
 	              "GET\n/photos//My%20Pic%2Fv1%2B%282%29.jpg\nlist-type=2&max-keys=5&prefix=a%2Fb\n"
 	              "host:bucket.s3.example.com\nx-amz-content-sha256:UNSIGNED-PAYLOAD\n"
@@ -417,8 +427,8 @@ static void test_s3_unsigned(void **state)
 	req.method = "PUT";
 	req.url = "https://bucket.s3.example.com/big.bin";
 	req.body_len = 1 << 30;
-	assert_int_equal(apicred_get(f->ctx, "bucket", &req, sg_cred), APICRED_OK);
-	assert_string_equal(sg_header("X-Amz-Content-Sha256"), "UNSIGNED-PAYLOAD");
+	assert_int_equal(apicred_get(f->ctx, "bucket", &req, s_fx->cred), APICRED_OK);
+	assert_string_equal(fx_header(s_fx, "X-Amz-Content-Sha256"), "UNSIGNED-PAYLOAD");
 }
 
 /* Host carries the port unless it is the scheme's; the request's own Host
@@ -426,17 +436,17 @@ static void test_s3_unsigned(void **state)
 static void test_host_port(void **state)
 {
 	static const char *const vhost[] = { "Host: bucket.example.com", NULL };
-	struct fx *f = *state;
+	struct t *f = *state;
 	const char *tail = "\nx-amz-content-sha256:" EMPTY_SHA256 "\nx-amz-date:20150830T123600Z\n\n"
 	                   "host;x-amz-content-sha256;x-amz-date\n" EMPTY_SHA256;
 	char creq[512];
 
-	sg_service(f->confdir, "minio",
+	fx_service(s_fx, "minio", 0600,
 	           "url = \"https://127.0.0.1:9000/\";\n"
 	           "stack = ( { provider = \"sigv4\"; region = \"us-east-1\"; service = \"s3\";\n"
 	           "  access_key_id = \"" AKID "\"; secret_access_key = \"" SECRET "\"; } );\n");
 	s_svc(f, "std", "https://s3.example.com/", "us-east-1", "s3", "");
-	f->ctx = sg_open(f->confdir);
+	f->ctx = fx_ctx(s_fx, APICRED_OPEN_NO_BACKGROUND);
 	assert_int_equal(s_get(f->ctx, "minio", "GET", "https://127.0.0.1:9000/b", NULL, NULL),
 	                 APICRED_OK);
 	snprintf(creq, sizeof(creq), "GET\n/b\n\nhost:127.0.0.1:9000%s", tail);
@@ -460,7 +470,7 @@ static void test_host_port(void **state)
  * core refreshed the session. */
 static void test_day_rollover(void **state)
 {
-	struct fx *f = *state;
+	struct t *f = *state;
 	const char *tail = "x-amz-content-sha256:" EMPTY_SHA256 "\nx-amz-date:%s\n\n"
 	                   "host;x-amz-content-sha256;x-amz-date\n" EMPTY_SHA256;
 	static const struct { int64_t wall_ms, mono_ms; const char *stamp; } steps[] = {
@@ -472,15 +482,15 @@ static void test_day_rollover(void **state)
 	};
 	char creq[512], fmt[512];
 
-	sg_wall_ms = 1441065599000LL; /* 2015-08-31 23:59:59 */
+	fx_wall_ms = 1441065599000LL; /* 2015-08-31 23:59:59 */
 	s_svc(f, "api", "https://api.example.com/", "us-east-1", "execute-api", "");
-	f->ctx = sg_open(f->confdir);
+	f->ctx = fx_ctx(s_fx, APICRED_OPEN_NO_BACKGROUND);
 	for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
-		sg_wall_ms = steps[i].wall_ms;
-		sg_mono_ms = 1000000 + steps[i].mono_ms;
+		fx_wall_ms = steps[i].wall_ms;
+		fx_mono_ms = 1000000 + steps[i].mono_ms;
 		assert_int_equal(s_get(f->ctx, "api", "GET", "https://api.example.com/", NULL, NULL),
 		                 APICRED_OK);
-		assert_string_equal(sg_header("X-Amz-Date"), steps[i].stamp);
+		assert_string_equal(fx_header(s_fx, "X-Amz-Date"), steps[i].stamp);
 		snprintf(fmt, sizeof(fmt), "GET\n/\n\nhost:api.example.com\n%s", tail);
 		snprintf(creq, sizeof(creq), fmt, steps[i].stamp);
 		s_assert_auth("us-east-1", "execute-api", steps[i].stamp,
@@ -523,13 +533,13 @@ static void *s_work(void *arg)
 
 static void test_concurrent_apply(void **state)
 {
-	struct fx *f = *state;
+	struct t *f = *state;
 	struct s_worker w[S_THREADS];
 	pthread_t t[S_THREADS];
 	char creq[512];
 
 	s_svc(f, "api", "https://api.example.com/", "us-east-1", "execute-api", "");
-	f->ctx = sg_open(f->confdir);
+	f->ctx = fx_ctx(s_fx, APICRED_OPEN_NO_BACKGROUND);
 	for (int i = 0; i < S_THREADS; i++) {
 		w[i] = (struct s_worker){ .ctx = f->ctx, .id = i };
 		snprintf(creq, sizeof(creq), "GET\n/t/%d\n\nhost:api.example.com\n"
@@ -558,7 +568,7 @@ static void s_assert_err(int rc, int want, const char *what)
 		fail_msg("expected %d, got %d: %s", want, rc, msg);
 	if (!strstr(msg, what))
 		fail_msg("message does not mention \"%s\": %s", what, msg);
-	if (strstr(msg, SECRET) || strstr(sg_log_text, SECRET) || strstr(msg, "EXAMPLEKEY"))
+	if (strstr(msg, SECRET) || fx_logged(s_fx, SECRET) || strstr(msg, "EXAMPLEKEY"))
 		fail_msg("the secret leaked");
 }
 
@@ -566,21 +576,21 @@ static void test_refuses_unhashable_requests(void **state)
 {
 	static const char *const own[] = { "authorization: AWS4-HMAC-SHA256 x", NULL };
 	static const char *const date[] = { "X-Amz-Date: 20150830T000000Z", NULL };
-	struct fx *f = *state;
+	struct t *f = *state;
 	apicred_request req = APICRED_REQUEST_INIT;
 
 	s_svc(f, "api", "https://api.example.com/", "us-east-1", "execute-api", "");
-	f->ctx = sg_open(f->confdir);
+	f->ctx = fx_ctx(s_fx, APICRED_OPEN_NO_BACKGROUND);
 	s_assert_err(s_get(f->ctx, "api", "GET", NULL, NULL, NULL), APICRED_ERR_INVALID, "URL");
 	assert_non_null(strstr(apicred_errmsg(), "api"));
-	if (!sg_cred)
-		apicred_cred_new(&sg_cred);
+	if (!s_fx->cred)
+		apicred_cred_new(&s_fx->cred);
 	req.method = "POST";
 	req.url = "https://api.example.com/x";
 	req.body_len = 10;
-	s_assert_err(apicred_get(f->ctx, "api", &req, sg_cred), APICRED_ERR_INVALID,
+	s_assert_err(apicred_get(f->ctx, "api", &req, s_fx->cred), APICRED_ERR_INVALID,
 	             "cannot hash the payload");
-	assert_int_equal(apicred_cred_count(sg_cred, APICRED_HEADER), 0);
+	assert_int_equal(apicred_cred_count(s_fx->cred, APICRED_HEADER), 0);
 	s_assert_err(s_get(f->ctx, "api", "GET", "https://api.example.com/", NULL, own),
 	             APICRED_ERR_INVALID, "authorization header; sigv4 sets it");
 	s_assert_err(s_get(f->ctx, "api", "GET", "https://api.example.com/", NULL, date),
@@ -589,26 +599,26 @@ static void test_refuses_unhashable_requests(void **state)
 
 static void test_config_errors(void **state)
 {
-	struct fx *f = *state;
+	struct t *f = *state;
 
 	s_svc(f, "slash", "https://a.example/", "us/east", "s3", "");
 	s_svc(f, "nohdr", "https://a.example/", "us-east-1", "s3",
 	      "sign_body = \"unsigned\"; content_sha256_header = false;");
 	s_svc(f, "bool", "https://a.example/", "us-east-1", "s3", "sign_body = false;");
-	sg_service(f->confdir, "empty",
+	fx_service(s_fx, "empty", 0600,
 	           "url = \"https://a.example/\";\n"
 	           "stack = ( { provider = \"sigv4\"; region = \"r\"; service = \"s\";\n"
 	           "  access_key_id = \"" AKID "\"; secret_access_key = \"\"; } );\n");
-	sg_service(f->confdir, "missing",
+	fx_service(s_fx, "missing", 0600,
 	           "url = \"https://a.example/\";\n"
 	           "stack = ( { provider = \"sigv4\"; service = \"s\";\n"
 	           "  access_key_id = \"" AKID "\"; secret_access_key = \"" SECRET "\"; } );\n");
-	sg_service(f->confdir, "crlf",
+	fx_service(s_fx, "crlf", 0600,
 	           "url = \"https://a.example/\";\n"
 	           "stack = ( { provider = \"sigv4\"; region = \"r\"; service = \"s\";\n"
 	           "  access_key_id = \"" AKID "\"; secret_access_key = \"" SECRET "\";\n"
 	           "  session_token = \"tok\\r\\nX-Injected: 1\"; } );\n");
-	f->ctx = sg_open(f->confdir);
+	f->ctx = fx_ctx(s_fx, APICRED_OPEN_NO_BACKGROUND);
 	s_assert_err(apicred_check(f->ctx, "crlf"), APICRED_ERR_SECRET, "session_token: control");
 	s_assert_err(apicred_check(f->ctx, "slash"), APICRED_ERR_CONFIG, "region (line 2)");
 	s_assert_err(apicred_check(f->ctx, "nohdr"), APICRED_ERR_CONFIG, "UNSIGNED-PAYLOAD");
@@ -640,8 +650,5 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_refuses_unhashable_requests, s_setup, s_teardown),
 		cmocka_unit_test_setup_teardown(test_config_errors, s_setup, s_teardown),
 	};
-	int rc = cmocka_run_group_tests(tests, NULL, NULL);
-
-	apicred_cred_free(sg_cred);
-	return rc;
+	return cmocka_run_group_tests(tests, NULL, NULL);
 }

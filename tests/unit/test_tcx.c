@@ -3,8 +3,8 @@
  * real tcx.so, fixed clock (2018-12-30 23:59:59 UTC) and random bytes
  * (0, 1, ... 35, so dyn is "0123456789abcdefghijklmnopqrstuv"). Each
  * expected joined string J is written out by hand; the app pass expected
- * from it is computed here with OpenSSL. twtc talks to a local HTTP server
- * playing tcx/authorize and tcx/reauthorize.
+ * from it is computed here with OpenSSL. twtc talks to the sandbox's
+ * scripted endpoint playing tcx/authorize and tcx/reauthorize.
  */
 #define _GNU_SOURCE
 #include <setjmp.h>
@@ -19,7 +19,7 @@
 #include <jansson.h>
 #include <openssl/evp.h>
 
-#include "signing_util.h"
+#include "fixture.h"
 
 #define APP "sb-tcx-app"
 #define PUB "sb-tcx-public"
@@ -27,41 +27,58 @@
 #define DYN "0123456789abcdefghijklmnopqrstuv"
 #define URL "https://tcx.example/tcx/api/items"
 
-struct fx {
-	struct sg_server srv;
-	char *confdir;
+struct t {
 	apicred_ctx *ctx;
 };
 
+/* The harness: the current test's configuration (clock fixed, random bytes
+ * 0, 1, ..., the providers as built, no fetch retries), and the sandbox
+ * whose scripted endpoint plays the login server, started by the first
+ * twtc test. */
+static fx *s_fx;
+static fx_sandbox *s_sb;
+
+static void s_fx_new(void)
+{
+	s_fx = fx_new();
+	s_fx->hooks = FX_CLOCK | FX_RANDOM;
+	fx_modules_built(s_fx);
+	fx_global(s_fx, "http = { retries = 0; };\n");
+}
+
+static int s_group_teardown(void **state)
+{
+	fx_sandbox_stop(s_sb);
+	return 0;
+}
+
 static int s_setup(void **state)
 {
-	struct fx *f = calloc(1, sizeof(*f));
+	struct t *f = calloc(1, sizeof(*f));
 
-	sg_mono_ms = 1000000;
-	sg_wall_ms = 1546214399000LL;
-	sg_random_reset();
-	f->confdir = sg_confdir_new();
+	s_fx_new();
+	fx_mono_ms = 1000000;
+	fx_wall_ms = 1546214399000LL;
+	if (s_sb)
+		fx_sandbox_reset(s_sb);
 	*state = f;
 	return 0;
 }
 
 static int s_teardown(void **state)
 {
-	struct fx *f = *state;
+	struct t *f = *state;
 
 	apicred_close(f->ctx);
-	if (f->srv.port)
-		sg_server_stop(&f->srv);
-	sg_rmrf(f->confdir);
-	free(f->confdir);
+	fx_free(s_fx);
 	free(f);
 	return 0;
 }
 
-static void s_tcx(struct fx *f, const char *name, const char *type, const char *mode,
+static void s_tcx(struct t *f, const char *name, const char *type, const char *mode,
                   const char *extra)
 {
-	sg_service(f->confdir, name,
+	fx_service(s_fx, name, 0600,
 	           "url = \"https://tcx.example/\";\n"
 	           "stack = ( { provider = \"tcx\"; type = \"%s\"; mode = \"%s\";\n"
 	           "  app_id = \"" APP "\"; app_public = \"" PUB "\"; %s } );\n",
@@ -70,34 +87,34 @@ static void s_tcx(struct fx *f, const char *name, const char *type, const char *
 
 /* apicred_get, then the pass must be the one over j. */
 #define assert_pass(f, svc, method, url, body, ct, j) do {                          \
-	assert_int_equal(sg_get((f)->ctx, svc, method, url, body, ct), APICRED_OK);   \
-	assert_string_equal(sg_header("X-TCX-APP-PASS"), sg_tcx_pass(j, PUB, DYN));   \
+	assert_int_equal(fx_request(s_fx, (f)->ctx, svc, method, url, body, ct), APICRED_OK);   \
+	assert_string_equal(fx_header(s_fx, "X-TCX-APP-PASS"), fx_tcx_pass(j, PUB, DYN));   \
 } while (0)
 
 /* ---- owtc headers and the three modes ------------------------------------------- */
 
 static void test_readme_sample(void **state)
 {
-	struct fx *f = *state;
+	struct t *f = *state;
 
 	s_tcx(f, "app", "owtc", "param", "");
-	f->ctx = sg_open(f->confdir);
-	assert_int_equal(sg_get(f->ctx, "app", "GET", URL "?abc=123&_xyz=789&foo=bar&def=456&bar=ghi",
+	f->ctx = fx_ctx(s_fx, APICRED_OPEN_NO_BACKGROUND);
+	assert_int_equal(fx_request(s_fx, f->ctx, "app", "GET", URL "?abc=123&_xyz=789&foo=bar&def=456&bar=ghi",
 	                        NULL, NULL), APICRED_OK);
 	/* Known vector: base64(sha1("_xyz=789&abc=123&bar=ghi&def=456&foo=bar&"
 	 * "sb-tcx-public" DYN) ":" DYN), computed outside C. */
-	assert_string_equal(sg_header("X-TCX-APP-PASS"),
+	assert_string_equal(fx_header(s_fx, "X-TCX-APP-PASS"),
 	                    "ZTA1ZDljNjUzMmUxMGI1NmRlOTQ4MDNlODkwODEyMThlOTEyNjUxMzowMTIzNDU2"
 	                    "Nzg5YWJjZGVmZ2hpamtsbW5vcHFyc3R1dg==");
-	assert_string_equal(sg_header("X-TCX-APP-PASS"),
-	                    sg_tcx_pass("_xyz=789&abc=123&bar=ghi&def=456&foo=bar&", PUB, DYN));
-	assert_string_equal(sg_header("X-TCX-TYPE"), "OWTC");
-	assert_string_equal(sg_header("X-TCX-APP-ID"), APP);
-	assert_null(sg_header("X-TCX-TOKEN"));
-	assert_int_equal(apicred_cred_count(sg_cred, APICRED_HEADER), 3);
-	assert_int_equal(apicred_cred_count(sg_cred, APICRED_QUERY), 0);
+	assert_string_equal(fx_header(s_fx, "X-TCX-APP-PASS"),
+	                    fx_tcx_pass("_xyz=789&abc=123&bar=ghi&def=456&foo=bar&", PUB, DYN));
+	assert_string_equal(fx_header(s_fx, "X-TCX-TYPE"), "OWTC");
+	assert_string_equal(fx_header(s_fx, "X-TCX-APP-ID"), APP);
+	assert_null(fx_header(s_fx, "X-TCX-TOKEN"));
+	assert_int_equal(apicred_cred_count(s_fx->cred, APICRED_HEADER), 3);
+	assert_int_equal(apicred_cred_count(s_fx->cred, APICRED_QUERY), 0);
 	/* owtc has no session: nothing expires. */
-	assert_int_equal(apicred_cred_expires_at(sg_cred), 0);
+	assert_int_equal(apicred_cred_expires_at(s_fx->cred), 0);
 	/* The same parameters in a form body give the same J. */
 	assert_pass(f, "app", "POST", URL, "foo=bar&bar=ghi&_xyz=789&abc=123&def=456",
 	            "application/x-www-form-urlencoded", "_xyz=789&abc=123&bar=ghi&def=456&foo=bar&");
@@ -105,10 +122,10 @@ static void test_readme_sample(void **state)
 
 static void test_param_sorting(void **state)
 {
-	struct fx *f = *state;
+	struct t *f = *state;
 
 	s_tcx(f, "app", "owtc", "param", "");
-	f->ctx = sg_open(f->confdir);
+	f->ctx = fx_ctx(s_fx, APICRED_OPEN_NO_BACKGROUND);
 	/* Byte order: digits < uppercase < '_' < lowercase; "10" < "9". */
 	assert_pass(f, "app", "GET", URL "?b=1&B=2&_=3&a=4&A=5&10=6&9=7&_a=8&Z=9&aa=10&a_=11", NULL, NULL,
 	            "10=6&9=7&A=5&B=2&Z=9&_=3&_a=8&a=4&a_=11&aa=10&b=1&");
@@ -119,10 +136,10 @@ static void test_param_sorting(void **state)
 
 static void test_param_utf8(void **state)
 {
-	struct fx *f = *state;
+	struct t *f = *state;
 
 	s_tcx(f, "app", "owtc", "param", "");
-	f->ctx = sg_open(f->confdir);
+	f->ctx = fx_ctx(s_fx, APICRED_OPEN_NO_BACKGROUND);
 	assert_pass(f, "app", "GET", URL "?name=%C3%A9t%C3%A9&%E2%82%AC=euro&z=1", NULL, NULL,
 	            "name=\xc3\xa9t\xc3\xa9&z=1&\xe2\x82\xac=euro&");
 	assert_pass(f, "app", "POST", URL, "{\"k\":\"\\u00e9\",\"\xc3\xa9\":\"x\\u20ac\"}",
@@ -131,10 +148,10 @@ static void test_param_utf8(void **state)
 
 static void test_param_special_values(void **state)
 {
-	struct fx *f = *state;
+	struct t *f = *state;
 
 	s_tcx(f, "app", "owtc", "param", "");
-	f->ctx = sg_open(f->confdir);
+	f->ctx = fx_ctx(s_fx, APICRED_OPEN_NO_BACKGROUND);
 	/* Decoded, '+' is a space, a stray '%' stays as it is. */
 	assert_pass(f, "app", "GET", URL "?v=%26%3D%2B%25%23%22&p=a+b%20c&raw=100%&t=%zz&h=%4", NULL, NULL,
 	            "h=%4&p=a b c&raw=100%&t=%zz&v=&=+%#\"&");
@@ -148,10 +165,10 @@ static void test_param_special_values(void **state)
 
 static void test_param_empty(void **state)
 {
-	struct fx *f = *state;
+	struct t *f = *state;
 
 	s_tcx(f, "app", "owtc", "param", "");
-	f->ctx = sg_open(f->confdir);
+	f->ctx = fx_ctx(s_fx, APICRED_OPEN_NO_BACKGROUND);
 	/* Empty values are kept, empty names dropped (parse_str). */
 	assert_pass(f, "app", "GET", URL "?a=&b&=c&&d=1", NULL, NULL, "a=&b=&d=1&");
 	/* No parameters at all: J = "". */
@@ -167,10 +184,10 @@ static void test_param_empty(void **state)
 
 static void test_param_json_casts(void **state)
 {
-	struct fx *f = *state;
+	struct t *f = *state;
 
 	s_tcx(f, "app", "owtc", "param", "");
-	f->ctx = sg_open(f->confdir);
+	f->ctx = fx_ctx(s_fx, APICRED_OPEN_NO_BACKGROUND);
 	/* (string) casts of PHP (precision 14): true "1", false and null "". */
 	assert_pass(f, "app", "POST", URL,
 	            "{\"t\":true,\"f\":false,\"n\":null,\"one\":1.0,\"half\":1.5,\"big\":1e20,"
@@ -190,10 +207,10 @@ static void test_param_json_casts(void **state)
 
 static void test_param_body_sources(void **state)
 {
-	struct fx *f = *state;
+	struct t *f = *state;
 
 	s_tcx(f, "app", "owtc", "param", "");
-	f->ctx = sg_open(f->confdir);
+	f->ctx = fx_ctx(s_fx, APICRED_OPEN_NO_BACKGROUND);
 	/* The body wins over the query on a clash. */
 	assert_pass(f, "app", "POST", URL "?a=q&b=q", "a=f&c=f", "application/x-www-form-urlencoded",
 	            "a=f&b=q&c=f&");
@@ -215,8 +232,8 @@ static void test_param_body_sources(void **state)
 		req.body = "x=1";
 		req.body_len = 3;
 		req.headers = hdrs;
-		assert_int_equal(apicred_get(f->ctx, "app", &req, sg_cred), APICRED_OK);
-		assert_string_equal(sg_header("X-TCX-APP-PASS"), sg_tcx_pass("q=1&", PUB, DYN));
+		assert_int_equal(apicred_get(f->ctx, "app", &req, s_fx->cred), APICRED_OK);
+		assert_string_equal(fx_header(s_fx, "X-TCX-APP-PASS"), fx_tcx_pass("q=1&", PUB, DYN));
 	}
 	/* Other bodies carry no parameters. */
 	assert_pass(f, "app", "POST", URL "?q=1", "x=1", "text/plain", "q=1&");
@@ -224,46 +241,46 @@ static void test_param_body_sources(void **state)
 
 static void test_param_refusals(void **state)
 {
-	struct fx *f = *state;
+	struct t *f = *state;
 
 	s_tcx(f, "app", "owtc", "param", "");
-	f->ctx = sg_open(f->confdir);
-	assert_int_equal(sg_get(f->ctx, "app", "POST", URL, "{\"a\":{\"b\":1}}", "application/json"),
+	f->ctx = fx_ctx(s_fx, APICRED_OPEN_NO_BACKGROUND);
+	assert_int_equal(fx_request(s_fx, f->ctx, "app", "POST", URL, "{\"a\":{\"b\":1}}", "application/json"),
 	                 APICRED_ERR_UNSUPPORTED);
 	assert_non_null(strstr(apicred_errmsg(), "flat JSON"));
 	assert_non_null(strstr(apicred_errmsg(), "app"));
-	assert_int_equal(sg_get(f->ctx, "app", "POST", URL, "{\"a\":[1]}", "application/json"),
+	assert_int_equal(fx_request(s_fx, f->ctx, "app", "POST", URL, "{\"a\":[1]}", "application/json"),
 	                 APICRED_ERR_UNSUPPORTED);
-	assert_int_equal(sg_get(f->ctx, "app", "GET", URL "?a[]=1", NULL, NULL),
+	assert_int_equal(fx_request(s_fx, f->ctx, "app", "GET", URL "?a[]=1", NULL, NULL),
 	                 APICRED_ERR_UNSUPPORTED);
 	assert_non_null(strstr(apicred_errmsg(), "array"));
-	assert_int_equal(sg_get(f->ctx, "app", "POST", URL, "--b\r\n", "multipart/form-data; boundary=b"),
+	assert_int_equal(fx_request(s_fx, f->ctx, "app", "POST", URL, "--b\r\n", "multipart/form-data; boundary=b"),
 	                 APICRED_ERR_UNSUPPORTED);
 	assert_non_null(strstr(apicred_errmsg(), "multipart"));
 }
 
 static void test_time_and_none(void **state)
 {
-	struct fx *f = *state;
+	struct t *f = *state;
 
 	s_tcx(f, "time", "owtc", "time", "");
 	s_tcx(f, "none", "owtc", "none", "");
-	f->ctx = sg_open(f->confdir);
+	f->ctx = fx_ctx(s_fx, APICRED_OPEN_NO_BACKGROUND);
 	/* time: J is the UTC datetime, also sent as tcx_datetime. */
 	assert_pass(f, "time", "GET", URL "?a=1", NULL, NULL, "20181230235959");
-	assert_string_equal(sg_query("tcx_datetime"), "20181230235959");
-	assert_int_equal(apicred_cred_count(sg_cred, APICRED_QUERY), 1);
-	sg_wall_ms = 1700000000123LL; /* 2023-11-14 22:13:20 UTC */
+	assert_string_equal(fx_query(s_fx, "tcx_datetime"), "20181230235959");
+	assert_int_equal(apicred_cred_count(s_fx->cred, APICRED_QUERY), 1);
+	fx_wall_ms = 1700000000123LL; /* 2023-11-14 22:13:20 UTC */
 	assert_pass(f, "time", "POST", URL, "{\"a\":1}", "application/json", "20231114221320");
-	assert_string_equal(sg_query("tcx_datetime"), "20231114221320");
+	assert_string_equal(fx_query(s_fx, "tcx_datetime"), "20231114221320");
 	/* none: J is empty whatever the request. */
 	assert_pass(f, "none", "GET", URL "?a=1&b=2", NULL, NULL, "");
-	assert_int_equal(apicred_cred_count(sg_cred, APICRED_QUERY), 0);
+	assert_int_equal(apicred_cred_count(s_fx->cred, APICRED_QUERY), 0);
 }
 
 static void test_ftc_and_long_public(void **state)
 {
-	struct fx *f = *state;
+	struct t *f = *state;
 	char pub[121], conf[512];
 
 	s_tcx(f, "ftc", "ftc", "none", "master_key = \"" MASTER "\";");
@@ -273,36 +290,36 @@ static void test_ftc_and_long_public(void **state)
 	snprintf(conf, sizeof(conf),
 	         "stack = ( { provider = \"tcx\"; type = \"owtc\"; mode = \"param\";\n"
 	         "  app_id = \"" APP "\"; app_public = \"%s\"; } );\n", pub);
-	sg_service(f->confdir, "long", "url = \"https://tcx.example/\";\n"
+	fx_service(s_fx, "long", 0600, "url = \"https://tcx.example/\";\n"
 	           "%s", conf);
-	f->ctx = sg_open(f->confdir);
+	f->ctx = fx_ctx(s_fx, APICRED_OPEN_NO_BACKGROUND);
 
 	assert_pass(f, "ftc", "GET", URL "?a=1", NULL, NULL, "");
-	assert_string_equal(sg_header("X-TCX-TYPE"), "FTC");
-	assert_string_equal(sg_header("X-TCX-TOKEN"), sg_base64(MASTER, strlen(MASTER)));
-	assert_string_equal(sg_header("X-TCX-TOKEN"), "c2ItdGN4LW1hc3Rlcg==");
-	assert_int_equal(apicred_cred_expires_at(sg_cred), 0);
+	assert_string_equal(fx_header(s_fx, "X-TCX-TYPE"), "FTC");
+	assert_string_equal(fx_header(s_fx, "X-TCX-TOKEN"), fx_base64(MASTER, strlen(MASTER)));
+	assert_string_equal(fx_header(s_fx, "X-TCX-TOKEN"), "c2ItdGN4LW1hc3Rlcg==");
+	assert_int_equal(apicred_cred_expires_at(s_fx->cred), 0);
 
-	assert_int_equal(sg_get(f->ctx, "long", "GET", URL "?a=1", NULL, NULL), APICRED_OK);
-	assert_string_equal(sg_header("X-TCX-APP-PASS"), sg_tcx_pass("a=1&", pub, DYN));
+	assert_int_equal(fx_request(s_fx, f->ctx, "long", "GET", URL "?a=1", NULL, NULL), APICRED_OK);
+	assert_string_equal(fx_header(s_fx, "X-TCX-APP-PASS"), fx_tcx_pass("a=1&", pub, DYN));
 }
 
 /* dyn: 32 characters from [a-z0-9] only, whatever the random bytes. */
 static void test_dyn(void **state)
 {
-	struct fx *f = *state;
+	struct t *f = *state;
 	unsigned char raw[128];
 	int n;
 	char *colon;
 
 	s_tcx(f, "none", "owtc", "none", "");
-	f->ctx = sg_open(f->confdir);
+	f->ctx = fx_ctx(s_fx, APICRED_OPEN_NO_BACKGROUND);
 	for (int i = 0; i < 256; i++)
-		sg_random_pattern[i] = (unsigned char)(255 - i);
-	sg_random_len = 256;
-	assert_int_equal(sg_get(f->ctx, "none", "GET", URL, NULL, NULL), APICRED_OK);
-	n = EVP_DecodeBlock(raw, (const unsigned char *)sg_header("X-TCX-APP-PASS"),
-	                    (int)strlen(sg_header("X-TCX-APP-PASS")));
+		fx_random_pattern[i] = (unsigned char)(255 - i);
+	fx_random_len = 256;
+	assert_int_equal(fx_request(s_fx, f->ctx, "none", "GET", URL, NULL, NULL), APICRED_OK);
+	n = EVP_DecodeBlock(raw, (const unsigned char *)fx_header(s_fx, "X-TCX-APP-PASS"),
+	                    (int)strlen(fx_header(s_fx, "X-TCX-APP-PASS")));
 	/* 73 bytes of pass; EVP_DecodeBlock counts the two padding bytes too. */
 	assert_int_equal(n, 75);
 	raw[73] = '\0';
@@ -310,20 +327,20 @@ static void test_dyn(void **state)
 	assert_non_null(colon);
 	assert_int_equal(colon - (char *)raw, 40);
 	assert_int_equal(strspn(colon + 1, "0123456789abcdefghijklmnopqrstuvwxyz"), 32);
-	assert_string_equal(sg_header("X-TCX-APP-PASS"), sg_tcx_pass("", PUB, colon + 1));
+	assert_string_equal(fx_header(s_fx, "X-TCX-APP-PASS"), fx_tcx_pass("", PUB, colon + 1));
 	/* 255..252 are dropped for an even spread: the first is 251 % 36. */
 	assert_int_equal(colon[1], "0123456789abcdefghijklmnopqrstuvwxyz"[251 % 36]);
 
 	/* A random source that never gives a usable byte fails; it does not hang. */
-	sg_random_pattern[0] = 255;
-	sg_random_len = 1;
-	assert_int_equal(sg_get(f->ctx, "none", "GET", URL, NULL, NULL), APICRED_ERR_INTERNAL);
+	fx_random_pattern[0] = 255;
+	fx_random_len = 1;
+	assert_int_equal(fx_request(s_fx, f->ctx, "none", "GET", URL, NULL, NULL), APICRED_ERR_INTERNAL);
 	assert_non_null(strstr(apicred_errmsg(), "random"));
 }
 
 static void test_bad_config(void **state)
 {
-	struct fx *f = *state;
+	struct t *f = *state;
 
 	s_tcx(f, "twtcparam", "twtc", "param", "base_url = \"https://x.example/\";");
 	s_tcx(f, "twtcnobase", "twtc", "none", "");
@@ -331,7 +348,7 @@ static void test_bad_config(void **state)
 	s_tcx(f, "owtcmaster", "owtc", "none", "master_key = \"m\";");
 	s_tcx(f, "badtype", "xyz", "none", "");
 	s_tcx(f, "badmode", "owtc", "params", "");
-	f->ctx = sg_open(f->confdir);
+	f->ctx = fx_ctx(s_fx, APICRED_OPEN_NO_BACKGROUND);
 	assert_int_equal(apicred_check(f->ctx, "twtcparam"), APICRED_ERR_CONFIG);
 	assert_non_null(strstr(apicred_errmsg(), "twtcparam"));
 	assert_non_null(strstr(apicred_errmsg(), "app_pass itself"));
@@ -343,19 +360,19 @@ static void test_bad_config(void **state)
 	assert_non_null(strstr(apicred_errmsg(), "master_key"));
 	assert_int_equal(apicred_check(f->ctx, "badtype"), APICRED_ERR_CONFIG);
 	assert_int_equal(apicred_check(f->ctx, "badmode"), APICRED_ERR_CONFIG);
-	assert_int_equal(sg_get(f->ctx, "twtcparam", "GET", URL, NULL, NULL), APICRED_ERR_CONFIG);
+	assert_int_equal(fx_request(s_fx, f->ctx, "twtcparam", "GET", URL, NULL, NULL), APICRED_ERR_CONFIG);
 }
 
 /* ---- twtc: authorize, reauthorize, failures, TCXTFX -------------------------------- */
 
-static void s_twtc(struct fx *f, const char *name, const char *mode)
+static void s_twtc(struct t *f, const char *name, const char *mode)
 {
 	char extra[256];
 
-	if (!f->srv.port)
-		sg_server_start(&f->srv);
+	if (!s_sb)
+		s_sb = fx_sandbox_start();
 	snprintf(extra, sizeof(extra),
-	         "base_url = \"http://127.0.0.1:%d/tcx\"; insecure_http = true;", f->srv.port);
+	         "base_url = \"http://127.0.0.1:%d/script/tcx\"; insecure_http = true;", s_sb->port);
 	s_tcx(f, name, "twtc", mode, extra);
 }
 
@@ -371,10 +388,10 @@ static const char *s_ok(const char *token, const char *refresh, const char *expi
 }
 
 /* The JSON body of the i-th request to the server; member key as text. */
-static const char *s_member(struct fx *f, size_t i, const char *key)
+static const char *s_member(struct t *f, size_t i, const char *key)
 {
 	static char out[512];
-	struct sg_req r = sg_server_req(&f->srv, i);
+	fx_req r = fx_sandbox_req(s_sb, i);
 	json_t *root = json_loadb(r.body, r.body_len, 0, NULL), *v = json_object_get(root, key);
 
 	if (!v) {
@@ -388,78 +405,78 @@ static const char *s_member(struct fx *f, size_t i, const char *key)
 
 static void test_twtc_authorize(void **state)
 {
-	struct fx *f = *state;
-	struct sg_req r;
+	struct t *f = *state;
+	fx_req r;
 
 	s_twtc(f, "twtc", "none");
 	s_twtc(f, "twtct", "time");
-	sg_server_answer(&f->srv, 200, s_ok("tok-1", "ref-1", "2018-12-31 00:59:59"));
-	f->ctx = sg_open(f->confdir);
+	fx_sandbox_answer(s_sb, 200, NULL, s_ok("tok-1", "ref-1", "2018-12-31 00:59:59"));
+	f->ctx = fx_ctx(s_fx, APICRED_OPEN_NO_BACKGROUND);
 
 	assert_pass(f, "twtc", "GET", URL "?a=1", NULL, NULL, "");
-	assert_string_equal(sg_header("X-TCX-TYPE"), "TWTC");
-	assert_string_equal(sg_header("X-TCX-TOKEN"), sg_base64("tok-1", 5));
-	assert_int_equal(apicred_cred_expires_at(sg_cred), 1546214399 + 3600);
-	assert_int_equal(sg_server_count(&f->srv), 1);
-	r = sg_server_req(&f->srv, 0);
+	assert_string_equal(fx_header(s_fx, "X-TCX-TYPE"), "TWTC");
+	assert_string_equal(fx_header(s_fx, "X-TCX-TOKEN"), fx_base64("tok-1", 5));
+	assert_int_equal(apicred_cred_expires_at(s_fx->cred), 1546214399 + 3600);
+	assert_int_equal(fx_sandbox_count(s_sb), 1);
+	r = fx_sandbox_req(s_sb, 0);
 	assert_string_equal(r.method, "POST");
-	assert_string_equal(r.target, "/tcx/tcx/authorize");
-	assert_string_equal(sg_req_header(&r, "Content-Type"), "application/json");
+	assert_string_equal(r.target, "/script/tcx/tcx/authorize");
+	assert_string_equal(fx_req_header(&r, "Content-Type"), "application/json");
 	assert_string_equal(s_member(f, 0, "app_id"), APP);
-	assert_string_equal(s_member(f, 0, "app_pass"), sg_tcx_pass("", PUB, DYN));
+	assert_string_equal(s_member(f, 0, "app_pass"), fx_tcx_pass("", PUB, DYN));
 	assert_null(s_member(f, 0, "tcx_datetime"));
 
 	/* time: the authorize body carries the datetime its pass covers. */
 	assert_pass(f, "twtct", "GET", URL, NULL, NULL, "20181230235959");
 	assert_string_equal(s_member(f, 1, "tcx_datetime"), "20181230235959");
-	assert_string_equal(s_member(f, 1, "app_pass"), sg_tcx_pass("20181230235959", PUB, DYN));
-	assert_string_equal(sg_query("tcx_datetime"), "20181230235959");
+	assert_string_equal(s_member(f, 1, "app_pass"), fx_tcx_pass("20181230235959", PUB, DYN));
+	assert_string_equal(fx_query(s_fx, "tcx_datetime"), "20181230235959");
 
 	/* Cached: no more requests. */
 	assert_pass(f, "twtc", "GET", URL, NULL, NULL, "");
-	assert_int_equal(sg_server_count(&f->srv), 2);
+	assert_int_equal(fx_sandbox_count(s_sb), 2);
 }
 
 static void test_twtc_reauthorize(void **state)
 {
-	struct fx *f = *state;
+	struct t *f = *state;
 	const char *refused = "{\"status\":0,\"status_code\":\"TCXAFX\",\"status_number\":\"505101\","
 	                      "\"status_message\":\"Authentication Failed\"}";
 
 	s_twtc(f, "twtc", "none");
-	sg_server_answer(&f->srv, 200, s_ok("tok-1", "ref-1", "2018-12-31 00:59:59"));
-	sg_server_then(&f->srv, 200, "{\"status\":1,\"status_code\":\"TCXSSS\",\"status_number\":\"F05103\","
+	fx_sandbox_answer(s_sb, 200, NULL, s_ok("tok-1", "ref-1", "2018-12-31 00:59:59"));
+	fx_sandbox_then(s_sb, 200, NULL, "{\"status\":1,\"status_code\":\"TCXSSS\",\"status_number\":\"F05103\","
 	               "\"status_message\":\"Token refreshed\",\"data\":{\"refresh\":\"ref-2\","
 	               "\"expired_at\":\"2018-12-31 01:59:59\"}}");
-	sg_server_then(&f->srv, 200, refused);
-	sg_server_then(&f->srv, 200, s_ok("tok-2", "ref-3", "2018-12-31 02:59:59"));
-	f->ctx = sg_open(f->confdir);
-	assert_int_equal(sg_get(f->ctx, "twtc", "GET", URL, NULL, NULL), APICRED_OK);
+	fx_sandbox_then(s_sb, 200, NULL, refused);
+	fx_sandbox_then(s_sb, 200, NULL, s_ok("tok-2", "ref-3", "2018-12-31 02:59:59"));
+	f->ctx = fx_ctx(s_fx, APICRED_OPEN_NO_BACKGROUND);
+	assert_int_equal(fx_request(s_fx, f->ctx, "twtc", "GET", URL, NULL, NULL), APICRED_OK);
 
 	/* Past the expiry: renewed with base64(refresh); the token stays. */
-	sg_mono_ms += 3601 * 1000;
-	sg_wall_ms += 3601 * 1000;
-	assert_int_equal(sg_get(f->ctx, "twtc", "GET", URL, NULL, NULL), APICRED_OK);
-	assert_int_equal(sg_server_count(&f->srv), 2);
-	assert_string_equal(sg_server_req(&f->srv, 1).target, "/tcx/tcx/reauthorize");
+	fx_mono_ms += 3601 * 1000;
+	fx_wall_ms += 3601 * 1000;
+	assert_int_equal(fx_request(s_fx, f->ctx, "twtc", "GET", URL, NULL, NULL), APICRED_OK);
+	assert_int_equal(fx_sandbox_count(s_sb), 2);
+	assert_string_equal(fx_sandbox_req(s_sb, 1).target, "/script/tcx/tcx/reauthorize");
 	assert_string_equal(s_member(f, 1, "app_id"), APP);
-	assert_string_equal(s_member(f, 1, "token"), sg_base64("ref-1", 5));
-	assert_string_equal(sg_header("X-TCX-TOKEN"), sg_base64("tok-1", 5));
+	assert_string_equal(s_member(f, 1, "token"), fx_base64("ref-1", 5));
+	assert_string_equal(fx_header(s_fx, "X-TCX-TOKEN"), fx_base64("tok-1", 5));
 
 	/* Next time the refresh token is refused: authorize afresh. */
-	sg_mono_ms += 3600 * 1000;
-	sg_wall_ms += 3600 * 1000;
-	assert_int_equal(sg_get(f->ctx, "twtc", "GET", URL, NULL, NULL), APICRED_OK);
-	assert_int_equal(sg_server_count(&f->srv), 4);
-	assert_string_equal(s_member(f, 2, "token"), sg_base64("ref-2", 5));
-	assert_string_equal(sg_server_req(&f->srv, 3).target, "/tcx/tcx/authorize");
-	assert_string_equal(sg_header("X-TCX-TOKEN"), sg_base64("tok-2", 5));
-	assert_non_null(strstr(sg_log_text, "505101"));
+	fx_mono_ms += 3600 * 1000;
+	fx_wall_ms += 3600 * 1000;
+	assert_int_equal(fx_request(s_fx, f->ctx, "twtc", "GET", URL, NULL, NULL), APICRED_OK);
+	assert_int_equal(fx_sandbox_count(s_sb), 4);
+	assert_string_equal(s_member(f, 2, "token"), fx_base64("ref-2", 5));
+	assert_string_equal(fx_sandbox_req(s_sb, 3).target, "/script/tcx/tcx/authorize");
+	assert_string_equal(fx_header(s_fx, "X-TCX-TOKEN"), fx_base64("tok-2", 5));
+	assert_true(fx_logged(s_fx, "505101"));
 }
 
 static void test_twtc_failures(void **state)
 {
-	struct fx *f = *state;
+	struct t *f = *state;
 	static const struct { const char *body; int code; const char *needle; } cases[] = {
 		{ "{\"status\":0,\"status_code\":\"TCXAFX\",\"status_number\":\"505001\","
 		  "\"status_message\":\"Authentication Failed\"}", APICRED_ERR_AUTH, "TCXAFX 505001" },
@@ -474,25 +491,25 @@ static void test_twtc_failures(void **state)
 
 	s_twtc(f, "twtc", "none");
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		sg_server_answer(&f->srv, 200, cases[i].body);
+		fx_sandbox_answer(s_sb, 200, NULL, cases[i].body);
 		apicred_close(f->ctx);
-		f->ctx = sg_open(f->confdir);
-		assert_int_equal(sg_get(f->ctx, "twtc", "GET", URL, NULL, NULL), cases[i].code);
+		f->ctx = fx_ctx(s_fx, APICRED_OPEN_NO_BACKGROUND);
+		assert_int_equal(fx_request(s_fx, f->ctx, "twtc", "GET", URL, NULL, NULL), cases[i].code);
 		if (!strstr(apicred_errmsg(), cases[i].needle) || !strstr(apicred_errmsg(), "twtc"))
 			fail_msg("case %zu: \"%s\" lacks \"%s\"", i, apicred_errmsg(), cases[i].needle);
 		assert_null(strstr(apicred_errmsg(), PUB));
 	}
 	/* An HTTP error keeps the server's words. */
-	sg_server_answer(&f->srv, 404, "{\"error\":\"no such route\"}");
+	fx_sandbox_answer(s_sb, 404, NULL, "{\"error\":\"no such route\"}");
 	apicred_close(f->ctx);
-	f->ctx = sg_open(f->confdir);
-	assert_int_equal(sg_get(f->ctx, "twtc", "GET", URL, NULL, NULL), APICRED_ERR_AUTH);
+	f->ctx = fx_ctx(s_fx, APICRED_OPEN_NO_BACKGROUND);
+	assert_int_equal(fx_request(s_fx, f->ctx, "twtc", "GET", URL, NULL, NULL), APICRED_ERR_AUTH);
 	assert_non_null(strstr(apicred_errmsg(), "404"));
 }
 
 static void test_twtc_tfx_drops_token(void **state)
 {
-	struct fx *f = *state;
+	struct t *f = *state;
 	const char *tfx = "{\"status\":0,\"status_code\":\"TCXTFX\",\"status_number\":\"505005\","
 	                  "\"status_message\":\"TCX Token did not valid\"}";
 	const char *pfx = "{\"status\":0,\"status_code\":\"TCXPFX\",\"status_number\":\"505003\","
@@ -503,39 +520,39 @@ static void test_twtc_tfx_drops_token(void **state)
 	int retry = -1;
 
 	s_twtc(f, "twtc", "none");
-	sg_server_answer(&f->srv, 200, s_ok("tok-1", "ref-1", "2018-12-31 00:59:59"));
-	sg_server_then(&f->srv, 200, s_ok("tok-2", "ref-2", "2018-12-31 00:59:59"));
-	f->ctx = sg_open(f->confdir);
-	assert_int_equal(sg_get(f->ctx, "twtc", "GET", URL, NULL, NULL), APICRED_OK);
+	fx_sandbox_answer(s_sb, 200, NULL, s_ok("tok-1", "ref-1", "2018-12-31 00:59:59"));
+	fx_sandbox_then(s_sb, 200, NULL, s_ok("tok-2", "ref-2", "2018-12-31 00:59:59"));
+	f->ctx = fx_ctx(s_fx, APICRED_OPEN_NO_BACKGROUND);
+	assert_int_equal(fx_request(s_fx, f->ctx, "twtc", "GET", URL, NULL, NULL), APICRED_OK);
 
 	/* Another refusal is logged with its code, but keeps the token. */
-	assert_int_equal(apicred_report(f->ctx, "twtc", sg_cred, 200, pfx, strlen(pfx), &retry),
+	assert_int_equal(apicred_report(f->ctx, "twtc", s_fx->cred, 200, pfx, strlen(pfx), &retry),
 	                 APICRED_OK);
 	assert_int_equal(retry, 0);
-	assert_non_null(strstr(sg_log_text, "TCXPFX 505003"));
-	assert_non_null(strstr(sg_log_text, "mode"));
+	assert_true(fx_logged(s_fx, "TCXPFX 505003"));
+	assert_true(fx_logged(s_fx, "mode"));
 	/* An older server's number: the code name still explains it. */
-	assert_int_equal(apicred_report(f->ctx, "twtc", sg_cred, 200, mkf, strlen(mkf), &retry),
+	assert_int_equal(apicred_report(f->ctx, "twtc", s_fx->cred, 200, mkf, strlen(mkf), &retry),
 	                 APICRED_OK);
 	assert_int_equal(retry, 0);
-	assert_non_null(strstr(sg_log_text, "TCXMKF 105 \"TCX Master Key did not valid\": master key"));
+	assert_true(fx_logged(s_fx, "TCXMKF 105 \"TCX Master Key did not valid\": master key"));
 	/* A success body is no refusal. */
-	assert_int_equal(apicred_report(f->ctx, "twtc", sg_cred, 200, ok, strlen(ok), &retry),
+	assert_int_equal(apicred_report(f->ctx, "twtc", s_fx->cred, 200, ok, strlen(ok), &retry),
 	                 APICRED_OK);
 	assert_int_equal(retry, 0);
-	assert_int_equal(sg_get(f->ctx, "twtc", "GET", URL, NULL, NULL), APICRED_OK);
-	assert_string_equal(sg_header("X-TCX-TOKEN"), sg_base64("tok-1", 5));
+	assert_int_equal(fx_request(s_fx, f->ctx, "twtc", "GET", URL, NULL, NULL), APICRED_OK);
+	assert_string_equal(fx_header(s_fx, "X-TCX-TOKEN"), fx_base64("tok-1", 5));
 
 	/* TCXTFX: the token is dropped and the next get authorizes afresh
 	 * (not reauthorize: that would only extend the refused token). */
-	assert_int_equal(apicred_report(f->ctx, "twtc", sg_cred, 200, tfx, strlen(tfx), &retry),
+	assert_int_equal(apicred_report(f->ctx, "twtc", s_fx->cred, 200, tfx, strlen(tfx), &retry),
 	                 APICRED_OK);
 	assert_int_equal(retry, 1);
-	assert_non_null(strstr(sg_log_text, "TCXTFX 505005"));
-	assert_int_equal(sg_get(f->ctx, "twtc", "GET", URL, NULL, NULL), APICRED_OK);
-	assert_string_equal(sg_header("X-TCX-TOKEN"), sg_base64("tok-2", 5));
-	assert_int_equal(sg_server_count(&f->srv), 2);
-	assert_string_equal(sg_server_req(&f->srv, 1).target, "/tcx/tcx/authorize");
+	assert_true(fx_logged(s_fx, "TCXTFX 505005"));
+	assert_int_equal(fx_request(s_fx, f->ctx, "twtc", "GET", URL, NULL, NULL), APICRED_OK);
+	assert_string_equal(fx_header(s_fx, "X-TCX-TOKEN"), fx_base64("tok-2", 5));
+	assert_int_equal(fx_sandbox_count(s_sb), 2);
+	assert_string_equal(fx_sandbox_req(s_sb, 1).target, "/script/tcx/tcx/authorize");
 }
 
 int main(void)
@@ -559,5 +576,5 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_twtc_tfx_drops_token, s_setup, s_teardown),
 	};
 
-	return cmocka_run_group_tests_name("tcx", tests, NULL, NULL);
+	return cmocka_run_group_tests_name("tcx", tests, NULL, s_group_teardown);
 }
