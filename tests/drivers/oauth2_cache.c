@@ -7,12 +7,14 @@
  *   SB, SB_CA                 the sandbox's base URL and CA certificate
  *   APICRED_TEST_CONFDIR      the confdir with the services below
  *   APICRED_TEST_MODULEDIR    the freshly built providers
- * Services: "gen" (generic endpoint, basic, default_ttl 600), "momo-prov"
+ * Services: "gen" (generic endpoint, basic, default_ttl 600), "bar" (the
+ * same on the plain HTTP listener: endpoint "http-token"), "momo-prov"
  * (MoMo provisioning, no secrets yet), "momo-badkey" (wrong subscription key).
  *   APICRED_TEST_STORE_CONFDIR  "gen" again, with a shared store (file:DIR)
  *
- * Time is the injected clock: nothing sleeps for an expiry. The few waits
- * below poll (bounded) for the background refresher, never for a deadline.
+ * Time is the injected clock: nothing sleeps for an expiry, and nothing
+ * sleeps to show that something does not happen. The few waits below poll
+ * (bounded) for the background refresher, never for a deadline.
  */
 #include <errno.h>
 #include <pthread.h>
@@ -26,6 +28,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <syslog.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -156,8 +159,13 @@ static int s_random(void *user, unsigned char *buf, size_t len)
 	return getrandom(buf, len, 0) == (ssize_t)len ? APICRED_OK : APICRED_ERR_INTERNAL;
 }
 
+/* Warnings logged about "gen": a failed fetch is logged once published. */
+static atomic_int s_gen_warnings;
+
 static void s_log(void *user, int level, const char *service, const char *message)
 {
+	if (level <= LOG_WARNING && service && strcmp(service, "gen") == 0)
+		atomic_fetch_add(&s_gen_warnings, 1);
 	fprintf(stderr, "# log %d %s: %s\n", level, service ? service : "-", message);
 }
 
@@ -521,21 +529,41 @@ static void test_report_401_storm(void **state)
 /* ---- Retry-After ---------------------------------------------------------- */
 
 /* A 429 with Retry-After: 120 on a refresh: no new attempt before 120 s
- * have passed (the old token is served meanwhile), one after. */
+ * have passed (the old token is served meanwhile), one after. Shown
+ * without waiting for time to pass: "bar" (on the plain HTTP listener, its
+ * own endpoint) has a retry scheduled for 3429 s before gen's refresh
+ * fails, so a retry of gen due before 3430 s, were one scheduled, would be
+ * queued ahead of bar's and run first; once bar's retry has run, so would
+ * gen's have. */
 static void test_retry_after(void **state)
 {
 	apicred_ctx *ctx = *state;
 	apicred_cred *cred;
-	char t1[512], t2[512], tok[512];
+	char t1[512], t2[512], b1[512], b2[512], tok[512];
+	int warned;
 
 	assert_int_equal(apicred_cred_new(&cred), APICRED_OK);
 	assert_int_equal(s_get(ctx, "gen", cred, t1, sizeof(t1)), APICRED_OK);
-	s_fault("token", "429", 1, "120");
+	assert_int_equal(s_get(ctx, "bar", cred, b1, sizeof(b1)), APICRED_OK);
 
+	/* bar's refresh: 503, Retry-After 124 s -> its retry at 3429 s. */
+	s_fault("http-token", "503", 1, "124");
+	s_goto(3305);
+	assert_int_equal(s_get(ctx, "bar", cred, tok, sizeof(tok)), APICRED_OK);
+	assert_string_equal(tok, b1);
+	assert_int_equal(s_wait_count("http-token", 2), 2);
+
+	/* gen's refresh (the refresher runs it after bar's): 429, Retry-After 120. */
+	warned = atomic_load(&s_gen_warnings);
+	s_fault("token", "429", 1, "120");
 	s_goto(3310);
 	assert_int_equal(s_get(ctx, "gen", cred, tok, sizeof(tok)), APICRED_OK);
 	assert_string_equal(tok, t1);
 	assert_int_equal(s_wait_count("token", 2), 2);
+	/* Bounded wait for the failure to be published (logged), not for time. */
+	for (int i = 0; i < 2000 && atomic_load(&s_gen_warnings) == warned; i++)
+		s_msleep(10);
+	assert_true(atomic_load(&s_gen_warnings) > warned);
 
 	/* 100 s later, well inside Retry-After: gets are served, nobody asks. */
 	for (int64_t t = 3311; t <= 3410; t++) {
@@ -543,7 +571,10 @@ static void test_retry_after(void **state)
 		assert_int_equal(s_get(ctx, "gen", cred, tok, sizeof(tok)), APICRED_OK);
 		assert_string_equal(tok, t1);
 	}
-	s_msleep(300); /* give a wrongly scheduled refresh the chance to show */
+	/* Up to a second before Retry-After ends: bar's retry runs, gen's not. */
+	s_goto(3429);
+	assert_int_equal(s_wait_new_token(ctx, "bar", b1, b2, sizeof(b2)), APICRED_OK);
+	assert_int_equal(s_count("http-token"), 3);
 	assert_int_equal(s_count("token"), 2);
 
 	/* Past Retry-After (and any back-off, still before hard expiry). */

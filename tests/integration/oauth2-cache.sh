@@ -19,6 +19,14 @@ stack = ( { provider = "oauth2"; token_url = "$SB/oauth2/token"; default_ttl = 6
             client_id = "file:secrets/gen.id"; client_secret = "file:secrets/gen.secret"; } );
 EOF2
 
+# "bar": the same on the plain HTTP listener, whose token endpoint
+# ("http-token") is counted apart from gen's.
+service_file bar <<EOF2
+url = "$SB_HTTP/"; insecure_http = true;
+stack = ( { provider = "oauth2"; token_url = "$SB_HTTP/oauth2/token"; insecure_http = true;
+            client_id = "file:secrets/gen.id"; client_secret = "file:secrets/gen.secret"; } );
+EOF2
+
 for svc in momo-prov:momo.subkey:prov momo-badkey:bad.subkey:badkey; do
 	name=${svc%%:*} rest=${svc#*:}
 	subkey=${rest%%:*} files=${rest#*:}

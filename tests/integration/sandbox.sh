@@ -541,6 +541,36 @@ check(s == 200, "sandbox alive after hostile input", s)
 PY
 ok_lines <"$T/py.out"
 
+# ---- the scripted endpoint (the unit tests' login servers) ------------------------------
+ctl reset
+sb_request "$SB/script/x"
+is "script: 500 until told" "$SB_STATUS|$SB_BODY" "500|{}"
+sb_request -X POST -d '{"status":200}' "$SB/_ctl/script"
+is "script: a non-list is refused" "$SB_STATUS" 400
+sb_request -X POST -d '[{"status":99,"body":""}]' "$SB/_ctl/script"
+is "script: a bad status is refused" "$SB_STATUS" 400
+sb_request -X POST -d '[{"status":201,"body":"{\"n\":1}"}]' "$SB/_ctl/script"
+is "script: set" "$SB_STATUS" 200
+sb_request -X POST -d '[{"status":409,"headers":"X-Why: taken\r\n","body":"two"}]' \
+	"$SB/_ctl/script?append=1"
+is "script: appended" "$SB_STATUS" 200
+sb_request -X POST -d 'a=1' "$SB/script/login?x=1&y=%2F"
+is "script: the first answer" "$SB_STATUS|$SB_BODY" '201|{"n":1}'
+sb_request "$SB_HTTP/script/again"
+is "script: the second, on another listener too" "$SB_STATUS|$SB_BODY" "409|two"
+sb_request "$SB/script/third"
+is "script: the last one repeats" "$SB_STATUS|$SB_BODY" "409|two"
+is "script: every request kept, in order" \
+	"$(for i in 0 1 2 3; do _sbclient --field $i.path "$SB/_ctl/requests"; echo; done)" \
+	"$(printf '/script/x\n/script/login\n/script/again\n/script/third')"
+is "script: the query as sent, the body" \
+	"$(_sbclient --field 1.query "$SB/_ctl/requests")|$(_sbclient --field 1.body "$SB/_ctl/requests")" \
+	"x=1&y=%2F|a=1"
+ctl reset
+is "script: reset forgets the requests" "$(_sbclient "$SB/_ctl/requests")" "[]"
+sb_request "$SB/script/x"
+is "script: and the answers" "$SB_STATUS" 500
+
 # ---- logs never hold secrets; clean shutdown ------------------------------------------
 _leak=
 for secret in sb-apikey-0123456789 s3cr sb-tpv-secret sb-totsco-secret sb-momo-subkey \

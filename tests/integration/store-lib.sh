@@ -65,3 +65,16 @@ wait_for() {
 		sleep 0.1
 	done
 }
+
+# count_is ENDPOINT N: whether the sandbox counted N requests to ENDPOINT
+# (a command for wait_for, which runs it anew each time).
+count_is() {
+	[ "$(count "$1")" = "$2" ]
+}
+
+# looked_twice FILE: whether a process logging debug traces to FILE looked at
+# the store at least twice (it traces every miss), i.e. found the lock held
+# and waits.
+looked_twice() {
+	[ "$(grep -c 'no entry in the shared store' "$1" 2>/dev/null)" -ge 2 ]
+}

@@ -76,10 +76,12 @@ ctl reset
 ctl fault token slow 1 60
 apicred_bg "$T/a.out" get gen
 a_pid=$BG_PID
-wait_for "the first process reaches the slow token endpoint" [ "$(count token)" = 1 ]
-apicred_bg "$T/b.out" -v get gen
+wait_for "the first process reaches the slow token endpoint" count_is token 1
+apicred_bg "$T/b.out" -vv get gen
 b_pid=$BG_PID
-sleep 0.5
+# A second look at the store means it found the lock held and waits (no
+# sleeping to see it not fetch).
+wait_for "the second process looks at the store again" looked_twice "$T/b.out.err"
 is "lock held: the second process waits instead of fetching" "$(count token)" 1
 kill -9 "$a_pid"
 wait "$a_pid" 2>/dev/null || :
