@@ -6,7 +6,7 @@ library only, except the SigV4 routes, which verify signatures with botocore
 (Debian's python3-botocore), imported when first needed.
 
     sandbox.py --certs DIR --dir SBDIR
-    sandbox.py --dir SBDIR          (the plain HTTP listener only)
+    sandbox.py --dir SBDIR [--stop-on-eof]   (the plain HTTP listener only)
 
 Listens on ephemeral ports; writes SBDIR/ports.env once every listener is
 ready; logs to SBDIR/sandbox.log (never secrets: no headers, bodies or query
@@ -111,6 +111,8 @@ def main():
     ap.add_argument("--certs", help="directory made by mkcerts.sh (without it: "
                     "the plain HTTP listener only)")
     ap.add_argument("--dir", required=True, help="where ports.env and the log go")
+    ap.add_argument("--stop-on-eof", action="store_true",
+                    help="stop when stdin reaches its end (the parent died)")
     args = ap.parse_args()
 
     logging.basicConfig(filename=os.path.join(args.dir, "sandbox.log"),
@@ -143,6 +145,11 @@ def main():
         stop.set()
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    if args.stop_on_eof:
+        # A C test that crashed never stops its sandbox: its end of the
+        # pipe closing does.
+        threading.Thread(target=lambda: (sys.stdin.buffer.read(), stop.set()),
+                         name="stdin-eof", daemon=True).start()
 
     var = {"main": "SB", "mtls": "SB_MTLS", "tls13": "SB_TLS13",
            "tls12": "SB_TLS12", "badhost": "SB_BADHOST",

@@ -423,16 +423,6 @@ int fx_logged(fx *f, const char *s)
 	return found;
 }
 
-void fx_log_clear(fx *f)
-{
-	pthread_mutex_lock(&s_log_lock);
-	free(f->log);
-	f->log = NULL;
-	f->log_len = 0;
-	f->log_warnings = 0;
-	pthread_mutex_unlock(&s_log_lock);
-}
-
 /* ---- the counter test module ---------------------------------------------- */
 
 struct counter_control *fx_counter(void)
@@ -512,8 +502,9 @@ fx_sandbox *fx_sandbox_start(void)
 	fx_sandbox *sb = calloc(1, sizeof(*sb));
 	char script[600], ports[300], out[300], line[200];
 	posix_spawn_file_actions_t fa;
-	char *argv[5];
+	char *argv[6];
 	FILE *fp = NULL;
+	int eof[2];
 
 	assert_non_null(sb);
 	snprintf(sb->dir, sizeof(sb->dir), "%s/apicred-sandbox.XXXXXX", tmp && *tmp ? tmp : "/tmp");
@@ -525,14 +516,20 @@ fx_sandbox *fx_sandbox_start(void)
 	argv[1] = script;
 	argv[2] = "--dir";
 	argv[3] = sb->dir;
-	argv[4] = NULL;
+	argv[4] = "--stop-on-eof";
+	argv[5] = NULL;
+	/* Its stdin is a pipe only this process writes to: should the test
+	 * die without stopping it, the end of the pipe does. */
+	assert_int_equal(pipe2(eof, O_CLOEXEC), 0);
 	assert_int_equal(posix_spawn_file_actions_init(&fa), 0);
-	posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+	posix_spawn_file_actions_adddup2(&fa, eof[0], 0);
 	posix_spawn_file_actions_addopen(&fa, 1, out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 	posix_spawn_file_actions_adddup2(&fa, 1, 2);
 	if (posix_spawnp(&sb->pid, argv[0], &fa, NULL, argv, environ) != 0)
 		fail_msg("cannot run %s %s: %s", argv[0], script, strerror(errno));
 	posix_spawn_file_actions_destroy(&fa);
+	close(eof[0]);
+	sb->eof_fd = eof[1];
 	/* It writes ports.env (renamed into place) once it listens. */
 	for (int i = 0; i < 1000 && !(fp = fopen(ports, "r")); i++) {
 		struct timespec ts = { 0, 10000000 };
@@ -558,6 +555,7 @@ void fx_sandbox_stop(fx_sandbox *sb)
 		return;
 	kill(sb->pid, SIGTERM);
 	waitpid(sb->pid, NULL, 0);
+	close(sb->eof_fd);
 	nftw(sb->dir, s_rm, 16, FTW_DEPTH | FTW_PHYS);
 	free(sb);
 }

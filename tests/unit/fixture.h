@@ -118,9 +118,8 @@ void fx_assert_headers(fx *f, ...);
 void fx_assert_no_secret(fx *f, const char *s);
 
 /* Whether the log contains s (safe while the library logs from other
- * threads); fx_log_clear forgets what was logged. */
+ * threads). */
 int fx_logged(fx *f, const char *s);
-void fx_log_clear(fx *f);
 
 /* ---- the counter test module -------------------------------------------- */
 
@@ -150,6 +149,7 @@ struct counter_control *fx_counter(void);
  * repeats; 500 "{}" until set) and keeps every request (SPEC.md: script). */
 typedef struct fx_sandbox {
 	pid_t pid;
+	int eof_fd;          /* its stdin's other end: closing it stops it */
 	char dir[256];       /* its temp directory: ports.env, logs */
 	char url[64];        /* http://127.0.0.1:PORT */
 	int port;
