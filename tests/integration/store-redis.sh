@@ -68,10 +68,11 @@ is "401 on a shared token: every process succeeds after its retry" "$PAR_FAILED"
 is "401 on a shared token: exactly one new token request" "$(count token)" 1
 
 # ---- a lock holder killed mid-fetch ----------------------------------------------
-# The lock expires after the fetch's longest time: http.deadline + 1 s.
+# The lock expires after the fetch's longest time: http.deadline + 1 s, long
+# enough for the second process to start and look twice on a loaded machine.
 gen_conf "$REDIS/2"
 cat >"$CONF/apicred.conf" <<EOF2
-http = { ca_file = "$SB_CA"; connect_timeout = 1; timeout = 5; deadline = 5; retries = 0; };
+http = { ca_file = "$SB_CA"; connect_timeout = 1; timeout = 15; deadline = 15; retries = 0; };
 log = { level = "debug"; };
 cache = { store = "$REDIS/2"; };
 EOF2
