@@ -303,8 +303,6 @@ apicred_ctx *fx_ctx(fx *f, unsigned flags)
 void fx_open(fx *f)
 {
 	f->ctx = fx_ctx(f, APICRED_OPEN_NO_BACKGROUND);
-	if (!f->cred)
-		assert_int_equal(apicred_cred_new(&f->cred), APICRED_OK);
 }
 
 int fx_get(fx *f, const char *service)
@@ -317,8 +315,6 @@ int fx_request(fx *f, apicred_ctx *ctx, const char *service, const char *method,
 {
 	apicred_request req = APICRED_REQUEST_INIT;
 
-	if (!f->cred)
-		assert_int_equal(apicred_cred_new(&f->cred), APICRED_OK);
 	req.method = method;
 	req.url = url;
 	req.body = body;

@@ -49,7 +49,7 @@ typedef struct fx {
 	const char *moddir; /* what contexts are opened with: mod, or the built one */
 	unsigned hooks;     /* FX_CLOCK | FX_RANDOM, before opening */
 	apicred_ctx *ctx;   /* after fx_open */
-	apicred_cred *cred; /* what fx_get and fx_request fill */
+	apicred_cred *cred; /* made by fx_new; what fx_get and fx_request fill */
 	char *log;          /* every logged line, "LEVEL service: message\n" */
 	size_t log_len;
 	int log_warnings;   /* lines logged at LOG_WARNING or more severe */

@@ -125,7 +125,6 @@ static void s_refused(const struct s_case *c)
 		assert_non_null(strstr(apicred_errmsg(), c->path));
 	} else {
 		assert_int_equal(rc, APICRED_OK);
-		assert_int_equal(apicred_cred_new(&f->cred), APICRED_OK);
 		fx_assert_err(f, fx_get(f, "svc"), c->code, "svc", c->path, NULL);
 		assert_int_equal(apicred_check(f->ctx, "svc"), c->code);
 	}
@@ -140,7 +139,6 @@ static void test_good_setup_works(void **state)
 
 	(void)state;
 	assert_int_equal(s_open(f), APICRED_OK);
-	assert_int_equal(apicred_cred_new(&f->cred), APICRED_OK);
 	assert_int_equal(fx_get(f, "svc"), APICRED_OK);
 	fx_assert_headers(f, "X-API-Key: sb-perm-secret", NULL);
 	fx_free(f);
@@ -226,7 +224,6 @@ static void test_group_readable_secret_and_sticky_dir(void **state)
 		              "checking a group-readable secret only\n");
 	}
 	assert_int_equal(s_open(f), APICRED_OK);
-	assert_int_equal(apicred_cred_new(&f->cred), APICRED_OK);
 	assert_int_equal(fx_get(f, "svc"), APICRED_OK);
 	fx_assert_headers(f, "X-API-Key: sb-perm-secret", NULL);
 	fx_free(f);
