@@ -190,7 +190,26 @@ static const char *const s_type_names[] = {
 	[APICRED_T_STRING] = "a string", [APICRED_T_INT] = "an integer",
 	[APICRED_T_BOOL] = "true or false", [APICRED_T_LIST] = "a string or a list of strings",
 	[APICRED_T_GROUP] = "a group of strings",
+	[APICRED_T_URL] = "an http:// or https:// URL", [APICRED_T_HEADER_NAME] = "a header name",
+	[APICRED_T_HEADERS] = "a \"Name: value\" header line or a list of them",
 };
+
+/* The checks of the string types beyond their libconfig type. */
+static bool s_string_ok(const apicred_schema *e, const config_setting_t *s)
+{
+	const char *v = config_setting_get_string(s);
+
+	switch (e->type) {
+	case APICRED_T_URL: return ac_http_url_ok(v);
+	case APICRED_T_HEADER_NAME: return ac_header_name_ok(v, strlen(v));
+	case APICRED_T_HEADERS:
+		for (int i = 0; v == NULL && i < config_setting_length(s); i++)
+			if (!ac_header_line_ok(config_setting_get_string_elem(s, i)))
+				return false;
+		return v == NULL || ac_header_line_ok(v);
+	default: return true;
+	}
+}
 
 static int s_check_value(struct ac_stack *st, int layer, const config_setting_t *s,
                          const apicred_schema *e)
@@ -200,6 +219,10 @@ static int s_check_value(struct ac_stack *st, int layer, const config_setting_t 
 
 	switch (e->type) {
 	case APICRED_T_STRING: ok = t == CONFIG_TYPE_STRING; break;
+	case APICRED_T_URL: case APICRED_T_HEADER_NAME:
+		ok = t == CONFIG_TYPE_STRING && s_string_ok(e, s);
+		break;
+	case APICRED_T_HEADERS: ok = s_is_string_list(s) && s_string_ok(e, s); break;
 	case APICRED_T_INT: ok = t == CONFIG_TYPE_INT || t == CONFIG_TYPE_INT64; break;
 	case APICRED_T_BOOL: ok = t == CONFIG_TYPE_BOOL; break;
 	case APICRED_T_LIST: ok = s_is_string_list(s); break;
@@ -217,6 +240,10 @@ static int s_check_value(struct ac_stack *st, int layer, const config_setting_t 
 	    !s_in_choices(e->choices, config_setting_get_string(s)))
 		return s_fail(st, APICRED_ERR_CONFIG, s, "layer %d: '%s' must be one of %s", layer,
 		              e->name, e->choices);
+	if ((e->flags & APICRED_F_NONEMPTY) && t == CONFIG_TYPE_STRING &&
+	    !*config_setting_get_string(s))
+		return s_fail(st, APICRED_ERR_CONFIG, s, "layer %d: '%s' must not be empty", layer,
+		              e->name);
 	if (e->type == APICRED_T_INT && config_setting_get_int64(s) < 0)
 		return s_fail(st, APICRED_ERR_CONFIG, s, "layer %d: '%s' must not be negative", layer,
 		              e->name);

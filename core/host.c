@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <syslog.h>
 
 #include <curl/curl.h>
@@ -139,9 +140,19 @@ static int s_secret(const apicred_host *h, const char *key, char **value, size_t
 	struct ac_layer *L = s_layer(h);
 	const char *ref = s_cfg_str(h, key);
 
+	const apicred_schema *e = s_entry(L, key);
+	int rc;
+
 	if (!ref)
 		return ac_layer_error(L, APICRED_ERR_CONFIG, "secret '%s' is not configured", key);
-	return ac_secret_resolve(L, key, ref, value, len);
+	rc = ac_secret_resolve(L, key, ref, value, len);
+	if (rc == APICRED_OK && *len == 0 && e && (e->flags & APICRED_F_NONEMPTY)) {
+		ac_secret_free(*value, 0);
+		*value = NULL;
+		return ac_layer_error(L, APICRED_ERR_SECRET, "%s (line %d): the secret is empty",
+		                      key, s_cfg_line(h, key));
+	}
+	return rc;
 }
 
 static void s_secret_free(const apicred_host *h, char *value, size_t len)
@@ -189,6 +200,241 @@ static int s_path(const apicred_host *h, const char *key, char **path)
 	return APICRED_OK;
 }
 
+#define S_FILE_MAX (1024 * 1024) /* no certificate or key file is larger */
+
+static int s_read_file(const apicred_host *h, const char *key, char **data, size_t *len)
+{
+	struct ac_layer *L = s_layer(h);
+	const apicred_schema *e = s_entry(L, key);
+	bool secret = e && (e->flags & APICRED_F_SECRET_FILE);
+	char *path, what[160];
+	int rc;
+
+	*data = NULL;
+	*len = 0;
+	if ((rc = s_path(h, key, &path)) != APICRED_OK)
+		return rc;
+	snprintf(what, sizeof(what), "'%s'", key);
+	rc = ac_read_file(path, S_FILE_MAX, data, len, secret, what);
+	free(path);
+	return rc == APICRED_OK ? rc : ac_layer_error(L, rc, "%s", apicred_errmsg());
+}
+
+static void s_wipe_free(const apicred_host *h, void *p, size_t len)
+{
+	if (p) {
+		OPENSSL_cleanse(p, len == APICRED_WIPE_STR ? strlen(p) : len);
+		free(p);
+	}
+}
+
+static int s_check_text(const apicred_host *h, int code, const char *what, const void *s,
+                        size_t len)
+{
+	const unsigned char *p = s;
+
+	if (len == 0)
+		return ac_layer_error(s_layer(h), code, "%s is empty", what);
+	for (size_t i = 0; i < len; i++)
+		if (p[i] < 0x20 || p[i] == 0x7f)
+			return ac_layer_error(s_layer(h), code, "%s contains control characters",
+			                      what);
+	return APICRED_OK;
+}
+
+static int s_url_join(const apicred_host *h, const char *base, const char *path, char **out)
+{
+	size_t n = strlen(base);
+
+	while (n && base[n - 1] == '/')
+		n--;
+	path += strspn(path, "/");
+	if (asprintf(out, "%.*s/%s", (int)n, base, path) < 0) {
+		*out = NULL;
+		return ac_layer_error(s_layer(h), APICRED_ERR_NOMEM, "out of memory");
+	}
+	return APICRED_OK;
+}
+
+/* ---- schema types the core checks ---------------------------------------- */
+
+static bool s_tchar(int c)
+{
+	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	       (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+bool ac_header_name_ok(const char *s, size_t len)
+{
+	if (len == 0)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (!s_tchar((unsigned char)s[i]))
+			return false;
+	return true;
+}
+
+bool ac_header_line_ok(const char *s)
+{
+	const char *colon = strchr(s, ':');
+
+	return colon && ac_header_name_ok(s, (size_t)(colon - s)) && !strpbrk(colon, "\r\n");
+}
+
+bool ac_http_url_ok(const char *s)
+{
+	CURLU *u;
+	bool ok;
+
+	if (strncasecmp(s, "https://", 8) != 0 && strncasecmp(s, "http://", 7) != 0)
+		return false;
+	if (!(u = curl_url()))
+		return false;
+	ok = curl_url_set(u, CURLUPART_URL, s, 0) == CURLUE_OK;
+	curl_url_cleanup(u);
+	return ok;
+}
+
+/* ---- the request as apply receives it ------------------------------------ */
+
+const char *ac_content_type(const apicred_request *req, bool *in_headers)
+{
+	const char *const *h = req->size >= sizeof(*req) ? req->headers : NULL;
+	const unsigned char *b = req->body;
+	size_t i = 0;
+
+	if (in_headers)
+		*in_headers = false;
+	for (; h && *h; h++) {
+		if (strncasecmp(*h, "Content-Type:", 13) == 0) {
+			if (in_headers)
+				*in_headers = true;
+			return *h + 13 + strspn(*h + 13, " \t");
+		}
+	}
+	if (req->content_type || !b || !req->body_len)
+		return req->content_type;
+	/* What libcurl would send: a form, unless the body looks like JSON. */
+	while (i < req->body_len && b[i] && strchr(" \t\r\n", b[i]))
+		i++;
+	return i < req->body_len && (b[i] == '{' || b[i] == '[')
+	       ? "application/json" : "application/x-www-form-urlencoded";
+}
+
+void ac_request_init(struct ac_request *R, const apicred_request *req)
+{
+	R->r = *req;
+	R->self = R;
+	R->parsed = false;
+	R->items = NULL;
+	R->nitems = 0;
+	if (req->body && req->body_len)
+		R->r.content_type = ac_content_type(req, NULL);
+}
+
+void ac_request_set_url(struct ac_request *R, const char *url)
+{
+	ac_request_fini(R);
+	R->r.url = url;
+}
+
+void ac_request_fini(struct ac_request *R)
+{
+	if (R->items != R->inline_items)
+		free(R->items);
+	R->items = NULL;
+	R->parsed = false;
+}
+
+static int s_parse_query(struct ac_request *R)
+{
+	const char *url = R->r.url, *q = url ? strchr(url, '?') : NULL, *hash;
+	size_t n = 0, cap = sizeof(R->inline_items) / sizeof(R->inline_items[0]);
+	apicred_query_item *it = R->inline_items;
+
+	hash = url ? strchr(url, '#') : NULL;
+	R->query = "";
+	R->query_len = 0;
+	if (q && (!hash || hash > q)) {
+		R->query = q + 1;
+		R->query_len = strcspn(R->query, "#");
+	}
+	for (const char *p = R->query, *end = p + R->query_len; p < end;) {
+		const char *amp = memchr(p, '&', (size_t)(end - p)), *eq;
+		if (!amp)
+			amp = end;
+		if (amp > p) {
+			if (n == cap) {
+				apicred_query_item *more = malloc(2 * cap * sizeof(*more));
+				if (!more)
+					return ac_error(APICRED_ERR_NOMEM, "out of memory");
+				memcpy(more, it, n * sizeof(*it));
+				if (it != R->inline_items)
+					free(it);
+				it = more;
+				cap *= 2;
+			}
+			eq = memchr(p, '=', (size_t)(amp - p));
+			it[n++] = (apicred_query_item){ p, (size_t)((eq ? eq : amp) - p),
+			                                eq ? eq + 1 : NULL,
+			                                eq ? (size_t)(amp - eq - 1) : 0 };
+		}
+		p = amp + 1;
+	}
+	R->items = it;
+	R->nitems = n;
+	R->parsed = true;
+	return APICRED_OK;
+}
+
+static int s_request_query(const apicred_host *h, const apicred_request *req,
+                           const char **query, size_t *len,
+                           const apicred_query_item **items, size_t *n)
+{
+	/* Only the core makes the request apply receives (ac_request_init). */
+	struct ac_request *R = (struct ac_request *)(uintptr_t)req;
+	int rc;
+
+	if (!req || R->self != R)
+		return ac_layer_error(s_layer(h), APICRED_ERR_INVALID,
+		                      "request_query: not the request apply received");
+	if (!R->parsed && (rc = s_parse_query(R)) != APICRED_OK)
+		return ac_layer_error(s_layer(h), rc, "%s", apicred_errmsg());
+	if (query)
+		*query = R->query;
+	if (len)
+		*len = R->query_len;
+	if (items)
+		*items = R->items;
+	if (n)
+		*n = R->nitems;
+	return APICRED_OK;
+}
+
+/* ---- sessions ------------------------------------------------------------ */
+
+static int s_fetch_reason(const apicred_host *h, const void *previous)
+{
+	struct ac_layer *L = s_layer(h);
+	struct ac_session *s = atomic_load(&L->session);
+
+	if (!previous)
+		return APICRED_FETCH_FIRST;
+	if (s && s->data == previous) {
+		if (atomic_load(&s->invalid))
+			return APICRED_FETCH_INVALIDATED;
+		if (ac_now_mono(L->stack->ctx) >= s->expires_ms)
+			return APICRED_FETCH_EXPIRED;
+	}
+	return APICRED_FETCH_REFRESH;
+}
+
+static int s_no_session(const apicred_host *h)
+{
+	s_layer(h)->no_session = true;
+	return APICRED_OK;
+}
+
 /* ---- HTTP, JSON, encodings ----------------------------------------------- */
 
 static int s_http(const apicred_host *h, const apicred_http_request *req,
@@ -214,27 +460,35 @@ static size_t s_safe_text(const apicred_host *h, const char *in, size_t len, cha
 	return ac_text_copy(out, cap, in ? in : "", in ? len : 0);
 }
 
-static int s_json_get(const apicred_host *h, const char *body, size_t len,
-                      const char *path, char **value)
+/* The body as a JSON object in *root, or the error, detail set. */
+static int s_json_object(struct ac_layer *L, const char *body, size_t len, json_t **root)
 {
-	struct ac_layer *L = s_layer(h);
 	json_error_t jerr;
-	json_t *root, *v;
+
+	ac_json_oom_take();
+	*root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (ac_json_oom_take()) { /* the parse may have lost characters */
+		json_decref(*root);
+		*root = NULL;
+		return ac_layer_error(L, APICRED_ERR_NOMEM, "out of memory parsing a reply");
+	}
+	if (!*root || !json_is_object(*root)) {
+		bool parsed = *root != NULL;
+		json_decref(*root);
+		*root = NULL;
+		return ac_layer_error(L, APICRED_ERR_PROTOCOL, "reply is not a JSON object%s%s",
+		                      parsed ? "" : ": ", parsed ? "" : jerr.text);
+	}
+	return APICRED_OK;
+}
+
+/* The text at a dotted path: APICRED_OK, APICRED_ABSENT or _NOMEM. */
+static int s_json_path(const json_t *root, const char *path, char **value)
+{
+	const json_t *v = root;
 	char key[128];
 
 	*value = NULL;
-	ac_json_oom_take();
-	root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
-	if (ac_json_oom_take()) { /* the parse may have lost characters */
-		json_decref(root);
-		return ac_layer_error(L, APICRED_ERR_NOMEM, "out of memory parsing a reply");
-	}
-	if (!root || !json_is_object(root)) {
-		json_decref(root);
-		return ac_layer_error(L, APICRED_ERR_PROTOCOL, "reply is not a JSON object%s%s",
-		                      root ? "" : ": ", root ? "" : jerr.text);
-	}
-	v = root;
 	for (const char *p = path; v && *p;) {
 		const char *dot = strchr(p, '.');
 		size_t n = dot ? (size_t)(dot - p) : strlen(p);
@@ -258,11 +512,46 @@ static int s_json_get(const apicred_host *h, const char *body, size_t len,
 	} else if (json_is_boolean(v)) {
 		*value = ac_strdup(json_is_true(v) ? "true" : "false");
 	} else {
-		json_decref(root);
-		return -1; /* absent, null or a container */
+		return APICRED_ABSENT; /* absent, null or a container */
 	}
+	return *value ? APICRED_OK : APICRED_ERR_NOMEM;
+}
+
+static int s_json_get(const apicred_host *h, const char *body, size_t len,
+                      const char *path, char **value)
+{
+	struct ac_layer *L = s_layer(h);
+	json_t *root;
+	int rc;
+
+	*value = NULL;
+	if ((rc = s_json_object(L, body, len, &root)) != APICRED_OK)
+		return rc;
+	rc = s_json_path(root, path, value);
 	json_decref(root);
-	return *value ? APICRED_OK : ac_error(APICRED_ERR_NOMEM, "out of memory");
+	return rc == APICRED_ERR_NOMEM ? ac_layer_error(L, rc, "out of memory") : rc;
+}
+
+static int s_json_get_many(const apicred_host *h, const char *body, size_t len, size_t n,
+                           const char *const *paths, char **values)
+{
+	struct ac_layer *L = s_layer(h);
+	json_t *root;
+	int rc;
+
+	for (size_t i = 0; i < n; i++)
+		values[i] = NULL;
+	if ((rc = s_json_object(L, body, len, &root)) != APICRED_OK)
+		return rc;
+	for (size_t i = 0; i < n && rc == APICRED_OK; i++)
+		if (s_json_path(root, paths[i], &values[i]) == APICRED_ERR_NOMEM)
+			rc = ac_layer_error(L, APICRED_ERR_NOMEM, "out of memory");
+	json_decref(root);
+	for (size_t i = 0; rc != APICRED_OK && i < n; i++) {
+		s_wipe_free(h, values[i], APICRED_WIPE_STR); /* values may be tokens */
+		values[i] = NULL;
+	}
+	return rc;
 }
 
 static int s_base64(const apicred_host *h, const void *in, size_t len, char **out)
@@ -392,6 +681,14 @@ static const apicred_host s_template = {
 	.add_tls = ac_out_tls,
 	.safe_text = s_safe_text,
 	.secret_store_all = s_secret_store_all,
+	.wipe_free = s_wipe_free,
+	.read_file = s_read_file,
+	.check_text = s_check_text,
+	.url_join = s_url_join,
+	.request_query = s_request_query,
+	.fetch_reason = s_fetch_reason,
+	.no_session = s_no_session,
+	.json_get_many = s_json_get_many,
 };
 
 void ac_host_setup(struct ac_layer *L)

@@ -152,6 +152,7 @@ struct ac_layer {
 	int64_t default_ttl_ms;
 	int64_t refresh_ahead_ms;
 	bool setup_ok;              /* its keys are valid: init may run */
+	bool no_session;            /* init said so (host->no_session): no fetch */
 	int fail_code;              /* fail closed: a layer that could not init */
 	char *fail_msg;
 	struct ac_layer_store store;
@@ -447,6 +448,32 @@ void ac_secret_free(char *value, size_t len);
 int ac_read_file(const char *path, size_t max, char **data, size_t *len,
                  bool secret, const char *what);
 void ac_host_setup(struct ac_layer *L);
+/* Schema types the core checks (APICRED_T_URL, _HEADER_NAME, _HEADERS). */
+bool ac_http_url_ok(const char *s);
+bool ac_header_name_ok(const char *s, size_t len);
+bool ac_header_line_ok(const char *s);
+
+/* The request as apply receives it (host->request_query): the
+ * application's, with its content type resolved, and its query parsed on
+ * the first request_query of a walk of the stack. */
+struct ac_request {
+	apicred_request r;             /* first: apply gets &r */
+	const struct ac_request *self; /* marks one the core made */
+	bool parsed;
+	const char *query;
+	size_t query_len;
+	apicred_query_item *items;     /* inline_items, or malloc'ed past them */
+	size_t nitems;
+	apicred_query_item inline_items[16];
+};
+/* The body's Content-Type as the server gets it: a Content-Type among
+ * req->headers (*in_headers set, may be NULL), else req->content_type, else
+ * the guess for a body (JSON when it starts with '{' or '[', else a form:
+ * what libcurl sends), else NULL. */
+const char *ac_content_type(const apicred_request *req, bool *in_headers);
+void ac_request_init(struct ac_request *R, const apicred_request *req);
+void ac_request_set_url(struct ac_request *R, const char *url); /* drops the parse */
+void ac_request_fini(struct ac_request *R);
 
 /* ---- who may change what (path.c) ---------------------------------------- */
 

@@ -219,7 +219,8 @@ int ac_module_names(struct ac_ctx *ctx, char ***out, size_t *nout)
 
 static const char *const s_type_name[] = {
 	[APICRED_T_STRING] = "string", [APICRED_T_INT] = "integer", [APICRED_T_BOOL] = "boolean",
-	[APICRED_T_LIST] = "list", [APICRED_T_GROUP] = "group",
+	[APICRED_T_LIST] = "list", [APICRED_T_GROUP] = "group", [APICRED_T_URL] = "URL",
+	[APICRED_T_HEADER_NAME] = "header name", [APICRED_T_HEADERS] = "header lines",
 };
 
 __attribute__((visibility("default")))
@@ -243,7 +244,7 @@ int apicred_provider_keys(apicred_ctx *c, const char *provider, apicred_key_fn f
 	for (; e && e->name; e++) {
 		apicred_key k = {
 			.size = sizeof(k), .name = e->name,
-			.type = e->type >= APICRED_T_STRING && e->type <= APICRED_T_GROUP
+			.type = e->type >= APICRED_T_STRING && e->type <= APICRED_T_HEADERS
 			        ? s_type_name[e->type] : "unknown",
 			.required = (e->flags & APICRED_F_REQUIRED) != 0,
 			.secret = (e->flags & APICRED_F_SECRET) != 0,

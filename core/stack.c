@@ -19,7 +19,7 @@
 
 static const char *s_control_name[] = { "required", "optional", "sufficient" };
 
-static int s_layer_apply(struct ac_layer *L, const apicred_request *req, apicred_cred *cred)
+static int s_layer_apply(struct ac_layer *L, struct ac_request *req, apicred_cred *cred)
 {
 	apicred_out out = { cred, L };
 	struct ac_session *s = NULL;
@@ -27,9 +27,9 @@ static int s_layer_apply(struct ac_layer *L, const apicred_request *req, apicred
 
 	if (L->fail_code)
 		return ac_error(L->fail_code, "%s", L->fail_msg ? L->fail_msg : "layer failed");
-	if (L->mod->vt.fetch && (rc = ac_layer_session(L, &s)) != APICRED_OK)
+	if (L->mod->vt.fetch && !L->no_session && (rc = ac_layer_session(L, &s)) != APICRED_OK)
 		return rc;
-	rc = L->mod->vt.apply(L->state, &L->host, s ? s->data : NULL, req, &out);
+	rc = L->mod->vt.apply(L->state, &L->host, s ? s->data : NULL, &req->r, &out);
 	if (rc != APICRED_OK)
 		return rc;
 	if (cred->nlayers < AC_MAX_LAYERS)
@@ -51,8 +51,7 @@ static void s_url_free(char *url)
 int ac_stack_apply(struct ac_stack *st, size_t upto, const apicred_request *req,
                    apicred_cred *cred, bool with_static)
 {
-	const apicred_request *cur = req;
-	apicred_request eff;
+	struct ac_request R;
 	char *url = NULL;
 	size_t nquery = 0;
 	int rc;
@@ -64,6 +63,7 @@ int ac_stack_apply(struct ac_stack *st, size_t upto, const apicred_request *req,
 			return rc;
 	}
 	rc = APICRED_OK;
+	ac_request_init(&R, req);
 	for (size_t i = 0; i < upto; i++) {
 		struct ac_layer *L = &st->layers[i];
 		size_t mark = cred->nitems, q = apicred_cred_count(cred, APICRED_QUERY);
@@ -71,16 +71,14 @@ int ac_stack_apply(struct ac_stack *st, size_t upto, const apicred_request *req,
 		/* Query parameters from the layers above are part of the URL the
 		 * layers below sign (hmac, tcx): show them the URL as it is sent. */
 		if (q != nquery && req->url) {
-			s_url_free(url);
-			url = NULL;
+			char *prev = url;
 			if ((rc = apicred_cred_url(cred, req->url, &url)) != APICRED_OK)
 				break;
-			eff = *req;
-			eff.url = url;
-			cur = &eff;
+			ac_request_set_url(&R, url);
+			s_url_free(prev);
 			nquery = q;
 		}
-		rc = s_layer_apply(L, cur, cred);
+		rc = s_layer_apply(L, &R, cred);
 		if (rc == APICRED_OK) {
 			if (L->control == AC_SUFFICIENT)
 				break;
@@ -94,6 +92,7 @@ int ac_stack_apply(struct ac_stack *st, size_t upto, const apicred_request *req,
 		       s_control_name[L->control], L->index + 1, L->provider, apicred_errmsg());
 		rc = APICRED_OK;
 	}
+	ac_request_fini(&R);
 	s_url_free(url);
 	return rc;
 }
@@ -206,9 +205,10 @@ static int s_report(apicred_ctx *ctx, const char *service, const apicred_cred *c
 			continue;
 		/* NULL cred: the credentials a get would give now, which may come
 		 * from the shared store (a tok failover, say) before any get here. */
-		if (!cred && !s && L->mod->vt.fetch && ac_layer_session(L, &s) == APICRED_OK)
+		if (!cred && !s && L->mod->vt.fetch && !L->no_session &&
+		    ac_layer_session(L, &s) == APICRED_OK)
 			gen = s->gen;
-		if (L->mod->vt.fetch && (!s || s->gen != gen)) {
+		if (L->mod->vt.fetch && !L->no_session && (!s || s->gen != gen)) {
 			AC_TRACE(L, "HTTP %ld for session generation %llu, already replaced: "
 			         "nothing dropped", http_status, (unsigned long long)gen);
 			changed = true; /* already replaced since: just retry */
@@ -311,31 +311,17 @@ API int apicred_curl_report(apicred_ctx *ctx, const char *service, void *curl_ea
 	return rc;
 }
 
-/* The Content-Type the signing layers saw is the one the server gets:
- * req->content_type, else the core's guess for a body (JSON when it starts
- * with '{' or '[', else a form: what libcurl would send anyway), unless the
- * application's own header lines name one. */
+/* The Content-Type the signing layers saw is the one the server gets
+ * (ac_content_type), unless the application's own header lines carry it. */
 static int s_content_type_line(struct curl_slist **list, const apicred_request *req)
 {
-	const char *const *h = req->size >= sizeof(*req) ? req->headers : NULL;
-	const char *ct = req->content_type;
 	const char *lines[2] = { NULL, NULL };
+	bool in_headers;
+	const char *ct = ac_content_type(req, &in_headers);
 	char *line;
 	int rc;
 
-	for (; h && *h; h++)
-		if (strncasecmp(*h, "Content-Type:", 13) == 0)
-			return APICRED_OK;
-	if (!ct && req->body && req->body_len) {
-		const char *b = req->body;
-		size_t i = 0;
-
-		while (i < req->body_len && strchr(" \t\r\n", b[i]) && b[i])
-			i++;
-		ct = i < req->body_len && (b[i] == '{' || b[i] == '[') ? "application/json"
-		                                                       : "application/x-www-form-urlencoded";
-	}
-	if (!ct)
+	if (!ct || in_headers)
 		return APICRED_OK;
 	if (!ac_header_value_ok(ct, strlen(ct)))
 		return ac_error(APICRED_ERR_INVALID, "apicred_curl_apply: content_type contains "
@@ -446,14 +432,17 @@ static int s_check_layer(struct ac_layer *L, const char *url)
 			                      "loopback hosts only)", config_setting_name(s),
 			                      config_setting_source_line(s));
 	}
-	if (!L->mod->vt.fetch) {
+	if (!L->mod->vt.fetch || L->no_session) {
 		apicred_request r = APICRED_REQUEST_INIT;
+		struct ac_request R;
 		apicred_cred *cred;
 		r.method = "GET";
 		r.url = url;
 		if ((rc = apicred_cred_new(&cred)) != APICRED_OK)
 			return rc;
-		rc = s_layer_apply(L, &r, cred);
+		ac_request_init(&R, &r);
+		rc = s_layer_apply(L, &R, cred);
+		ac_request_fini(&R);
 		apicred_cred_free(cred);
 		if (rc != APICRED_OK)
 			return rc;

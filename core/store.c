@@ -184,7 +184,7 @@ static bool s_config(EVP_MD_CTX *md, struct ac_layer *L)
 		bool ok = s_str(md, e->name);
 
 		switch (e->type) {
-		case APICRED_T_STRING:
+		case APICRED_T_STRING: case APICRED_T_URL: case APICRED_T_HEADER_NAME:
 			if ((e->flags & APICRED_F_SECRET) && h->cfg_str(h, e->name)) {
 				char *v;
 				size_t len;

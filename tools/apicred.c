@@ -397,26 +397,15 @@ static int s_reqopt_data(struct s_reqopt *r, const char *arg)
 	return 0;
 }
 
-static void s_reqopt_fill(const struct s_reqopt *r, apicred_request *req,
-                          const char *content_type)
+/* The content type stays NULL: the library resolves it for a body (a
+ * Content-Type among the header lines, else JSON or form by its look), as
+ * apicred_curl_apply sends it. */
+static void s_reqopt_fill(const struct s_reqopt *r, apicred_request *req)
 {
 	req->method = r->method ? r->method : r->have_data ? "POST" : "GET";
 	req->url = r->url;
 	req->body = r->have_data ? r->data : NULL;
 	req->body_len = r->have_data ? r->data_len : 0;
-	req->content_type = content_type;
-}
-
-/* A body that looks like JSON is sent as JSON; otherwise curl's form default. */
-static const char *s_guess_type(const struct s_reqopt *r)
-{
-	const char *p;
-
-	if (!r->have_data)
-		return NULL;
-	for (p = r->data; *p == ' ' || *p == '\t' || *p == '\r' || *p == '\n'; p++)
-		;
-	return (*p == '{' || *p == '[') ? "application/json" : "application/x-www-form-urlencoded";
 }
 
 /* ---- get ------------------------------------------------------------- */
@@ -598,7 +587,7 @@ static int s_cmd_get(const struct s_cmd *cmd, int argc, char **argv)
 		goto out;
 	}
 	service = pos[0];
-	s_reqopt_fill(&g.ro, &req, s_guess_type(&g.ro));
+	s_reqopt_fill(&g.ro, &req);
 
 	if (s_open(&ctx) != APICRED_OK)
 		goto out;
@@ -839,7 +828,6 @@ struct s_request {
 	struct s_reqopt ro;
 	const char **hdrs; /* -H lines, NULL-terminated */
 	size_t nhdrs;
-	const char *ctype; /* from -H Content-Type */
 	const char *output, *wformat;
 	int include, silent, fail;
 };
@@ -861,8 +849,6 @@ static int s_request_opt(void *user, int c, char *arg)
 
 		if (!colon || colon == arg || strpbrk(arg, "\r\n"))
 			return s_usage_error(r->cmd, "bad header '%s' (want 'Name: value')", arg);
-		if ((size_t)(colon - arg) == 12 && strncasecmp(arg, "Content-Type", 12) == 0)
-			r->ctype = colon + 1 + strspn(colon + 1, " \t");
 		r->hdrs[r->nhdrs++] = arg;
 		return S_GO;
 	}
@@ -930,8 +916,7 @@ static int s_cmd_request(const struct s_cmd *cmd, int argc, char **argv)
 	}
 	service = pos[0];
 	r.ro.url = pos[1];
-	/* What signing schemes are told is what apicred_curl_apply sends. */
-	s_reqopt_fill(&r.ro, &req, r.ctype ? r.ctype : s_guess_type(&r.ro));
+	s_reqopt_fill(&r.ro, &req);
 	req.headers = r.hdrs;
 
 	if (s_open(&ctx) != APICRED_OK)

@@ -64,13 +64,19 @@ typedef enum apicred_cfg_type {
 	APICRED_T_INT = 2,    /* 42 */
 	APICRED_T_BOOL = 3,   /* true / false */
 	APICRED_T_LIST = 4,   /* "one" or ( "one", "two" ) */
-	APICRED_T_GROUP = 5   /* { name = "value"; ... } string values only */
+	APICRED_T_GROUP = 5,  /* { name = "value"; ... } string values only */
+	/* Since minor 1: strings the core checks before init runs. */
+	APICRED_T_URL = 6,         /* an absolute http:// or https:// URL libcurl parses */
+	APICRED_T_HEADER_NAME = 7, /* an HTTP header name (RFC 9110 token) */
+	APICRED_T_HEADERS = 8      /* "Name: value" or a list of them; no CR or LF */
 } apicred_cfg_type;
 
 #define APICRED_F_REQUIRED 0x1u /* the key must be present */
 #define APICRED_F_SECRET   0x2u /* value is a secret: a literal only in a private file */
 #define APICRED_F_SECRET_FILE 0x4u /* value names a file holding a private key: host->path
                                     * refuses it unless it is private (see apicred.conf(5)) */
+#define APICRED_F_NONEMPTY 0x8u /* since minor 1: "" is refused (file:line); with
+                                 * APICRED_F_SECRET, host->secret refuses an empty secret */
 
 /* One accepted key. The table ends with an entry whose name is NULL.
  * The core rejects unknown keys (except "x-..."), missing required keys,
@@ -117,15 +123,48 @@ typedef struct apicred_http_response {
 	int64_t retry_after_ms; /* from Retry-After, or -1 */
 } apicred_http_response;
 
-/* The core's services for one layer. Every function takes the host as its
- * first argument; the table is valid from init until fini returns. */
+/* One item of a request's query as it is sent: slices of the URL, still
+ * percent-encoded (not NUL-terminated); value is NULL when the item has no
+ * '=' (value_len 0). */
+typedef struct apicred_query_item {
+	const char *name;
+	size_t name_len;
+	const char *value;
+	size_t value_len;
+} apicred_query_item;
+
+/* Why the core calls fetch (host->fetch_reason). */
+typedef enum apicred_fetch_reason {
+	APICRED_FETCH_FIRST = 1,       /* no session yet (previous is NULL) */
+	APICRED_FETCH_REFRESH = 2,     /* ahead of expiry: previous is still valid */
+	APICRED_FETCH_EXPIRED = 3,     /* previous has expired */
+	APICRED_FETCH_INVALIDATED = 4  /* feedback dropped previous (a 401, a refusal) */
+} apicred_fetch_reason;
+
+/* What json_get returns for a path that is absent (also null or a
+ * container). The functions of minor 1 say "absent" the same way for all:
+ * APICRED_OK with the value NULL. */
+#define APICRED_ABSENT (-1)
+
+/* The core's services for one layer; the table is valid from init until
+ * fini returns.
+ *
+ * Conventions: every function takes the host as its first argument, except
+ * add_header, add_query and add_tls of minor 0, which take the apply's out
+ * (it names the layer). Functions return APICRED_OK or an apicred_err code
+ * with the detail set (by the core, prefixed with service and layer), so a
+ * provider returns their code as it is. Strings the core allocates are
+ * freed with free(), or with wipe_free when they held a secret. What is
+ * "absent" is said by APICRED_OK and a NULL value in the functions of minor
+ * 1; of minor 0, cfg_int returns 0 and json_get APICRED_ABSENT. */
 struct apicred_host {
 	size_t size; /* sizeof(struct apicred_host): test before using fields */
 
 	/* Configuration (validated, defaults applied). Strings belong to the
 	 * configuration and live as long as the layer.
 	 *   cfg_str:   the value, or NULL if unset
-	 *   cfg_int:   1 and *value if set (or defaulted), 0 if not
+	 *   cfg_int:   1 and *value if set (or defaulted), 0 if not (unlike
+	 *              the rest, a boolean: it predates the conventions)
 	 *   cfg_bool:  the value; 0 if unset
 	 *   cfg_count: items of a T_LIST (a lone string counts 1) or T_GROUP
 	 *   cfg_item:  APICRED_OK and the i-th item (name NULL for lists), or
@@ -173,9 +212,12 @@ struct apicred_host {
 
 	/* JSON: the value at a dotted path ("data.token") of a JSON object, as
 	 * text (integers in decimal, reals as %.17g, true/false; null and
-	 * containers count as absent). Returns APICRED_OK, -1 when the path is
-	 * absent, or APICRED_ERR_PROTOCOL (detail set) when body is not a JSON
-	 * object. Free *value with free(). */
+	 * containers count as absent). Returns APICRED_OK, APICRED_ABSENT when
+	 * the path is absent, or APICRED_ERR_PROTOCOL (detail set) when body is
+	 * not a JSON object. Free *value with free(). Each call parses body:
+	 * for several paths of one reply use json_get_many (minor 1). Providers
+	 * may also use jansson directly (link it themselves), as tcx does for
+	 * the bodies it signs. */
 	int (*json_get)(const apicred_host *h, const char *body, size_t len,
 	                const char *path, char **value);
 
@@ -197,7 +239,8 @@ struct apicred_host {
 	int (*error)(const apicred_host *h, int code, const char *fmt, ...)
 		__attribute__((format(printf, 3, 4)));
 
-	/* Output of apply. Values with CR or LF are refused (header injection). */
+	/* Output of apply. Values with CR or LF are refused (header injection).
+	 * They take out, not the host: out names the layer. */
 	int (*add_header)(apicred_out *out, const char *name, const char *value);
 	int (*add_query)(apicred_out *out, const char *name, const char *value);
 	int (*add_tls)(apicred_out *out, const char *name, const void *value, size_t len);
@@ -205,10 +248,10 @@ struct apicred_host {
 	/* Identity, for messages and provisioning reports. */
 	const char *service; /* service name */
 	int layer;           /* 1-based position in the stack */
-	/* size 1 ends here */
+	/* minor 0 ends here */
 
-	/* Fields below were appended later: test APICRED_HOST_HAS(h, field)
-	 * before using one. */
+	/* Fields below were appended later: a provider that may meet an older
+	 * core tests APICRED_HOST_HAS(h, field) before using one. */
 
 	/* Untrusted text (a server's) made safe to show: control characters
 	 * (CR, LF, ESC, ...) become '?', at most cap - 1 bytes, ending "..."
@@ -223,7 +266,58 @@ struct apicred_host {
 	 * temporary files are gone. APICRED_ERR_EXISTS unless force. */
 	int (*secret_store_all)(const apicred_host *h, size_t n, const char *const *keys,
 	                        const char *const *values, const size_t *lens, int force);
+
+	/* Wipes len bytes at p, then frees p (NULL is fine): for whatever held
+	 * a secret, a token or a signature. len APICRED_WIPE_STR: p is a
+	 * NUL-terminated string, wiped up to its NUL. */
+	void (*wipe_free)(const apicred_host *h, void *p, size_t len);
+	/* Reads the file that key names, resolved, watched and checked like
+	 * path() (a key marked APICRED_F_SECRET_FILE under the secret-file
+	 * rule), then opened without blocking: a regular file of at most 1 MiB.
+	 * *data is NUL-terminated (*len excludes the NUL); free it with
+	 * wipe_free(h, *data, *len). Errors name the key and the file:
+	 * APICRED_ERR_SECRET for secret files, else APICRED_ERR_CONFIG. */
+	int (*read_file)(const apicred_host *h, const char *key, char **data, size_t *len);
+	/* Whether len bytes at s may be sent as a token: not empty, no control
+	 * character (C0, DEL) and no NUL. APICRED_OK, else code with the detail
+	 * "what is empty" or "what contains control characters". For what a
+	 * server, a file or the shared store gives before a header carries it. */
+	int (*check_text)(const apicred_host *h, int code, const char *what,
+	                  const void *s, size_t len);
+	/* Appends path below base: base without its trailing '/'s, one '/',
+	 * path without its leading ones ("https://x/api/" + "tcx/authorize").
+	 * Free *out with free(). */
+	int (*url_join)(const apicred_host *h, const char *base, const char *path, char **out);
+	/* The query of req, the request apply received (only then), as it is
+	 * sent: the text after '?' and before '#' (query, len: "" and 0 when
+	 * there is none), and its items split at '&' (empty ones skipped).
+	 * Any output may be NULL. The core parses it on the first call of an
+	 * apply and keeps the result until apply returns: a stack's layers
+	 * share one parse, and a layer that never asks costs nothing. Its
+	 * req->content_type is resolved too: the application's, else a
+	 * Content-Type among its header lines, else the guess for a body (JSON
+	 * when it starts with '{' or '[', else a form); NULL without a body. */
+	int (*request_query)(const apicred_host *h, const apicred_request *req,
+	                     const char **query, size_t *len,
+	                     const apicred_query_item **items, size_t *n);
+	/* During fetch, given its previous: why the core calls it
+	 * (apicred_fetch_reason), so that fetch never marks a session. */
+	int (*fetch_reason)(const apicred_host *h, const void *previous);
+	/* During init: this layer has no session with its configuration (a
+	 * provider whose other configurations have one); the core then never
+	 * calls its fetch, and apply gets session NULL. APICRED_OK. */
+	int (*no_session)(const apicred_host *h);
+	/* json_get for n paths of one reply, parsed once: values[i] is the
+	 * text of paths[i], or NULL when absent. APICRED_OK, or an error
+	 * (APICRED_ERR_PROTOCOL when body is not a JSON object) with every
+	 * value NULL. Free each value with free(). */
+	int (*json_get_many)(const apicred_host *h, const char *body, size_t len, size_t n,
+	                     const char *const *paths, char **values);
+	/* minor 1 ends here */
 };
+
+/* wipe_free's len for a NUL-terminated string. */
+#define APICRED_WIPE_STR ((size_t)-1)
 
 /* Whether a host (of whatever core loaded the provider) has a field. */
 #define APICRED_HOST_HAS(h, field) \
