@@ -17,14 +17,14 @@
 /* ---- schema ---------------------------------------------------------- */
 
 static const apicred_schema s_schema[] = {
-	{ "key", APICRED_T_STRING, APICRED_F_REQUIRED | APICRED_F_SECRET, NULL, NULL,
+	{ "key", APICRED_T_STRING, APICRED_F_REQUIRED | APICRED_F_SECRET | APICRED_F_NONEMPTY, NULL, NULL,
 	  "the API key (file:PATH, env:NAME or literal)" },
 	{ "in", APICRED_T_STRING, 0, "header", "header|query",
 	  "send the key as a header or as a query parameter" },
-	{ "header", APICRED_T_STRING, 0, "X-API-Key", NULL, "header name" },
+	{ "header", APICRED_T_HEADER_NAME, 0, "X-API-Key", NULL, "header name" },
 	{ "prefix", APICRED_T_STRING, 0, "", NULL,
 	  "text before the key in the header value, e.g. \"apikey \"" },
-	{ "query", APICRED_T_STRING, 0, "api_key", NULL, "query parameter name" },
+	{ "query", APICRED_T_STRING, APICRED_F_NONEMPTY, "api_key", NULL, "query parameter name" },
 	{ NULL, 0, 0, NULL, NULL, NULL }
 };
 
@@ -48,13 +48,9 @@ static int s_init(const apicred_host *host, void **state)
 	size_t key_len, plen = strlen(prefix);
 	int rc;
 
-	rc = host->secret(host, "key", &key, &key_len);
+	rc = host->secret(host, "key", &key, &key_len); /* not empty: APICRED_F_NONEMPTY */
 	if (rc != APICRED_OK)
 		return rc;
-	if (key_len == 0) {
-		host->secret_free(host, key, key_len);
-		return host->error(host, APICRED_ERR_SECRET, "key: the secret is empty");
-	}
 	st = calloc(1, sizeof(*st));
 	if (st)
 		st->value = malloc(plen + key_len + 1);

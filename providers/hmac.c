@@ -32,11 +32,13 @@
 /* ---- schema ---------------------------------------------------------- */
 
 static const apicred_schema s_schema[] = {
-	{ "auth_url", APICRED_T_STRING, APICRED_F_REQUIRED, NULL, NULL,
+	{ "auth_url", APICRED_T_URL, APICRED_F_REQUIRED, NULL, NULL,
 	  "login endpoint, e.g. https://portal.example/api/v1/auth" },
-	{ "app_token", APICRED_T_STRING, APICRED_F_REQUIRED | APICRED_F_SECRET, NULL, NULL,
+	{ "app_token", APICRED_T_STRING, APICRED_F_REQUIRED | APICRED_F_SECRET | APICRED_F_NONEMPTY,
+	  NULL, NULL,
 	  "application token sent to the login (file:PATH, env:NAME or literal)" },
-	{ "app_secret", APICRED_T_STRING, APICRED_F_REQUIRED | APICRED_F_SECRET, NULL, NULL,
+	{ "app_secret", APICRED_T_STRING, APICRED_F_REQUIRED | APICRED_F_SECRET | APICRED_F_NONEMPTY,
+	  NULL, NULL,
 	  "application secret: the HMAC key, never sent" },
 	{ "timestamp", APICRED_T_STRING, 0, "seconds", "seconds|milliseconds",
 	  "unit of the login timestamp (Unix time)" },
@@ -44,9 +46,9 @@ static const apicred_schema s_schema[] = {
 	  "what each request's signature covers (query+body: query then body, no separator)" },
 	{ "token_ttl", APICRED_T_INT, 0, "1800", NULL,
 	  "seconds a login token lasts (the login answer does not say)" },
-	{ "auth_header", APICRED_T_STRING, 0, "Authorization", NULL,
+	{ "auth_header", APICRED_T_HEADER_NAME, 0, "Authorization", NULL,
 	  "header carrying the login token" },
-	{ "signature_header", APICRED_T_STRING, 0, "Signature", NULL,
+	{ "signature_header", APICRED_T_HEADER_NAME, 0, "Signature", NULL,
 	  "header carrying the request signature" },
 	{ NULL, 0, 0, NULL, NULL, NULL }
 };
@@ -108,24 +110,15 @@ static int s_init(const apicred_host *host, void **state)
 		goto fail;
 	}
 	st->ttl_ms = ttl * 1000;
-	if (strncmp(st->auth_url, "https://", 8) != 0 && strncmp(st->auth_url, "http://", 7) != 0) {
-		rc = host->error(host, APICRED_ERR_CONFIG,
-		                 "auth_url (line %d): not an http(s) URL",
-		                 host->cfg_line(host, "auth_url"));
-		goto fail;
-	}
 
+	/* auth_url is an http(s) URL and the secrets are not empty: the
+	 * schema says so and the core checks. */
 	rc = host->secret(host, "app_token", &st->app_token, &st->app_token_len);
 	if (rc != APICRED_OK)
 		goto fail;
 	rc = host->secret(host, "app_secret", &secret, &secret_len);
 	if (rc != APICRED_OK)
 		goto fail;
-	if (st->app_token_len == 0 || secret_len == 0) {
-		rc = host->error(host, APICRED_ERR_SECRET, "%s: the secret is empty",
-		                 st->app_token_len == 0 ? "app_token" : "app_secret");
-		goto fail;
-	}
 
 	/* Key the MAC once; apply and fetch duplicate the keyed context, which
 	 * is far cheaper than fetching SHA-256 and keying on every request. */
@@ -180,7 +173,7 @@ static int s_fetch(void *state, const apicred_host *host, const void *previous,
 	struct s_session *sess = NULL;
 	char ts[24], *msg = NULL, *sig = NULL, *tok_esc = NULL, *url = NULL, *token = NULL;
 	int64_t now = host->now_wall_ms(host);
-	size_t n, i;
+	size_t n;
 	int rc;
 
 	snprintf(ts, sizeof(ts), "%lld", (long long)(st->millis ? now : now / 1000));
@@ -218,7 +211,7 @@ static int s_fetch(void *state, const apicred_host *host, const void *previous,
 		goto done;
 	}
 	rc = host->json_get(host, resp.body, resp.body_len, "auth_token", &token);
-	if (rc == -1 || (rc == APICRED_OK && token[0] == '\0')) {
+	if (rc == APICRED_ABSENT || (rc == APICRED_OK && token[0] == '\0')) {
 		rc = host->error(host, APICRED_ERR_PROTOCOL,
 		                 "login answered %ld without an auth_token", resp.status);
 		goto done;
@@ -226,13 +219,9 @@ static int s_fetch(void *state, const apicred_host *host, const void *previous,
 	if (rc != APICRED_OK)
 		goto done;
 	n = strlen(token);
-	for (i = 0; i < n; i++) {
-		if ((unsigned char)token[i] < 0x20 || token[i] == 0x7f) {
-			rc = host->error(host, APICRED_ERR_PROTOCOL,
-			                 "login answered an auth_token with control characters");
-			goto done;
-		}
-	}
+	rc = host->check_text(host, APICRED_ERR_PROTOCOL, "the login's auth_token", token, n);
+	if (rc != APICRED_OK)
+		goto done;
 
 	sess = malloc(sizeof(*sess));
 	if (!sess) {
@@ -247,22 +236,10 @@ static int s_fetch(void *state, const apicred_host *host, const void *previous,
 	rc = APICRED_OK;
 
 done:
-	if (token) {
-		OPENSSL_cleanse(token, strlen(token));
-		free(token);
-	}
-	if (url) {
-		OPENSSL_cleanse(url, strlen(url));
-		free(url);
-	}
-	if (tok_esc) {
-		OPENSSL_cleanse(tok_esc, strlen(tok_esc));
-		free(tok_esc);
-	}
-	if (msg) {
-		OPENSSL_cleanse(msg, strlen(msg));
-		free(msg);
-	}
+	host->wipe_free(host, token, APICRED_WIPE_STR);
+	host->wipe_free(host, url, APICRED_WIPE_STR);
+	host->wipe_free(host, tok_esc, APICRED_WIPE_STR);
+	host->wipe_free(host, msg, APICRED_WIPE_STR);
 	free(sig);
 	host->http_free(host, &resp);
 	return rc;
@@ -270,12 +247,12 @@ done:
 
 static void s_session_free(void *state, void *data)
 {
+	const struct s_state *st = state;
 	struct s_session *sess = data;
 
 	if (!sess)
 		return;
-	OPENSSL_cleanse(sess->token, sess->len);
-	free(sess->token);
+	st->host->wipe_free(st->host, sess->token, sess->len);
 	free(sess);
 }
 
@@ -295,16 +272,13 @@ static int s_session_export(void *state, const apicred_host *host, const void *d
 static int s_session_import(void *state, const apicred_host *host, const void *in,
                             size_t len, void **data)
 {
-	const unsigned char *p = in;
 	struct s_session *sess;
+	int rc = host->check_text(host, APICRED_ERR_PROTOCOL, "the shared auth token", in, len);
 
-	for (size_t i = 0; i < len; i++)
-		if (p[i] < 0x20 || p[i] == 0x7f)
-			return host->error(host, APICRED_ERR_PROTOCOL, "shared auth token with "
-			                   "control characters: refused");
-	if (len == 0 || !(sess = malloc(sizeof(*sess))))
-		return host->error(host, len ? APICRED_ERR_NOMEM : APICRED_ERR_PROTOCOL,
-		                   len ? "out of memory" : "empty shared auth token");
+	if (rc != APICRED_OK)
+		return rc;
+	if (!(sess = malloc(sizeof(*sess))))
+		return host->error(host, APICRED_ERR_NOMEM, "out of memory");
 	if (!(sess->token = malloc(len + 1))) {
 		free(sess);
 		return host->error(host, APICRED_ERR_NOMEM, "out of memory");
@@ -317,19 +291,6 @@ static int s_session_import(void *state, const apicred_host *host, const void *i
 }
 
 /* ---- apply ----------------------------------------------------------- */
-
-/* The query string exactly as it will be sent: after '?', before '#'. */
-static void s_query(const char *url, const char **q, size_t *len)
-{
-	const char *p = url ? strchr(url, '?') : NULL;
-
-	*q = "";
-	*len = 0;
-	if (!p || (url && strchr(url, '#') && strchr(url, '#') < p))
-		return;
-	*q = p + 1;
-	*len = strcspn(*q, "#");
-}
 
 static int s_apply(void *state, const apicred_host *host, const void *session,
                    const apicred_request *req, apicred_out *out)
@@ -347,8 +308,10 @@ static int s_apply(void *state, const apicred_host *host, const void *session,
 	if (rc != APICRED_OK || st->sign == S_SIGN_NONE)
 		return rc;
 
-	if (st->sign != S_SIGN_BODY)
-		s_query(req->url, &q, &qlen);
+	/* The query string exactly as it will be sent: after '?', before '#'. */
+	if (st->sign != S_SIGN_BODY &&
+	    (rc = host->request_query(host, req, &q, &qlen, NULL, NULL)) != APICRED_OK)
+		return rc;
 	if (st->sign == S_SIGN_QUERY)
 		blen = 0;
 	rc = s_sign(st, host, q, qlen, body, blen, &sig);

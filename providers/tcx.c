@@ -53,13 +53,14 @@ static const apicred_schema s_schema[] = {
 	  "owtc: app pass only; twtc: plus an access token from tcx/authorize; ftc: plus the master key" },
 	{ "mode", APICRED_T_STRING, APICRED_F_REQUIRED, NULL, "param|time|none",
 	  "what the app pass covers; must be the server's setting" },
-	{ "app_id", APICRED_T_STRING, APICRED_F_REQUIRED, NULL, NULL,
+	{ "app_id", APICRED_T_STRING, APICRED_F_REQUIRED | APICRED_F_NONEMPTY, NULL, NULL,
 	  "application id (X-TCX-APP-ID)" },
-	{ "app_public", APICRED_T_STRING, APICRED_F_REQUIRED | APICRED_F_SECRET, NULL, NULL,
+	{ "app_public", APICRED_T_STRING, APICRED_F_REQUIRED | APICRED_F_SECRET | APICRED_F_NONEMPTY,
+	  NULL, NULL,
 	  "application public key, hashed into the app pass (file:PATH, env:NAME or literal)" },
-	{ "base_url", APICRED_T_STRING, 0, NULL, NULL,
+	{ "base_url", APICRED_T_URL, 0, NULL, NULL,
 	  "twtc: the server's base URL; tcx/authorize and tcx/reauthorize are below it" },
-	{ "master_key", APICRED_T_STRING, APICRED_F_SECRET, NULL, NULL,
+	{ "master_key", APICRED_T_STRING, APICRED_F_SECRET | APICRED_F_NONEMPTY, NULL, NULL,
 	  "ftc: the master access token" },
 	{ NULL, 0, 0, NULL, NULL, NULL }
 };
@@ -89,7 +90,6 @@ struct s_session {
 	char *token;
 	char *token_b64;
 	char *refresh;             /* NULL when the server gave none */
-	atomic_bool refused;       /* set by feedback on TCXTFX */
 };
 
 /* ---- TCX status bodies ----------------------------------------------- */
@@ -116,36 +116,33 @@ static const struct {
 };
 #define S_NSTATUS (sizeof(s_status) / sizeof(s_status[0]))
 
-/* If body is a TCX failure body ({"status":0,...}), describes it in msg and
+/* What fetch and feedback read of a reply, from one parse. */
+enum { S_STATUS, S_CODE, S_NUMBER, S_MESSAGE, S_TOKEN, S_REFRESH, S_EXPIRED, S_NFIELDS };
+static const char *const s_fields[S_NFIELDS] = {
+	"status", "status_code", "status_number", "status_message",
+	"data.token", "data.refresh", "data.expired_at",
+};
+
+static void s_reply_free(const apicred_host *host, char *v[S_NFIELDS])
+{
+	for (int i = 0; i < S_NFIELDS; i++)
+		host->wipe_free(host, v[i], APICRED_WIPE_STR); /* tokens among them */
+}
+
+/* If v is a TCX failure body ({"status":0,...}), describes it in msg and
  * returns the error code to use; returns APICRED_OK otherwise. *tfx tells
  * whether the access token was refused. */
-static int s_failure(const apicred_host *host, const char *body, size_t len,
-                     char *msg, size_t msglen, int *tfx)
+static int s_failure(char *const v[S_NFIELDS], char *msg, size_t msglen, int *tfx)
 {
-	char *status = NULL, *code = NULL, *number = NULL, *text = NULL;
-	const char *hint = "unknown TCX status";
+	const char *hint = "unknown TCX status", *code = v[S_CODE], *number = v[S_NUMBER];
 	int err = APICRED_ERR_AUTH;
-	size_t i;
 
 	*tfx = 0;
-	/* Only a JSON object can be one (and json_get must not record an
-	 * error for every HTML page a feedback sees). */
-	for (i = 0; i < len && strchr(" \t\r\n", body[i]); i++)
-		;
-	if (i == len || body[i] != '{' ||
-	    host->json_get(host, body, len, "status", &status) != APICRED_OK)
+	if (!v[S_STATUS] || (strcmp(v[S_STATUS], "0") != 0 && strcmp(v[S_STATUS], "false") != 0))
 		return APICRED_OK;
-	if (strcmp(status, "0") != 0 && strcmp(status, "false") != 0) {
-		free(status);
-		return APICRED_OK;
-	}
-	free(status);
-	host->json_get(host, body, len, "status_code", &code);
-	host->json_get(host, body, len, "status_number", &number);
-	host->json_get(host, body, len, "status_message", &text);
 	/* By number, else by code name: older servers number differently
 	 * (TCXTFX was 104), and a name is shared by several numbers. */
-	for (i = 0; i < 2 * S_NSTATUS; i++) {
+	for (size_t i = 0; i < 2 * S_NSTATUS; i++) {
 		const char *want = i < S_NSTATUS ? s_status[i].number : s_status[i - S_NSTATUS].code;
 		const char *got = i < S_NSTATUS ? number : code;
 
@@ -157,10 +154,7 @@ static int s_failure(const apicred_host *host, const char *body, size_t len,
 	}
 	*tfx = code && strcmp(code, "TCXTFX") == 0;
 	snprintf(msg, msglen, "%.16s %.16s \"%.200s\": %s", code ? code : "?",
-	         number ? number : "?", text ? text : "", hint);
-	free(code);
-	free(number);
-	free(text);
+	         number ? number : "?", v[S_MESSAGE] ? v[S_MESSAGE] : "", hint);
 	return err;
 }
 
@@ -176,7 +170,7 @@ static int s_init(const apicred_host *host, void **state)
 	int has_master = host->cfg_str(host, "master_key") != NULL;
 	struct s_state *st;
 	char *master;
-	size_t master_len, n;
+	size_t master_len;
 	int rc;
 
 	st = calloc(1, sizeof(*st));
@@ -210,47 +204,24 @@ static int s_init(const apicred_host *host, void **state)
 		                 host->cfg_line(host, has_master ? "master_key" : "type"));
 		goto fail;
 	}
-	if (st->app_id[0] == '\0') {
-		rc = host->error(host, APICRED_ERR_CONFIG, "app_id (line %d) is empty",
-		                 host->cfg_line(host, "app_id"));
+	/* Only twtc has a session (its access token). */
+	if (st->type != S_TWTC && (rc = host->no_session(host)) != APICRED_OK)
 		goto fail;
-	}
-
-	if (base) {
-		if (strncmp(base, "https://", 8) != 0 && strncmp(base, "http://", 7) != 0) {
-			rc = host->error(host, APICRED_ERR_CONFIG, "base_url (line %d): not an http(s) URL",
-			                 host->cfg_line(host, "base_url"));
-			goto fail;
-		}
-		n = strlen(base) + sizeof("/tcx/reauthorize");
-		st->authorize_url = malloc(n);
-		st->reauthorize_url = malloc(n);
-		if (!st->authorize_url || !st->reauthorize_url) {
-			rc = host->error(host, APICRED_ERR_NOMEM, "out of memory");
-			goto fail;
-		}
-		/* The routes sit below the base whether or not it ends in '/'. */
-		n = strlen(base);
-		snprintf(st->authorize_url, n + sizeof("/tcx/reauthorize"), "%s%stcx/authorize",
-		         base, n && base[n - 1] == '/' ? "" : "/");
-		snprintf(st->reauthorize_url, n + sizeof("/tcx/reauthorize"), "%s%stcx/reauthorize",
-		         base, n && base[n - 1] == '/' ? "" : "/");
-	}
+	/* The routes sit below the base whether or not it ends in '/'. base_url
+	 * is an http(s) URL, app_id and the secrets are not empty: the schema
+	 * says so and the core checks. */
+	if (base && ((rc = host->url_join(host, base, "tcx/authorize", &st->authorize_url)) ||
+	             (rc = host->url_join(host, base, "tcx/reauthorize", &st->reauthorize_url))))
+		goto fail;
 
 	rc = host->secret(host, "app_public", &st->app_public, &st->app_public_len);
 	if (rc != APICRED_OK)
 		goto fail;
-	if (st->app_public_len == 0) {
-		rc = host->error(host, APICRED_ERR_SECRET, "app_public: the secret is empty");
-		goto fail;
-	}
 	if (has_master) {
 		rc = host->secret(host, "master_key", &master, &master_len);
 		if (rc != APICRED_OK)
 			goto fail;
-		rc = master_len == 0
-		   ? host->error(host, APICRED_ERR_SECRET, "master_key: the secret is empty")
-		   : host->base64(host, master, master_len, &st->master_b64);
+		rc = host->base64(host, master, master_len, &st->master_b64);
 		host->secret_free(host, master, master_len);
 		if (rc != APICRED_OK)
 			goto fail;
@@ -605,60 +576,27 @@ static int s_has(const char *s, const char *needle)
 	return 0;
 }
 
-/* The body's type: content_type, else a Content-Type line among the
- * application's headers (a field newer callers may not have), else NULL. */
-static const char *s_content_type(const apicred_request *req)
-{
-	const char *const *h;
-
-	if (req->content_type)
-		return req->content_type;
-	if (req->size < offsetof(apicred_request, headers) + sizeof(req->headers) || !req->headers)
-		return NULL;
-	for (h = req->headers; *h; h++) {
-		if (strncasecmp(*h, "Content-Type:", 13) == 0)
-			return *h + 13 + strspn(*h + 13, " \t");
-	}
-	return NULL;
-}
-
 /* J for mode param. */
 static int s_param_string(const apicred_host *host, const apicred_request *req,
                           char **j, size_t *jlen)
 {
 	struct s_params p = { 0 };
-	const char *url = req->url, *q = NULL, *body = req->body, *ct = s_content_type(req);
+	const char *q, *body = req->body, *ct = req->content_type; /* resolved by the core */
 	const char *method = req->method ? req->method : "GET";
-	size_t qlen = 0, blen = body ? req->body_len : 0, members = 0, i, n;
+	size_t qlen, blen = body ? req->body_len : 0, members = 0, i, n;
 	json_t *root = NULL;
 	int json = 0, form = 0, rc;
 	char *o;
 
-	if (url && (q = strchr(url, '?')) != NULL) {
-		const char *hash = strchr(url, '#');
-
-		if (hash && hash < q) {
-			q = NULL;
-		} else {
-			q++;
-			qlen = strcspn(q, "#");
-		}
-	}
-	if (blen) {
-		if (ct) {
-			json = s_has(ct, "/json") || s_has(ct, "+json");
-			form = strncasecmp(ct, "application/x-www-form-urlencoded", 33) == 0;
-			if (strncasecmp(ct, "multipart/", 10) == 0)
-				return host->error(host, APICRED_ERR_UNSUPPORTED,
-				                   "mode \"param\": a multipart body cannot be covered; "
-				                   "send a form or JSON body");
-		} else {
-			/* Guess as the core does: JSON starts with '{' or '['. */
-			for (i = 0; i < blen && strchr(" \t\r\n", body[i]); i++)
-				;
-			json = i < blen && (body[i] == '{' || body[i] == '[');
-			form = !json;
-		}
+	if ((rc = host->request_query(host, req, &q, &qlen, NULL, NULL)) != APICRED_OK)
+		return rc;
+	if (blen && ct) {
+		json = s_has(ct, "/json") || s_has(ct, "+json");
+		form = strncasecmp(ct, "application/x-www-form-urlencoded", 33) == 0;
+		if (strncasecmp(ct, "multipart/", 10) == 0)
+			return host->error(host, APICRED_ERR_UNSUPPORTED,
+			                   "mode \"param\": a multipart body cannot be covered; "
+			                   "send a form or JSON body");
 		/* Laravel reads a form body for every method but GET and HEAD. */
 		if (form && (strcasecmp(method, "GET") == 0 || strcasecmp(method, "HEAD") == 0))
 			form = 0;
@@ -715,35 +653,20 @@ done:
 
 /* ---- fetch (twtc) ---------------------------------------------------- */
 
-static void s_session_free(void *state, void *data)
+static void s_sess_free(const apicred_host *host, struct s_session *sess)
 {
-	struct s_session *sess = data;
-
 	if (!sess)
 		return;
-	if (sess->token) {
-		OPENSSL_cleanse(sess->token, strlen(sess->token));
-		free(sess->token);
-	}
-	if (sess->token_b64) {
-		OPENSSL_cleanse(sess->token_b64, strlen(sess->token_b64));
-		free(sess->token_b64);
-	}
-	if (sess->refresh) {
-		OPENSSL_cleanse(sess->refresh, strlen(sess->refresh));
-		free(sess->refresh);
-	}
+	host->wipe_free(host, sess->token, APICRED_WIPE_STR);
+	host->wipe_free(host, sess->token_b64, APICRED_WIPE_STR);
+	host->wipe_free(host, sess->refresh, APICRED_WIPE_STR);
 	free(sess);
 }
 
-static int s_clean(const char *s)
+static void s_session_free(void *state, void *data)
 {
-	for (; *s; s++)
-		if ((unsigned char)*s < 0x20 || *s == 0x7f)
-			return 0;
-	return 1;
+	s_sess_free(((struct s_state *)state)->host, data);
 }
-
 
 /* Records why a call failed: in the thread's error and in why, for the log. */
 static int s_fail(const apicred_host *host, char *why, size_t whylen, int code,
@@ -784,9 +707,46 @@ static int64_t s_lifetime(const apicred_host *host, const char *expired)
 	return at - now;
 }
 
+/* The session a successful reply v describes; keep supplies the token when
+ * the answer has none: reauthorize extends the same token and only rotates
+ * refresh. */
+static int s_session_from(const apicred_host *host, char *v[S_NFIELDS],
+                          const struct s_session *keep, apicred_session *out)
+{
+	struct s_session *sess = calloc(1, sizeof(*sess));
+	int rc;
+	bool nomem = false;
+
+	if (!sess)
+		return host->error(host, APICRED_ERR_NOMEM, "out of memory");
+	sess->token = v[S_TOKEN];
+	sess->refresh = v[S_REFRESH];
+	v[S_TOKEN] = v[S_REFRESH] = NULL; /* the session's now */
+	if (!sess->token && keep)
+		nomem = !(sess->token = strdup(keep->token));
+	if (!sess->refresh && keep && keep->refresh)
+		nomem = nomem || !(sess->refresh = strdup(keep->refresh));
+	if (nomem)
+		rc = host->error(host, APICRED_ERR_NOMEM, "out of memory");
+	else if (!sess->token)
+		rc = host->error(host, APICRED_ERR_PROTOCOL, "no data.token");
+	else if ((rc = host->check_text(host, APICRED_ERR_PROTOCOL, "data.token", sess->token,
+	                                strlen(sess->token))) == APICRED_OK && sess->refresh)
+		rc = host->check_text(host, APICRED_ERR_PROTOCOL, "data.refresh", sess->refresh,
+		                      strlen(sess->refresh));
+	if (rc == APICRED_OK)
+		rc = host->base64(host, sess->token, strlen(sess->token), &sess->token_b64);
+	if (rc != APICRED_OK) {
+		s_sess_free(host, sess);
+		return rc;
+	}
+	out->lifetime_ms = s_lifetime(host, v[S_EXPIRED]);
+	out->data = sess;
+	return APICRED_OK;
+}
+
 /* POSTs a JSON object and reads {"status":1,"data":{"token","refresh",
- * "expired_at"}} into a session. keep supplies the token when the answer
- * has none: reauthorize extends the same token and only rotates refresh. */
+ * "expired_at"}} into a session (s_session_from). */
 static int s_call(const apicred_host *host, const char *url, const char *what,
                   json_t *body, const struct s_session *keep, apicred_session *out,
                   char *why, size_t whylen)
@@ -794,8 +754,7 @@ static int s_call(const apicred_host *host, const char *url, const char *what,
 	apicred_http_request req = { .size = sizeof(req), .method = "POST", .url = url,
 	                             .content_type = "application/json" };
 	apicred_http_response resp = { 0 };
-	struct s_session *sess = NULL;
-	char *text = json_dumps(body, JSON_COMPACT), *status = NULL, *expired = NULL;
+	char *text = json_dumps(body, JSON_COMPACT), *v[S_NFIELDS];
 	char msg[300];
 	int rc, tfx;
 
@@ -804,8 +763,7 @@ static int s_call(const apicred_host *host, const char *url, const char *what,
 	req.body = text;
 	req.body_len = strlen(text);
 	rc = host->http(host, &req, &resp);
-	OPENSSL_cleanse(text, req.body_len); /* carries the refresh token */
-	free(text);
+	host->wipe_free(host, text, req.body_len); /* carries the refresh token */
 	if (rc != APICRED_OK) {
 		snprintf(why, whylen, "tcx/%s: request failed", what);
 		return rc;
@@ -814,69 +772,30 @@ static int s_call(const apicred_host *host, const char *url, const char *what,
 		out->retry_after_ms = resp.retry_after_ms > 0 ? resp.retry_after_ms : 0;
 		snprintf(why, whylen, "tcx/%s answered HTTP %ld", what, resp.status);
 		rc = host->http_error(host, &resp, what);
-		goto done;
+		host->http_free(host, &resp);
+		return rc;
 	}
-	rc = s_failure(host, resp.body, resp.body_len, msg, sizeof(msg), &tfx);
-	if (rc != APICRED_OK) {
+	rc = host->json_get_many(host, resp.body, resp.body_len, S_NFIELDS, s_fields, v);
+	host->http_free(host, &resp);
+	if (rc != APICRED_OK)
+		return s_fail(host, why, whylen, APICRED_ERR_PROTOCOL,
+		              "tcx/%s answered something that is not a JSON object", what);
+	if ((rc = s_failure(v, msg, sizeof(msg), &tfx)) != APICRED_OK)
 		rc = s_fail(host, why, whylen, rc, "tcx/%s refused: %s", what, msg);
-		goto done;
-	}
-	rc = host->json_get(host, resp.body, resp.body_len, "status", &status);
-	if (rc != APICRED_OK && rc != -1) {
-		rc = s_fail(host, why, whylen, APICRED_ERR_PROTOCOL,
-		            "tcx/%s answered something that is not a JSON object", what);
-		goto done;
-	}
-	if (rc == -1 || (strcmp(status, "1") != 0 && strcmp(status, "true") != 0)) {
+	else if (!v[S_STATUS] || (strcmp(v[S_STATUS], "1") != 0 && strcmp(v[S_STATUS], "true") != 0))
 		rc = s_fail(host, why, whylen, APICRED_ERR_PROTOCOL,
 		            "tcx/%s answered without \"status\":1", what);
-		goto done;
-	}
-
-	sess = calloc(1, sizeof(*sess)); /* refused starts false */
-	if (!sess) {
-		rc = s_fail(host, why, whylen, APICRED_ERR_NOMEM, "out of memory");
-		goto done;
-	}
-	rc = host->json_get(host, resp.body, resp.body_len, "data.token", &sess->token);
-	if (rc == -1 && keep)
-		rc = (sess->token = strdup(keep->token)) ? APICRED_OK : APICRED_ERR_NOMEM;
-	if (rc == APICRED_OK)
-		rc = host->json_get(host, resp.body, resp.body_len, "data.refresh", &sess->refresh);
-	if (rc == -1 && keep && keep->refresh)
-		rc = (sess->refresh = strdup(keep->refresh)) ? APICRED_OK : APICRED_ERR_NOMEM;
-	if (rc == -1 && sess->token)
-		rc = APICRED_OK; /* no refresh token: the next fetch authorizes afresh */
-	if (rc == -1 || (rc == APICRED_OK && (sess->token[0] == '\0' || !s_clean(sess->token) ||
-	                                      (sess->refresh && !s_clean(sess->refresh))))) {
-		rc = s_fail(host, why, whylen, APICRED_ERR_PROTOCOL,
-		            "tcx/%s answered no usable data.token", what);
-		goto done;
-	}
-	if (rc != APICRED_OK) {
-		snprintf(why, whylen, "tcx/%s: bad answer", what);
-		goto done;
-	}
-	rc = host->base64(host, sess->token, strlen(sess->token), &sess->token_b64);
-	if (rc != APICRED_OK)
-		goto done;
-	host->json_get(host, resp.body, resp.body_len, "data.expired_at", &expired);
-	out->lifetime_ms = s_lifetime(host, expired);
-	out->data = sess;
-	sess = NULL;
-
-done:
-	s_session_free(NULL, sess);
-	free(status);
-	free(expired);
-	host->http_free(host, &resp);
+	else if ((rc = s_session_from(host, v, keep, out)) != APICRED_OK)
+		rc = s_fail(host, why, whylen, rc, "tcx/%s answered no usable data.token (%s)",
+		            what, rc == APICRED_ERR_NOMEM ? "out of memory" : "missing or garbled");
+	s_reply_free(host, v);
 	return rc;
 }
 
-/* owtc and ftc have no session: a placeholder that lasts a year keeps the
- * core from calling again. twtc renews with the refresh token of the
- * previous session and authorizes afresh when that fails or when the server
- * refused the previous token. */
+/* twtc alone has a session (the others said so at init). It renews with
+ * the refresh token of the previous session, and authorizes afresh when
+ * that fails or when the server refused the previous token (feedback
+ * invalidated it). */
 static int s_fetch(void *state, const apicred_host *host, const void *previous,
                    apicred_session *out)
 {
@@ -886,20 +805,14 @@ static int s_fetch(void *state, const apicred_host *host, const void *previous,
 	json_t *body;
 	int rc;
 
-	if (st->type != S_TWTC) {
-		out->data = NULL;
-		out->lifetime_ms = 365LL * 86400 * 1000;
-		return APICRED_OK;
-	}
-
 	/* reauthorize extends the same token: pointless once it was refused. */
-	if (prev && prev->refresh && !atomic_load(&prev->refused)) {
+	if (prev && prev->refresh &&
+	    host->fetch_reason(host, previous) != APICRED_FETCH_INVALIDATED) {
 		rc = host->base64(host, prev->refresh, strlen(prev->refresh), &refresh);
 		if (rc != APICRED_OK)
 			return rc;
 		body = json_pack("{s:s, s:s}", "app_id", st->app_id, "token", refresh);
-		OPENSSL_cleanse(refresh, strlen(refresh));
-		free(refresh);
+		host->wipe_free(host, refresh, APICRED_WIPE_STR);
 		if (!body)
 			return host->error(host, APICRED_ERR_NOMEM, "out of memory");
 		rc = s_call(host, st->reauthorize_url, "reauthorize", body, prev, out, why, sizeof(why));
@@ -929,8 +842,7 @@ static int s_fetch(void *state, const apicred_host *host, const void *previous,
 }
 
 /* A twtc session travels as "token" NUL "refresh" (refresh may be empty):
- * neither holds control characters. The refusal mark stays local: the core
- * deletes a refused shared session itself. */
+ * neither holds control characters. */
 static int s_session_export(void *state, const apicred_host *host, const void *data,
                             void **out, size_t *len)
 {
@@ -952,27 +864,22 @@ static int s_session_import(void *state, const apicred_host *host, const void *i
                             size_t len, void **data)
 {
 	const char *p = in, *nul = memchr(p, '\0', len);
+	size_t tl = nul ? (size_t)(nul - p) : 0, rl = nul ? len - tl - 1 : 0;
 	struct s_session *sess;
-	size_t tl, rl;
 	int rc;
 
-	if (!nul || nul == p)
+	if (!nul || host->check_text(host, APICRED_ERR_PROTOCOL, "shared token", p, tl) ||
+	    (rl && host->check_text(host, APICRED_ERR_PROTOCOL, "shared refresh token",
+	                            nul + 1, rl)))
 		return host->error(host, APICRED_ERR_PROTOCOL, "garbled shared session");
-	tl = (size_t)(nul - p);
-	rl = len - tl - 1;
 	if (!(sess = calloc(1, sizeof(*sess))) || !(sess->token = strndup(p, tl)) ||
 	    (rl && !(sess->refresh = strndup(nul + 1, rl)))) {
-		s_session_free(NULL, sess);
+		s_sess_free(host, sess);
 		return host->error(host, APICRED_ERR_NOMEM, "out of memory");
-	}
-	if (strlen(sess->token) != tl || (sess->refresh && strlen(sess->refresh) != rl) ||
-	    !s_clean(sess->token) || (sess->refresh && !s_clean(sess->refresh))) {
-		s_session_free(NULL, sess);
-		return host->error(host, APICRED_ERR_PROTOCOL, "garbled shared session");
 	}
 	rc = host->base64(host, sess->token, tl, &sess->token_b64);
 	if (rc != APICRED_OK) {
-		s_session_free(NULL, sess);
+		s_sess_free(host, sess);
 		return rc;
 	}
 	*data = sess;
@@ -1029,15 +936,26 @@ static apicred_feedback s_feedback(void *state, const apicred_host *host,
                                    const void *body, size_t body_len)
 {
 	const struct s_state *st = state;
-	char msg[300];
-	int tfx;
+	const char *b = body;
+	char msg[300], *v[S_NFIELDS];
+	size_t i = 0;
+	int tfx, err;
 
 	if (!body || body_len == 0 || !memmem(body, body_len, "TCX", 3))
 		return APICRED_FEEDBACK_NONE;
-	if (s_failure(host, body, body_len, msg, sizeof(msg), &tfx) == APICRED_OK)
+	/* Only a JSON object can be one (and json_get_many must not record an
+	 * error for every HTML page a feedback sees). */
+	while (i < body_len && strchr(" \t\r\n", b[i]) && b[i])
+		i++;
+	if (i == body_len || b[i] != '{' ||
+	    host->json_get_many(host, body, body_len, S_NFIELDS, s_fields, v) != APICRED_OK)
 		return APICRED_FEEDBACK_NONE;
+	err = s_failure(v, msg, sizeof(msg), &tfx);
+	s_reply_free(host, v);
+	if (err == APICRED_OK)
+		return APICRED_FEEDBACK_NONE;
+	/* The next fetch learns why it runs: it authorizes afresh. */
 	if (tfx && st->type == S_TWTC && session) {
-		atomic_store(&((struct s_session *)(uintptr_t)session)->refused, true);
 		host->log(host, LOG_WARNING, "server refused the request: %s; dropping the access token", msg);
 		return APICRED_FEEDBACK_INVALIDATE;
 	}
@@ -1055,10 +973,7 @@ static void s_fini(void *state)
 		return;
 	if (st->app_public)
 		st->host->secret_free(st->host, st->app_public, st->app_public_len);
-	if (st->master_b64) {
-		OPENSSL_cleanse(st->master_b64, strlen(st->master_b64));
-		free(st->master_b64);
-	}
+	st->host->wipe_free(st->host, st->master_b64, APICRED_WIPE_STR);
 	free(st->authorize_url);
 	free(st->reauthorize_url);
 	EVP_MD_free(st->sha1);

@@ -28,13 +28,14 @@
 /* ---- schema ---------------------------------------------------------- */
 
 static const apicred_schema s_schema[] = {
-	{ "token", APICRED_T_STRING, APICRED_F_REQUIRED | APICRED_F_SECRET, NULL, NULL,
+	{ "token", APICRED_T_STRING, APICRED_F_REQUIRED | APICRED_F_SECRET | APICRED_F_NONEMPTY,
+	  NULL, NULL,
 	  "the primary REST API token (file:PATH, env:NAME or literal)" },
-	{ "backup_token", APICRED_T_STRING, APICRED_F_SECRET, NULL, NULL,
+	{ "backup_token", APICRED_T_STRING, APICRED_F_SECRET | APICRED_F_NONEMPTY, NULL, NULL,
 	  "the backup token, used after the primary is refused with 403" },
 	{ "prefix", APICRED_T_STRING, 0, "TOK:", NULL,
 	  "text before the token in the header value" },
-	{ "header", APICRED_T_STRING, 0, "Authorization", NULL, "header name" },
+	{ "header", APICRED_T_HEADER_NAME, 0, "Authorization", NULL, "header name" },
 	{ NULL, 0, 0, NULL, NULL, NULL }
 };
 
@@ -65,24 +66,17 @@ static int s_load(const apicred_host *host, const char *key, const char *prefix,
 	char *secret;
 	int rc;
 
-	rc = host->secret(host, key, &secret, &len);
+	rc = host->secret(host, key, &secret, &len); /* not empty: APICRED_F_NONEMPTY */
 	if (rc != APICRED_OK)
 		return rc;
-	if (len == 0) {
-		host->secret_free(host, secret, len);
-		return host->error(host, APICRED_ERR_SECRET, "%s: the secret is empty", key);
-	}
 	/* The core would refuse it in apply too, but the backup is only applied
 	 * on the bad day the primary is refused: find out now. */
-	if (strpbrk(secret, "\r\n") || strlen(secret) != len) {
+	rc = host->check_text(host, APICRED_ERR_SECRET, key, secret, len);
+	if (rc == APICRED_OK && !(*value = malloc(plen + len + 1)))
+		rc = host->error(host, APICRED_ERR_NOMEM, "out of memory");
+	if (rc != APICRED_OK) {
 		host->secret_free(host, secret, len);
-		return host->error(host, APICRED_ERR_SECRET,
-		                   "%s: the secret contains CR, LF or NUL", key);
-	}
-	*value = malloc(plen + len + 1);
-	if (!*value) {
-		host->secret_free(host, secret, len);
-		return host->error(host, APICRED_ERR_NOMEM, "out of memory");
+		return rc;
 	}
 	memcpy(*value, prefix, plen);
 	memcpy(*value + plen, secret, len + 1);
