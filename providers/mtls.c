@@ -89,7 +89,7 @@ struct s_state {
 /* What init builds before it becomes the state; freed on every failure. */
 struct s_load {
 	char *cert_path, *key_path, *p12_path, *ca_path;
-	unsigned char *key_buf, *file_buf;
+	char *key_buf, *file_buf;
 	size_t key_len, file_len;
 	char *password;
 	size_t password_len;
@@ -98,22 +98,14 @@ struct s_load {
 	EVP_PKEY *pkey;
 };
 
-static void s_wipe_free(void *p, size_t len)
-{
-	if (p) {
-		OPENSSL_cleanse(p, len);
-		free(p);
-	}
-}
-
 static void s_load_free(const apicred_host *h, struct s_load *l)
 {
 	free(l->cert_path);
 	free(l->key_path);
 	free(l->p12_path);
 	free(l->ca_path);
-	s_wipe_free(l->key_buf, l->key_len);
-	s_wipe_free(l->file_buf, l->file_len);
+	h->wipe_free(h, l->key_buf, l->key_len);
+	h->wipe_free(h, l->file_buf, l->file_len);
 	if (l->password)
 		h->secret_free(h, l->password, l->password_len);
 	X509_free(l->leaf);
@@ -124,7 +116,7 @@ static void s_load_free(const apicred_host *h, struct s_load *l)
 static void s_state_free(struct s_state *st)
 {
 	for (size_t i = 0; i < st->n_items; i++)
-		s_wipe_free(st->items[i].value, st->items[i].len);
+		st->host->wipe_free(st->host, st->items[i].value, st->items[i].len);
 	free(st->cert_path);
 	free(st);
 }
@@ -161,65 +153,9 @@ static int s_password_cb(char *buf, int size, int rwflag, void *user)
 	return (int)pw->len;
 }
 
-/* Reads a file into memory. Who may change or read it was checked by
- * host->path (the core's one rule; key and PKCS#12 are
- * APICRED_F_SECRET_FILE); here it must still be a regular file. */
-static int s_read_file(const apicred_host *h, const char *what, const char *path,
-                       int secret, unsigned char **data, size_t *len)
-{
-	struct stat st;
-	unsigned char *buf;
-	size_t got = 0;
-	int fd, rc = APICRED_OK;
-
-	/* O_NONBLOCK: a FIFO put where a file should be must not hang init
-	 * (it is refused below); regular files ignore the flag. */
-	fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-	if (fd < 0)
-		return h->error(h, secret ? APICRED_ERR_SECRET : APICRED_ERR_TLS,
-		                "%s %s: %s", what, path, strerror(errno));
-	if (fstat(fd, &st) != 0) {
-		rc = h->error(h, APICRED_ERR_TLS, "%s %s: %s", what, path, strerror(errno));
-		goto out;
-	}
-	if (!S_ISREG(st.st_mode)) {
-		rc = h->error(h, APICRED_ERR_TLS, "%s %s: not a regular file", what, path);
-		goto out;
-	}
-	if (st.st_size > S_MAX_FILE) {
-		rc = h->error(h, APICRED_ERR_TLS, "%s %s: larger than %d bytes", what, path,
-		              S_MAX_FILE);
-		goto out;
-	}
-	buf = malloc((size_t)st.st_size + 1);
-	if (!buf) {
-		rc = h->error(h, APICRED_ERR_NOMEM, "out of memory");
-		goto out;
-	}
-	while (got < (size_t)st.st_size) {
-		ssize_t n = read(fd, buf + got, (size_t)st.st_size - got);
-
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0) {
-			s_wipe_free(buf, (size_t)st.st_size + 1);
-			rc = h->error(h, APICRED_ERR_TLS, "%s %s: %s", what, path,
-			              n < 0 ? strerror(errno) : "file shrank while read");
-			goto out;
-		}
-		got += (size_t)n;
-	}
-	buf[got] = '\0';
-	*data = buf;
-	*len = got;
-out:
-	close(fd);
-	return rc;
-}
-
 /* All PEM certificates of a buffer, in order; DER when there is no PEM. */
 static int s_parse_certs(const apicred_host *h, const char *what, const char *path,
-                         const unsigned char *buf, size_t len, STACK_OF(X509) **out)
+                         const void *buf, size_t len, STACK_OF(X509) **out)
 {
 	STACK_OF(X509) *sk = sk_X509_new_null();
 	BIO *b = BIO_new_mem_buf(buf, (int)len);
@@ -278,7 +214,7 @@ static int s_load_pem(const apicred_host *h, struct s_load *l)
 	BIO *b;
 	int rc, encrypted;
 
-	rc = s_read_file(h, "cert", l->cert_path, 0, &l->file_buf, &l->file_len);
+	rc = h->read_file(h, "cert", &l->file_buf, &l->file_len);
 	if (rc == APICRED_OK)
 		rc = s_parse_certs(h, "cert", l->cert_path, l->file_buf, l->file_len, &certs);
 	if (rc != APICRED_OK)
@@ -286,7 +222,7 @@ static int s_load_pem(const apicred_host *h, struct s_load *l)
 	l->leaf = sk_X509_shift(certs);
 	l->chain = certs;
 
-	rc = s_read_file(h, "key", l->key_path, 1, &l->key_buf, &l->key_len);
+	rc = h->read_file(h, "key", &l->key_buf, &l->key_len);
 	if (rc != APICRED_OK)
 		return rc;
 	/* Legacy "Proc-Type: 4,ENCRYPTED" and PKCS#8 "ENCRYPTED PRIVATE KEY". */
@@ -325,10 +261,10 @@ static int s_load_p12(const apicred_host *h, struct s_load *l)
 	STACK_OF(X509) *ca = NULL;
 	int rc;
 
-	rc = s_read_file(h, "pkcs12", l->p12_path, 1, &l->key_buf, &l->key_len);
+	rc = h->read_file(h, "pkcs12", &l->key_buf, &l->key_len);
 	if (rc != APICRED_OK)
 		return rc;
-	p = l->key_buf;
+	p = (const unsigned char *)l->key_buf;
 	ERR_clear_error();
 	p12 = d2i_PKCS12(NULL, &p, (long)l->key_len);
 	if (!p12)
@@ -408,7 +344,7 @@ static int s_add(const apicred_host *h, struct s_state *st, const char *name,
 	if (!value)
 		return h->error(h, APICRED_ERR_NOMEM, "out of memory");
 	if (st->n_items == S_MAX_ITEMS) {
-		s_wipe_free(value, len);
+		h->wipe_free(h, value, len);
 		return h->error(h, APICRED_ERR_INTERNAL, "too many TLS items");
 	}
 	st->items[st->n_items].name = name;
@@ -511,7 +447,7 @@ static int s_add_cert(const apicred_host *h, struct s_state *st, struct s_load *
 static int s_add_ca(const apicred_host *h, struct s_state *st, struct s_load *l)
 {
 	STACK_OF(X509) *certs = NULL;
-	unsigned char *buf = NULL;
+	char *buf = NULL;
 	size_t len = 0;
 	struct stat sb;
 	int rc;
@@ -524,10 +460,10 @@ static int s_add_ca(const apicred_host *h, struct s_state *st, struct s_load *l)
 			                strerror(errno));
 		return s_add_str(h, st, "ca_path", l->ca_path);
 	}
-	rc = s_read_file(h, "ca", l->ca_path, 0, &buf, &len);
+	rc = h->read_file(h, "ca", &buf, &len);
 	if (rc == APICRED_OK)
 		rc = s_parse_certs(h, "ca", l->ca_path, buf, len, &certs);
-	free(buf);
+	h->wipe_free(h, buf, len);
 	sk_X509_pop_free(certs, X509_free);
 	if (rc != APICRED_OK)
 		return rc;

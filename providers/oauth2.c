@@ -79,11 +79,11 @@
 /* ---- schema ---------------------------------------------------------- */
 
 static const apicred_schema s_schema[] = {
-	{ "token_url", APICRED_T_STRING, APICRED_F_REQUIRED, NULL, NULL,
+	{ "token_url", APICRED_T_URL, APICRED_F_REQUIRED, NULL, NULL,
 	  "the token endpoint (https://...)" },
-	{ "client_id", APICRED_T_STRING, APICRED_F_REQUIRED, NULL, NULL,
+	{ "client_id", APICRED_T_STRING, APICRED_F_REQUIRED | APICRED_F_NONEMPTY, NULL, NULL,
 	  "client id (file:PATH, env:NAME or literal); MoMo: the API user" },
-	{ "client_secret", APICRED_T_STRING, APICRED_F_SECRET, NULL, NULL,
+	{ "client_secret", APICRED_T_STRING, APICRED_F_SECRET | APICRED_F_NONEMPTY, NULL, NULL,
 	  "client secret (file:PATH, env:NAME or literal); MoMo: the API key; "
 	  "not used by the tls and private_key_jwt methods" },
 	{ "client_auth", APICRED_T_STRING, 0, "basic",
@@ -112,15 +112,15 @@ static const apicred_schema s_schema[] = {
 	{ "resource", APICRED_T_STRING, 0, NULL, NULL, "resource form field (RFC 8707)" },
 	{ "params", APICRED_T_GROUP, 0, NULL, NULL,
 	  "extra form fields of the token request: { name = \"value\"; }" },
-	{ "headers", APICRED_T_LIST, 0, NULL, NULL,
+	{ "headers", APICRED_T_HEADERS, 0, NULL, NULL,
 	  "extra token-request headers, \"Name: value\"" },
-	{ "header", APICRED_T_STRING, 0, "Authorization", NULL,
+	{ "header", APICRED_T_HEADER_NAME, 0, "Authorization", NULL,
 	  "header that carries the token" },
 	{ "prefix", APICRED_T_STRING, 0, NULL, NULL,
 	  "text before the token (default \"Bearer \" for bearer tokens)" },
 	{ "max_body", APICRED_T_INT, 0, "65536", NULL,
 	  "largest token response accepted, in bytes" },
-	{ "provision_url", APICRED_T_STRING, 0, NULL, NULL,
+	{ "provision_url", APICRED_T_URL, 0, NULL, NULL,
 	  "MoMo sandbox provisioning base URL (…/v1_0), for `apicred provision`" },
 	{ "callback_host", APICRED_T_STRING, 0, NULL, NULL,
 	  "providerCallbackHost of a provisioned MoMo API user" },
@@ -178,6 +178,7 @@ struct s_req {
 };
 
 struct s_state {
+	const apicred_host *host;
 	const char *token_url;   /* strings owned by the config */
 	const char *header;
 	const char *prefix;      /* explicit prefix, or NULL */
@@ -212,25 +213,16 @@ struct s_session {
 
 /* ---- helpers --------------------------------------------------------- */
 
-static void s_wipe_free(char *p, size_t len)
-{
-	if (!p)
-		return;
-	explicit_bzero(p, len);
-	free(p);
-}
-
-static void s_req_release(struct s_req *r)
+static void s_req_release(const apicred_host *host, struct s_req *r)
 {
 	if (r->headers) {
 		for (size_t i = 0; i < r->nheaders; i++)
-			if (r->headers[i])
-				s_wipe_free(r->headers[i], strlen(r->headers[i]));
+			host->wipe_free(host, r->headers[i], APICRED_WIPE_STR);
 		free(r->headers);
 	}
-	s_wipe_free(r->body, r->body_len);
-	s_wipe_free(r->id, r->id_len);
-	s_wipe_free(r->secret, r->secret_len);
+	host->wipe_free(host, r->body, r->body_len);
+	host->wipe_free(host, r->id, r->id_len);
+	host->wipe_free(host, r->secret, r->secret_len);
 	memset(r, 0, sizeof(*r));
 }
 
@@ -255,29 +247,14 @@ static int s_form_add(const apicred_host *host, char **buf, size_t *len,
 		goto out;
 	}
 	snprintf(nb, need, "%s%s%s=%s", *len ? *buf : "", *len ? "&" : "", en, ev);
-	s_wipe_free(*buf, *len);
+	host->wipe_free(host, *buf, *len);
 	*buf = nb;
 	*len = need - 1;
 	rc = APICRED_OK;
 out:
-	if (en)
-		s_wipe_free(en, strlen(en));
-	if (ev)
-		s_wipe_free(ev, strlen(ev));
+	host->wipe_free(host, en, APICRED_WIPE_STR);
+	host->wipe_free(host, ev, APICRED_WIPE_STR);
 	return rc;
-}
-
-/* An HTTP header line "Name: value" with a token name and no CR/LF. */
-static int s_header_line_ok(const char *line)
-{
-	const char *colon = strchr(line, ':');
-
-	if (!colon || colon == line)
-		return 0;
-	for (const char *p = line; p < colon; p++)
-		if (!isalnum((unsigned char)*p) && !strchr("!#$%&'*+-.^_`|~", *p))
-			return 0;
-	return strpbrk(colon, "\r\n") == NULL;
 }
 
 /* http_free for a response that may never have been filled. */
@@ -411,7 +388,7 @@ out:
 	explicit_bzero(raw, sizeof(raw));
 	free(claims64);
 	if (jws)
-		s_wipe_free(jws, total);
+		host->wipe_free(host, jws, total);
 	return rc;
 }
 
@@ -788,11 +765,6 @@ static int s_build_req(const struct s_state *st, const apicred_host *host, struc
 	if (need_secret &&
 	    (rc = host->secret(host, "client_secret", &r->secret, &r->secret_len)) != APICRED_OK)
 		goto out;
-	if (r->id_len == 0 || (need_secret && r->secret_len == 0)) {
-		rc = host->error(host, APICRED_ERR_SECRET, "%s: the secret is empty",
-		                 r->id_len == 0 ? "client_id" : "client_secret");
-		goto out;
-	}
 
 	nextra = host->cfg_count(host, "headers");
 	r->headers = calloc(nextra + 3, sizeof(char *));
@@ -847,21 +819,18 @@ static int s_build_req(const struct s_state *st, const apicred_host *host, struc
 		}
 	}
 	if (st->auth != S_SECRET_JWT) { /* only HS256 needs the secret again */
-		s_wipe_free(r->secret, r->secret_len);
+		host->wipe_free(host, r->secret, r->secret_len);
 		r->secret = NULL;
 		r->secret_len = 0;
 	}
 	rc = APICRED_OK;
 out:
 	if (rc != APICRED_OK)
-		s_req_release(r);
-	if (eid)
-		s_wipe_free(eid, strlen(eid));
-	if (esecret)
-		s_wipe_free(esecret, strlen(esecret));
-	s_wipe_free(pair, pair_len);
-	if (b64)
-		s_wipe_free(b64, strlen(b64));
+		s_req_release(host, r);
+	host->wipe_free(host, eid, APICRED_WIPE_STR);
+	host->wipe_free(host, esecret, APICRED_WIPE_STR);
+	host->wipe_free(host, pair, pair_len);
+	host->wipe_free(host, b64, APICRED_WIPE_STR);
 	return rc;
 }
 
@@ -884,12 +853,12 @@ static int s_init(const apicred_host *host, void **state)
 	struct s_state *st;
 	long long max_body = 65536;
 	const char *auth;
-	size_t n;
 	int rc;
 
 	st = calloc(1, sizeof(*st));
 	if (!st)
 		return host->error(host, APICRED_ERR_NOMEM, "out of memory");
+	st->host = host;
 	st->token_url = host->cfg_str(host, "token_url");
 	st->header = host->cfg_str(host, "header");
 	st->prefix = host->cfg_str(host, "prefix");
@@ -903,14 +872,8 @@ static int s_init(const apicred_host *host, void **state)
 	host->cfg_int(host, "max_body", &max_body);
 	st->max_body = max_body;
 
-	if (!st->token_url || !*st->token_url) {
-		rc = host->error(host, APICRED_ERR_CONFIG, "token_url: empty");
-		goto fail;
-	}
-	if (!st->header || !*st->header || strpbrk(st->header, ": \t\r\n")) {
-		rc = host->error(host, APICRED_ERR_CONFIG, "header: not a header name");
-		goto fail;
-	}
+	/* token_url is a URL, header a header name and headers header lines:
+	 * the schema says so and the core checks. */
 	if (st->prefix && strpbrk(st->prefix, "\r\n")) {
 		rc = host->error(host, APICRED_ERR_CONFIG, "prefix: contains CR or LF");
 		goto fail;
@@ -928,17 +891,6 @@ static int s_init(const apicred_host *host, void **state)
 	if (st->callback_host && !s_host_ok(st->callback_host)) {
 		rc = host->error(host, APICRED_ERR_CONFIG, "callback_host: not a host name");
 		goto fail;
-	}
-	n = host->cfg_count(host, "headers");
-	for (size_t i = 0; i < n; i++) {
-		const char *name, *v;
-
-		host->cfg_item(host, "headers", i, &name, &v);
-		if (!s_header_line_ok(v)) {
-			rc = host->error(host, APICRED_ERR_CONFIG,
-			                 "headers[%zu]: not a \"Name: value\" header line", i);
-			goto fail;
-		}
 	}
 	if ((st->auth == S_BASIC || st->auth == S_POST || st->auth == S_SECRET_JWT) &&
 	    !host->cfg_str(host, "client_secret")) {
@@ -1064,13 +1016,10 @@ static int s_parse_token(const struct s_state *st, const apicred_host *host,
 		goto out;
 	}
 	tlen = strlen(token);
-	for (size_t i = 0; i < tlen; i++)
-		if ((unsigned char)token[i] < 0x20 || token[i] == 0x7f) {
-			rc = host->error(host, APICRED_ERR_PROTOCOL,
-			                 "token endpoint sent an access_token with control "
-			                 "characters (CR/LF): refused");
-			goto out;
-		}
+	rc = host->check_text(host, APICRED_ERR_PROTOCOL, "the token endpoint's access_token",
+	                      token, tlen);
+	if (rc != APICRED_OK)
+		goto out;
 	host->json_get(host, resp->body, resp->body_len, "token_type", &type);
 	prefix = s_prefix_for(st, type);
 	if (!prefix) {
@@ -1104,8 +1053,7 @@ static int s_parse_token(const struct s_state *st, const apicred_host *host,
 	out->lifetime_ms = s_lifetime_ms(host, resp->body, resp->body_len);
 	rc = APICRED_OK;
 out:
-	if (token)
-		s_wipe_free(token, strlen(token));
+	host->wipe_free(host, token, APICRED_WIPE_STR);
 	free(type);
 	free(err);
 	return rc;
@@ -1128,11 +1076,10 @@ static int s_token_body(struct s_state *st, const apicred_host *host, const stru
 	    (rc = s_form_add(host, body, len, "client_assertion_type",
 	                     "urn:ietf:params:oauth:client-assertion-type:jwt-bearer")) ||
 	    (rc = s_form_add(host, body, len, "client_assertion", jwt))) {
-		s_wipe_free(*body, *len);
+		host->wipe_free(host, *body, *len);
 		*body = NULL;
 	}
-	if (jwt)
-		s_wipe_free(jwt, strlen(jwt));
+	host->wipe_free(host, jwt, APICRED_WIPE_STR);
 	return rc;
 }
 
@@ -1191,7 +1138,7 @@ static int s_fetch(void *state, const apicred_host *host, const void *previous,
 		req.body = body;
 		req.body_len = body_len;
 		rc = host->http(host, &req, &resp);
-		s_wipe_free(body, body_len);
+		host->wipe_free(host, body, body_len);
 		body = NULL;
 		free(line);
 		free(proof);
@@ -1224,7 +1171,7 @@ static int s_fetch(void *state, const apicred_host *host, const void *previous,
 out:
 	s_resp_free(host, &resp);
 	if (!st->ready)
-		s_req_release(&tmp);
+		s_req_release(host, &tmp);
 	free(hdrs);
 	free(nonce);
 	free(err);
@@ -1235,8 +1182,10 @@ static void s_session_free(void *state, void *data)
 {
 	struct s_session *s = data;
 
-	if (s)
-		s_wipe_free((char *)s, sizeof(*s) + s->value_len + 1);
+	if (s) {
+		const struct s_state *st = state;
+		st->host->wipe_free(st->host, s, sizeof(*s) + s->value_len + 1);
+	}
 }
 
 /* The session is the header value ("Bearer " + token): it travels as is.
@@ -1263,14 +1212,11 @@ static int s_session_import(void *state, const apicred_host *host, const void *i
                             size_t len, void **data)
 {
 	const struct s_state *st = state;
-	const unsigned char *p = in;
 	struct s_session *s;
-	int rc;
+	int rc = host->check_text(host, APICRED_ERR_PROTOCOL, "the shared token", in, len);
 
-	for (size_t i = 0; i < len; i++)
-		if (p[i] < 0x20 || p[i] == 0x7f)
-			return host->error(host, APICRED_ERR_PROTOCOL, "shared token with "
-			                   "control characters: refused");
+	if (rc != APICRED_OK)
+		return rc;
 	if (!(s = malloc(sizeof(*s) + len + 1)))
 		return host->error(host, APICRED_ERR_NOMEM, "out of memory");
 	memcpy(s->value, in, len);
@@ -1285,7 +1231,7 @@ static int s_session_import(void *state, const apicred_host *host, const void *i
 		else
 			rc = s_ath(st, host, s->value + 5, len - 5, s->ath);
 		if (rc != APICRED_OK) {
-			s_wipe_free((char *)s, sizeof(*s) + len + 1);
+			host->wipe_free(host, s, sizeof(*s) + len + 1);
 			return rc;
 		}
 	}
@@ -1369,20 +1315,15 @@ static int s_uuid4(const apicred_host *host, char out[37])
 	return APICRED_OK;
 }
 
-/* {provision_url}/apiuser[/id[/suffix]] without doubling a '/'. */
-static char *s_purl(const struct s_state *st, const char *id, const char *suffix)
+/* {provision_url}/apiuser[/id[/suffix]] (ids are at most 64 characters). */
+static int s_purl(const struct s_state *st, const apicred_host *host, const char *id,
+                  const char *suffix, char **url)
 {
-	size_t blen = strlen(st->provision_url), n;
-	char *url;
+	char path[160];
 
-	while (blen && st->provision_url[blen - 1] == '/')
-		blen--;
-	n = blen + 64 + (id ? strlen(id) : 0) + (suffix ? strlen(suffix) : 0);
-	if (!(url = malloc(n)))
-		return NULL;
-	snprintf(url, n, "%.*s/apiuser%s%s%s%s", (int)blen, st->provision_url,
-	         id ? "/" : "", id ? id : "", suffix ? "/" : "", suffix ? suffix : "");
-	return url;
+	snprintf(path, sizeof(path), "apiuser%s%.64s%s%s", id ? "/" : "", id ? id : "",
+	         suffix ? "/" : "", suffix ? suffix : "");
+	return host->url_join(host, st->provision_url, path, url);
 }
 
 /* Turns a provisioning answer other than `want` into a clear error. */
@@ -1432,10 +1373,9 @@ static int s_provision_show(const struct s_state *st, const apicred_host *host,
 		rc = host->error(host, APICRED_ERR_SECRET, "client_id: not a MoMo API user id");
 		goto out;
 	}
-	if (!(req.url = url = s_purl(st, id, NULL))) {
-		rc = host->error(host, APICRED_ERR_NOMEM, "out of memory");
+	if ((rc = s_purl(st, host, id, NULL, &url)) != APICRED_OK)
 		goto out;
-	}
+	req.url = url;
 	if ((rc = host->http(host, &req, &resp)) != APICRED_OK)
 		goto out;
 	if (resp.status != 200) {
@@ -1510,10 +1450,9 @@ static int s_provision(void *state, const apicred_host *host, unsigned flags,
 	req.body = body;
 	req.body_len = strlen(body);
 	req.content_type = "application/json";
-	if (!(req.url = url = s_purl(st, NULL, NULL))) {
-		rc = host->error(host, APICRED_ERR_NOMEM, "out of memory");
+	if ((rc = s_purl(st, host, NULL, NULL, &url)) != APICRED_OK)
 		goto out;
-	}
+	req.url = url;
 	if ((rc = host->http(host, &req, &resp)) != APICRED_OK)
 		goto out;
 	if (resp.status != 201) {
@@ -1527,10 +1466,9 @@ static int s_provision(void *state, const apicred_host *host, unsigned flags,
 	req.body = NULL;
 	req.body_len = 0;
 	req.content_type = NULL;
-	if (!(req.url = url = s_purl(st, id, "apikey"))) {
-		rc = host->error(host, APICRED_ERR_NOMEM, "out of memory");
+	if ((rc = s_purl(st, host, id, "apikey", &url)) != APICRED_OK)
 		goto out;
-	}
+	req.url = url;
 	if ((rc = host->http(host, &req, &resp)) != APICRED_OK)
 		goto out;
 	if (resp.status != 201 && resp.status != 200) {
@@ -1564,8 +1502,7 @@ static int s_provision(void *state, const apicred_host *host, unsigned flags,
 out:
 	s_resp_free(host, &resp);
 	free(url);
-	if (key)
-		s_wipe_free(key, strlen(key));
+	host->wipe_free(host, key, APICRED_WIPE_STR);
 	return rc;
 }
 
@@ -1577,7 +1514,7 @@ static void s_fini(void *state)
 
 	if (!st)
 		return;
-	s_req_release(&st->req);
+	s_req_release(st->host, &st->req);
 	free(st->fields);
 	EVP_PKEY_free(st->client_key);
 	EVP_PKEY_free(st->dpop_key);

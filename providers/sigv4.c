@@ -57,11 +57,13 @@
 /* ---- schema ---------------------------------------------------------- */
 
 static const apicred_schema s_schema[] = {
-	{ "access_key_id", APICRED_T_STRING, APICRED_F_REQUIRED | APICRED_F_SECRET, NULL, NULL,
+	{ "access_key_id", APICRED_T_STRING, APICRED_F_REQUIRED | APICRED_F_SECRET | APICRED_F_NONEMPTY,
+	  NULL, NULL,
 	  "access key id, sent in Credential= (file:PATH, env:NAME or literal)" },
-	{ "secret_access_key", APICRED_T_STRING, APICRED_F_REQUIRED | APICRED_F_SECRET, NULL, NULL,
+	{ "secret_access_key", APICRED_T_STRING,
+	  APICRED_F_REQUIRED | APICRED_F_SECRET | APICRED_F_NONEMPTY, NULL, NULL,
 	  "secret access key: the signing keys are derived from it; never sent" },
-	{ "session_token", APICRED_T_STRING, APICRED_F_SECRET, NULL, NULL,
+	{ "session_token", APICRED_T_STRING, APICRED_F_SECRET | APICRED_F_NONEMPTY, NULL, NULL,
 	  "session token of temporary credentials, sent and signed as X-Amz-Security-Token" },
 	{ "region", APICRED_T_STRING, APICRED_F_REQUIRED, NULL, NULL,
 	  "signing region, e.g. us-east-1 (S3-compatible services say which)" },
@@ -170,19 +172,10 @@ static int s_init(const apicred_host *host, void **state)
 		if (rc != APICRED_OK)
 			goto fail;
 	}
-	for (size_t i = 0; i < st->token_len; i++) {
-		if ((unsigned char)st->token[i] < ' ' || st->token[i] == 0x7f) {
-			rc = host->error(host, APICRED_ERR_SECRET, "session_token: control "
-			                 "characters (it is sent as a header)");
-			goto fail;
-		}
-	}
-	if (st->akid_len == 0 || secret_len == 0 || (st->token && st->token_len == 0)) {
-		rc = host->error(host, APICRED_ERR_SECRET, "%s: the secret is empty",
-		                 st->akid_len == 0 ? "access_key_id"
-		                 : secret_len == 0 ? "secret_access_key" : "session_token");
+	/* It is sent as a header; the secrets are not empty (APICRED_F_NONEMPTY). */
+	if (st->token && (rc = host->check_text(host, APICRED_ERR_SECRET, "session_token",
+	                                        st->token, st->token_len)) != APICRED_OK)
 		goto fail;
-	}
 
 	/* The first key of the derivation chain: "AWS4" + secret. */
 	st->key_len = 4 + secret_len;
@@ -623,7 +616,7 @@ struct s_work {
 	char buf[512];
 };
 
-static void s_work_free(struct s_work *w)
+static void s_work_free(const apicred_host *host, struct s_work *w)
 {
 	curl_free(w->scheme);
 	curl_free(w->hostname);
@@ -632,10 +625,7 @@ static void s_work_free(struct s_work *w)
 	curl_free(w->query);
 	curl_url_cleanup(w->url);
 	free(w->signed_names);
-	if (w->auth) {
-		OPENSSL_cleanse(w->auth, strlen(w->auth)); /* holds the access key id */
-		free(w->auth);
-	}
+	host->wipe_free(host, w->auth, APICRED_WIPE_STR); /* holds the access key id */
 	EVP_MD_CTX_free(w->md);
 	EVP_MAC_CTX_free(w->mac);
 	if (w->token)
@@ -952,7 +942,7 @@ static int s_apply(void *state, const apicred_host *host, const void *session,
 	if (rc == APICRED_OK && st->token)
 		rc = host->add_header(out, "X-Amz-Security-Token", st->token);
 done:
-	s_work_free(&w);
+	s_work_free(host, &w);
 	return rc;
 }
 
@@ -968,10 +958,7 @@ static void s_fini(void *state)
 		st->host->secret_free(st->host, st->akid, st->akid_len);
 	if (st->token)
 		st->host->secret_free(st->host, st->token, st->token_len);
-	if (st->key) {
-		OPENSSL_cleanse(st->key, st->key_len);
-		free(st->key);
-	}
+	st->host->wipe_free(st->host, st->key, st->key_len);
 	EVP_MD_free(st->sha256);
 	EVP_MAC_free(st->hmac);
 	free(st);
