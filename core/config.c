@@ -242,8 +242,11 @@ static int s_check_value(struct ac_stack *st, int layer, const config_setting_t 
 		              e->name, e->choices);
 	if ((e->flags & APICRED_F_NONEMPTY) && t == CONFIG_TYPE_STRING &&
 	    !*config_setting_get_string(s))
-		return s_fail(st, APICRED_ERR_CONFIG, s, "layer %d: '%s' must not be empty", layer,
-		              e->name);
+		return (e->flags & APICRED_F_SECRET)
+		       ? s_fail(st, APICRED_ERR_SECRET, s, "layer %d: '%s': the secret is empty",
+		                layer, e->name)
+		       : s_fail(st, APICRED_ERR_CONFIG, s, "layer %d: '%s' must not be empty",
+		                layer, e->name);
 	if (e->type == APICRED_T_INT && config_setting_get_int64(s) < 0)
 		return s_fail(st, APICRED_ERR_CONFIG, s, "layer %d: '%s' must not be negative", layer,
 		              e->name);

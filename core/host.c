@@ -234,11 +234,11 @@ static int s_check_text(const apicred_host *h, int code, const char *what, const
 	const unsigned char *p = s;
 
 	if (len == 0)
-		return ac_layer_error(s_layer(h), code, "%s is empty", what);
+		return ac_layer_error(s_layer(h), code, "%s: empty", what);
 	for (size_t i = 0; i < len; i++)
 		if (p[i] < 0x20 || p[i] == 0x7f)
-			return ac_layer_error(s_layer(h), code, "%s contains control characters",
-			                      what);
+			return ac_layer_error(s_layer(h), code, "%s: control characters (CR, LF or "
+			                      "the like) refused", what);
 	return APICRED_OK;
 }
 

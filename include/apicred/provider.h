@@ -280,7 +280,7 @@ struct apicred_host {
 	int (*read_file)(const apicred_host *h, const char *key, char **data, size_t *len);
 	/* Whether len bytes at s may be sent as a token: not empty, no control
 	 * character (C0, DEL) and no NUL. APICRED_OK, else code with the detail
-	 * "what is empty" or "what contains control characters". For what a
+	 * "what: empty" or "what: control characters ...". For what a
 	 * server, a file or the shared store gives before a header carries it. */
 	int (*check_text)(const apicred_host *h, int code, const char *what,
 	                  const void *s, size_t len);
