@@ -145,14 +145,18 @@ int apicred_service_description_copy(apicred_ctx *ctx, const char *service, char
 
 /* ---- getting credentials ----------------------------------------------- */
 
-/* What the next request will be; signing schemes need it, others ignore it. */
+/* What the next request will be; signing schemes need it, others ignore it.
+ * The library resolves the body's content type once and hands the layers
+ * the request as it will be sent. */
 typedef struct apicred_request {
 	size_t size;              /* sizeof(apicred_request) */
 	const char *method;       /* NULL: "GET" */
 	const char *url;          /* absolute URL, may be NULL */
 	const void *body;         /* may be NULL */
 	size_t body_len;
-	const char *content_type; /* of body; NULL: guessed (JSON or form) */
+	const char *content_type; /* of body; NULL: a Content-Type among headers,
+	                           * else the library's guess (JSON when the
+	                           * body starts with '{' or '[', else a form) */
 	const char *const *headers; /* NULL-terminated "Name: value" lines the
 	                             * application sends too, or NULL;
 	                             * apicred_curl_apply puts them on the handle */

@@ -13,10 +13,12 @@
  * appended to the vtable, so a provider copies min(its, the core's) minor.
  *
  * The core owns everything that is not the scheme itself: configuration and
- * its validation (against the provider's schema), secrets, caching of
- * sessions, single-flight fetching, refresh ahead, retries and back-off,
- * HTTP(S), locking and logging. A provider therefore holds no locks, no
- * threads and no caches. Its methods are:
+ * its validation (against the provider's schema: types such as URLs and
+ * header names, non-empty values), secrets and the files a layer names,
+ * caching of sessions, single-flight fetching, refresh ahead, retries and
+ * back-off, HTTP(S), JSON, locking and logging; struct apicred_host offers
+ * them. A provider therefore holds no locks, no threads and no caches, and
+ * repeats none of the core's checks. Its methods are:
  *
  *   init      parse configuration into immutable state           (Mandatory)
  *   fetch     obtain a session: token, login, ... (network I/O)  (Optional)
@@ -31,8 +33,10 @@
  *
  * Concurrency: state is shared by every thread after init returns. apply and
  * feedback may run concurrently with each other and with one fetch, so they
- * must treat state and sessions as read-only (atomics are fine). The core
- * never runs two fetches of one layer at once.
+ * must treat state and sessions as read-only (atomics are fine): a session
+ * that feedback refuses is dropped (APICRED_FEEDBACK_INVALIDATE) and the
+ * next fetch learns why it runs (host->fetch_reason), never by a mark on
+ * the session. The core never runs two fetches of one layer at once.
  *
  * Errors: methods return APICRED_OK or an apicred_err code. Report the
  * reason with host->error(), which prefixes service and layer; never put a
@@ -347,10 +351,10 @@ typedef enum apicred_feedback {
 typedef int (*apicred_init_fn)(const apicred_host *host, void **state);
 
 /* Optional. Obtains a new session, e.g. a token. previous is the current
- * session's data (still valid, e.g. for a refresh token) or NULL. A layer
- * whose configuration needs no session (tcx without a token) returns
- * APICRED_OK with data NULL and a long lifetime: apicred_cred_expires_at
- * does not count such a session. */
+ * session's data (still valid, e.g. for a refresh token) or NULL;
+ * host->fetch_reason says why the core asks (minor 1). A layer whose
+ * configuration needs no session says so at init (host->no_session): its
+ * fetch is never called. */
 typedef int (*apicred_fetch_fn)(void *state, const apicred_host *host,
                                 const void *previous, apicred_session *out);
 
@@ -359,7 +363,10 @@ typedef void (*apicred_session_free_fn)(void *state, void *data);
 
 /* Mandatory. Adds what one request must carry to out, with host->add_*.
  * session is the current session's data (NULL without fetch); req is never
- * NULL (fields may be). Pure and fast: no I/O, no blocking. */
+ * NULL (fields may be). req is the request as it will be sent: its url
+ * carries the query parameters of the layers above, its content_type is
+ * resolved for a body, and host->request_query gives its query, parsed
+ * once per request (minor 1). Pure and fast: no I/O, no blocking. */
 typedef int (*apicred_apply_fn)(void *state, const apicred_host *host,
                                 const void *session, const apicred_request *req,
                                 apicred_out *out);
