@@ -26,10 +26,13 @@ static void s_check_schema(const char *module, const apicred_schema *schema)
 	for (int i = 0; schema[i].name; i++) {
 		const apicred_schema *k = &schema[i];
 
-		if (k->type < APICRED_T_STRING || k->type > APICRED_T_GROUP)
+		if (k->type < APICRED_T_STRING || k->type > APICRED_T_HEADERS)
 			fail_msg("%s: key %s has no valid type", module, k->name);
-		if (k->flags & ~(APICRED_F_REQUIRED | APICRED_F_SECRET | APICRED_F_SECRET_FILE))
+		if (k->flags & ~(APICRED_F_REQUIRED | APICRED_F_SECRET | APICRED_F_SECRET_FILE |
+		                 APICRED_F_NONEMPTY))
 			fail_msg("%s: key %s has unknown flags", module, k->name);
+		if ((k->flags & APICRED_F_NONEMPTY) && k->def && !*k->def)
+			fail_msg("%s: key %s must not be empty but defaults to \"\"", module, k->name);
 		if (!k->help || !*k->help)
 			fail_msg("%s: key %s has no help line", module, k->name);
 		if ((k->flags & APICRED_F_REQUIRED) && k->def)
