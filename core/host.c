@@ -346,19 +346,27 @@ void ac_request_fini(struct ac_request *R)
 	R->parsed = false;
 }
 
-static int s_parse_query(struct ac_request *R)
+/* The query as sent: after '?', before '#'. */
+static void s_find_query(struct ac_request *R)
 {
-	const char *url = R->r.url, *q = url ? strchr(url, '?') : NULL, *hash;
-	size_t n = 0, cap = sizeof(R->inline_items) / sizeof(R->inline_items[0]);
-	apicred_query_item *it = R->inline_items;
+	const char *url = R->r.url, *q = url ? strchr(url, '?') : NULL;
+	const char *hash = url ? strchr(url, '#') : NULL;
 
-	hash = url ? strchr(url, '#') : NULL;
 	R->query = "";
 	R->query_len = 0;
 	if (q && (!hash || hash > q)) {
 		R->query = q + 1;
 		R->query_len = strcspn(R->query, "#");
 	}
+	R->parsed = true;
+}
+
+/* Its items, split at '&' (empty ones skipped), only for a layer that asks. */
+static int s_split_query(struct ac_request *R)
+{
+	size_t n = 0, cap = sizeof(R->inline_items) / sizeof(R->inline_items[0]);
+	apicred_query_item *it = R->inline_items;
+
 	for (const char *p = R->query, *end = p + R->query_len; p < end;) {
 		const char *amp = memchr(p, '&', (size_t)(end - p)), *eq;
 		if (!amp)
@@ -366,8 +374,11 @@ static int s_parse_query(struct ac_request *R)
 		if (amp > p) {
 			if (n == cap) {
 				apicred_query_item *more = malloc(2 * cap * sizeof(*more));
-				if (!more)
+				if (!more) {
+					if (it != R->inline_items)
+						free(it);
 					return ac_error(APICRED_ERR_NOMEM, "out of memory");
+				}
 				memcpy(more, it, n * sizeof(*it));
 				if (it != R->inline_items)
 					free(it);
@@ -383,7 +394,6 @@ static int s_parse_query(struct ac_request *R)
 	}
 	R->items = it;
 	R->nitems = n;
-	R->parsed = true;
 	return APICRED_OK;
 }
 
@@ -398,7 +408,9 @@ static int s_request_query(const apicred_host *h, const apicred_request *req,
 	if (!req || R->self != R)
 		return ac_layer_error(s_layer(h), APICRED_ERR_INVALID,
 		                      "request_query: not the request apply received");
-	if (!R->parsed && (rc = s_parse_query(R)) != APICRED_OK)
+	if (!R->parsed)
+		s_find_query(R);
+	if ((items || n) && !R->items && (rc = s_split_query(R)) != APICRED_OK)
 		return ac_layer_error(s_layer(h), rc, "%s", apicred_errmsg());
 	if (query)
 		*query = R->query;

@@ -459,10 +459,10 @@ bool ac_header_line_ok(const char *s);
 struct ac_request {
 	apicred_request r;             /* first: apply gets &r */
 	const struct ac_request *self; /* marks one the core made */
-	bool parsed;
+	bool parsed;                   /* query, query_len found */
 	const char *query;
 	size_t query_len;
-	apicred_query_item *items;     /* inline_items, or malloc'ed past them */
+	apicred_query_item *items;     /* once split: inline_items or malloc'ed */
 	size_t nitems;
 	apicred_query_item inline_items[16];
 };

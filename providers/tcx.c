@@ -83,6 +83,7 @@ struct s_state {
 	char *authorize_url;       /* twtc */
 	char *reauthorize_url;
 	EVP_MD *sha1;
+	_Atomic(EVP_MD_CTX *) spare; /* a SHA-1 context for the next s_pass */
 };
 
 /* A twtc access token; token_b64 is what X-TCX-TOKEN carries. */
@@ -271,33 +272,41 @@ static int s_dyn(const apicred_host *host, char dyn[S_DYN_LEN + 1])
 }
 
 /* base64(hex(sha1(J + app_public + dyn)) ":" dyn) */
-static int s_pass(const struct s_state *st, const apicred_host *host,
+static int s_pass(struct s_state *st, const apicred_host *host,
                   const char *j, size_t jlen, char **pass)
 {
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned int mdlen = 0;
 	char dyn[S_DYN_LEN + 1], plain[2 * EVP_MAX_MD_SIZE + 1 + S_DYN_LEN + 1], *hex = NULL;
-	EVP_MD_CTX *ctx;
+	/* A spare context taken with an atomic exchange (apply runs on many
+	 * threads): no allocation per request on the common path. */
+	EVP_MD_CTX *ctx = atomic_exchange(&st->spare, NULL), *none = NULL;
+	size_t hlen;
 	int rc, ok;
 
 	rc = s_dyn(host, dyn);
 	if (rc != APICRED_OK)
 		return rc;
-	ctx = EVP_MD_CTX_new();
+	if (!ctx)
+		ctx = EVP_MD_CTX_new();
 	ok = ctx && EVP_DigestInit_ex(ctx, st->sha1, NULL) &&
 	     EVP_DigestUpdate(ctx, j, jlen) &&
 	     EVP_DigestUpdate(ctx, st->app_public, st->app_public_len) &&
 	     EVP_DigestUpdate(ctx, dyn, S_DYN_LEN) &&
 	     EVP_DigestFinal_ex(ctx, md, &mdlen);
-	EVP_MD_CTX_free(ctx);
+	if (ctx && !atomic_compare_exchange_strong(&st->spare, &none, ctx))
+		EVP_MD_CTX_free(ctx);
 	if (!ok)
 		return host->error(host, APICRED_ERR_INTERNAL, "SHA-1 failed");
 	rc = host->hex(host, md, mdlen, &hex);
 	if (rc != APICRED_OK)
 		return rc;
-	snprintf(plain, sizeof(plain), "%s:%s", hex, dyn);
+	hlen = 2 * mdlen;
+	memcpy(plain, hex, hlen);
+	plain[hlen] = ':';
+	memcpy(plain + hlen + 1, dyn, S_DYN_LEN);
 	free(hex);
-	return host->base64(host, plain, strlen(plain), pass);
+	return host->base64(host, plain, hlen + 1 + S_DYN_LEN, pass);
 }
 
 /* tcx_datetime: the wall clock as YYYYMMDDHHmmss in UTC. */
@@ -317,11 +326,17 @@ struct s_kv {
 	size_t klen, vlen, seq;
 };
 
+/* Small requests (the common case) use the inline arrays: no allocation. */
+#define S_INLINE_KV 16
+#define S_INLINE_BUF 512
+
 struct s_params {
-	struct s_kv *kv;
+	struct s_kv *kv;  /* inline_kv, or malloc'ed past it */
 	size_t n, cap;
 	char *buf;        /* decoded query and form text, number casts */
 	size_t used, size;
+	struct s_kv inline_kv[S_INLINE_KV];
+	char inline_buf[S_INLINE_BUF];
 };
 
 static int s_hexval(int c)
@@ -355,12 +370,19 @@ static size_t s_urldecode(const char *in, size_t len, char *out)
 static int s_push(const apicred_host *host, struct s_params *p, const char *k,
                   size_t klen, const char *v, size_t vlen)
 {
+	if (!p->kv) {
+		p->kv = p->inline_kv;
+		p->cap = S_INLINE_KV;
+	}
 	if (p->n == p->cap) {
-		size_t cap = p->cap ? 2 * p->cap : 16;
-		struct s_kv *kv = realloc(p->kv, cap * sizeof(*kv));
+		size_t cap = 2 * p->cap;
+		struct s_kv *kv = malloc(cap * sizeof(*kv));
 
 		if (!kv)
 			return host->error(host, APICRED_ERR_NOMEM, "out of memory");
+		memcpy(kv, p->kv, p->n * sizeof(*kv));
+		if (p->kv != p->inline_kv)
+			free(p->kv);
 		p->kv = kv;
 		p->cap = cap;
 	}
@@ -580,7 +602,7 @@ static int s_has(const char *s, const char *needle)
 static int s_param_string(const apicred_host *host, const apicred_request *req,
                           char **j, size_t *jlen)
 {
-	struct s_params p = { 0 };
+	struct s_params p;
 	const char *q, *body = req->body, *ct = req->content_type; /* resolved by the core */
 	const char *method = req->method ? req->method : "GET";
 	size_t qlen, blen = body ? req->body_len : 0, members = 0, i, n;
@@ -588,6 +610,8 @@ static int s_param_string(const apicred_host *host, const apicred_request *req,
 	int json = 0, form = 0, rc;
 	char *o;
 
+	p.kv = NULL;
+	p.n = p.cap = p.used = 0;
 	if ((rc = host->request_query(host, req, &q, &qlen, NULL, NULL)) != APICRED_OK)
 		return rc;
 	if (blen && ct) {
@@ -605,7 +629,7 @@ static int s_param_string(const apicred_host *host, const apicred_request *req,
 	if (json)
 		root = s_load_json(host, body, blen, &members);
 	p.size = qlen + (form ? blen : 0) + S_JSON_ROOM * members + 1;
-	p.buf = malloc(p.size);
+	p.buf = p.size <= S_INLINE_BUF ? p.inline_buf : malloc(p.size);
 	if (!p.buf) {
 		rc = host->error(host, APICRED_ERR_NOMEM, "out of memory");
 		goto done;
@@ -619,9 +643,18 @@ static int s_param_string(const apicred_host *host, const apicred_request *req,
 		goto done;
 
 	/* Sort by key, then by arrival; the last of equal keys wins, which is
-	 * both parse_str's rule and "the body wins over the query". */
-	if (p.n > 1)
+	 * both parse_str's rule and "the body wins over the query". A few
+	 * pairs sort faster by insertion than through qsort. */
+	if (p.n > S_INLINE_KV) {
 		qsort(p.kv, p.n, sizeof(*p.kv), s_kv_cmp);
+	} else {
+		for (i = 1; i < p.n; i++) {
+			struct s_kv kv = p.kv[i];
+			for (n = i; n > 0 && s_kv_cmp(&p.kv[n - 1], &kv) > 0; n--)
+				p.kv[n] = p.kv[n - 1];
+			p.kv[n] = kv;
+		}
+	}
 	n = 1;
 	for (i = 0; i < p.n; i++)
 		n += p.kv[i].klen + p.kv[i].vlen + 2;
@@ -646,8 +679,10 @@ static int s_param_string(const apicred_host *host, const apicred_request *req,
 
 done:
 	json_decref(root);
-	free(p.kv);
-	free(p.buf);
+	if (p.kv != p.inline_kv)
+		free(p.kv);
+	if (p.buf != p.inline_buf)
+		free(p.buf);
 	return rc;
 }
 
@@ -891,7 +926,7 @@ static int s_session_import(void *state, const apicred_host *host, const void *i
 static int s_apply(void *state, const apicred_host *host, const void *session,
                    const apicred_request *req, apicred_out *out)
 {
-	const struct s_state *st = state;
+	struct s_state *st = state; /* its spare context is atomic */
 	const struct s_session *sess = session;
 	char dt[15] = "", *j = dt, *pass = NULL;
 	size_t jlen = 0;
@@ -976,6 +1011,7 @@ static void s_fini(void *state)
 	st->host->wipe_free(st->host, st->master_b64, APICRED_WIPE_STR);
 	free(st->authorize_url);
 	free(st->reauthorize_url);
+	EVP_MD_CTX_free(atomic_load(&st->spare));
 	EVP_MD_free(st->sha1);
 	free(st);
 }
