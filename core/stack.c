@@ -34,7 +34,7 @@ static int s_layer_apply(struct ac_layer *L, struct ac_request *req, apicred_cre
 		return rc;
 	if (cred->nlayers < AC_MAX_LAYERS)
 		cred->layers[cred->nlayers++] = (struct ac_used){ L, s ? s->gen : 0 };
-	/* A session without data stands for "none needed" (provider.h). */
+	/* A session without data carries no expiry worth telling. */
 	if (s && s->data && (cred->expires_at == 0 || s->wall_expires_s < cred->expires_at))
 		cred->expires_at = s->wall_expires_s;
 	return APICRED_OK;

@@ -941,13 +941,13 @@ fail:
 
 /* expires_in as a number or numeric string; 0 (the core's default TTL) for
  * missing, zero, negative or garbage values. */
-static int64_t s_lifetime_ms(const apicred_host *host, const char *body, size_t len)
+static int64_t s_lifetime_ms(const apicred_host *host, const char *v)
 {
-	char *v = NULL, *end;
+	char *end;
 	double secs;
 	int64_t ms = 0;
 
-	if (host->json_get(host, body, len, "expires_in", &v) != APICRED_OK)
+	if (!v)
 		return 0;
 	errno = 0;
 	secs = strtod(v, &end);
@@ -960,7 +960,6 @@ static int64_t s_lifetime_ms(const apicred_host *host, const char *body, size_t 
 		host->log(host, LOG_WARNING, "token endpoint sent an unusable expires_in; "
 		          "using default_ttl");
 	}
-	free(v);
 	return ms;
 }
 
@@ -989,23 +988,34 @@ static int s_ath(const struct s_state *st, const apicred_host *host, const char 
 	return APICRED_OK;
 }
 
+/* The members of a token reply, read with one parse. */
+enum { S_TOKEN, S_ERROR, S_TYPE, S_EXPIRES, S_NFIELDS };
+static const char *const s_fields[S_NFIELDS] = {
+	"access_token", "error", "token_type", "expires_in"
+};
+
 static int s_parse_token(const struct s_state *st, const apicred_host *host,
                          const apicred_http_response *resp, apicred_session *out)
 {
-	char *token = NULL, *type = NULL, *err = NULL;
+	char *v[S_NFIELDS], *token, *type, *err;
 	struct s_session *s;
 	const char *prefix;
 	size_t plen, tlen;
 	int rc;
 
-	rc = host->json_get(host, resp->body, resp->body_len, "access_token", &token);
+	rc = host->json_get_many(host, resp->body, resp->body_len, S_NFIELDS, s_fields, v);
 	if (rc == APICRED_ERR_PROTOCOL)
 		return host->error(host, APICRED_ERR_PROTOCOL,
 		                   "token endpoint answered %ld with a body that is not a JSON object",
 		                   resp->status);
-	if (rc != APICRED_OK || !*token) {
+	if (rc != APICRED_OK)
+		return rc;
+	token = v[S_TOKEN];
+	type = v[S_TYPE];
+	err = v[S_ERROR];
+	if (!token || !*token) {
 		/* Some servers answer 200 with an OAuth error object. */
-		if (host->json_get(host, resp->body, resp->body_len, "error", &err) == APICRED_OK)
+		if (err)
 			rc = host->error(host, APICRED_ERR_PROTOCOL,
 			                 "token endpoint answered %ld without access_token: %s",
 			                 resp->status, err);
@@ -1020,7 +1030,6 @@ static int s_parse_token(const struct s_state *st, const apicred_host *host,
 	                      token, tlen);
 	if (rc != APICRED_OK)
 		goto out;
-	host->json_get(host, resp->body, resp->body_len, "token_type", &type);
 	prefix = s_prefix_for(st, type);
 	if (!prefix) {
 		if (st->dpop)
@@ -1050,12 +1059,13 @@ static int s_parse_token(const struct s_state *st, const apicred_host *host,
 	memcpy(s->value + plen, token, tlen + 1);
 	s->value_len = plen + tlen;
 	out->data = s;
-	out->lifetime_ms = s_lifetime_ms(host, resp->body, resp->body_len);
+	out->lifetime_ms = s_lifetime_ms(host, v[S_EXPIRES]);
 	rc = APICRED_OK;
 out:
 	host->wipe_free(host, token, APICRED_WIPE_STR);
 	free(type);
 	free(err);
+	free(v[S_EXPIRES]);
 	return rc;
 }
 
@@ -1363,7 +1373,8 @@ static int s_provision_show(const struct s_state *st, const apicred_host *host,
 {
 	apicred_http_request req = { .size = sizeof(req), .method = "GET" };
 	apicred_http_response resp = { 0 };
-	char *id = NULL, *url = NULL, *cb = NULL, *env = NULL;
+	static const char *const paths[] = { "providerCallbackHost", "targetEnvironment" };
+	char *id = NULL, *url = NULL, *cb = NULL, *env = NULL, *found[2];
 	size_t id_len = 0;
 	int rc;
 
@@ -1382,8 +1393,10 @@ static int s_provision_show(const struct s_state *st, const apicred_host *host,
 		rc = s_prov_error(host, &resp, "reading the API user", id);
 		goto out;
 	}
-	host->json_get(host, resp.body, resp.body_len, "providerCallbackHost", &cb);
-	host->json_get(host, resp.body, resp.body_len, "targetEnvironment", &env);
+	if (host->json_get_many(host, resp.body, resp.body_len, 2, paths, found) == APICRED_OK) {
+		cb = found[0];
+		env = found[1];
+	}
 	/* The server's words go to a terminal: one line each. */
 	if (cb && APICRED_HOST_HAS(host, safe_text))
 		host->safe_text(host, cb, strlen(cb), cb, strlen(cb) + 1);
