@@ -48,7 +48,8 @@ struct s_state {
 	size_t value_len[2];
 };
 
-/* Which token apply sends; refused is set once, by feedback, on a 403. */
+/* Which token apply sends; refused marks a 403 already logged (once per
+ * session); the failover itself follows the session's invalidation. */
 struct s_session {
 	int backup;           /* 0: the primary, 1: the backup */
 	atomic_bool refused;
@@ -123,7 +124,9 @@ static int s_fetch(void *state, const apicred_host *host, const void *previous,
 	if (!sess)
 		return host->error(host, APICRED_ERR_NOMEM, "out of memory");
 	sess->backup = prev ? prev->backup : 0;
-	if (prev && !prev->backup && st->value[1] && atomic_load(&prev->refused)) {
+	/* Feedback drops a refused primary only when there is a backup. */
+	if (prev && !prev->backup && st->value[1] &&
+	    host->fetch_reason(host, previous) == APICRED_FETCH_INVALIDATED) {
 		sess->backup = 1;
 		host->log(host, LOG_WARNING, "the primary token was refused (403): "
 		          "failing over to backup_token until the configuration changes");
@@ -177,7 +180,6 @@ static apicred_feedback s_feedback(void *state, const apicred_host *host,
 			          "and no backup_token is configured");
 		return APICRED_FEEDBACK_NONE;
 	}
-	atomic_store(&sess->refused, true);
 	return APICRED_FEEDBACK_INVALIDATE; /* the next fetch fails over */
 }
 
