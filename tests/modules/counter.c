@@ -23,6 +23,7 @@ struct counter_control {
 	atomic_int blocked;     /* fetches currently waiting */
 	atomic_int delay_ms;    /* real sleep inside fetch, to make callers overlap */
 	atomic_int finis;       /* states finalised */
+	atomic_int reason;      /* host->fetch_reason of the last fetch */
 };
 
 __attribute__((visibility("default"))) struct counter_control counter_control;
@@ -50,6 +51,8 @@ static int s_fetch(void *state, const apicred_host *host, const void *previous,
 {
 	struct s_state *st = state;
 	int n = atomic_fetch_add(&counter_control.fetches, 1) + 1;
+
+	atomic_store(&counter_control.reason, host->fetch_reason(host, previous));
 	int fail = atomic_load(&counter_control.fail);
 	char *tok;
 

@@ -134,6 +134,7 @@ struct counter_control {
 	atomic_int blocked;     /* fetches currently waiting */
 	atomic_int delay_ms;    /* real sleep inside fetch, to make callers overlap */
 	atomic_int finis;       /* states finalised */
+	atomic_int reason;      /* host->fetch_reason of the last fetch */
 };
 
 /* The control block of the counter module fx_module(f, "counter") links:

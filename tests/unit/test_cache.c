@@ -24,6 +24,7 @@
 #include <cmocka.h>
 
 #include <apicred/apicred.h>
+#include <apicred/provider.h> /* apicred_fetch_reason */
 
 #include "fixture.h"
 
@@ -186,6 +187,32 @@ static void test_refresh_ahead_without_thread(void **state)
 	assert_string_equal(s_get(ctx, cred), "tok-1");
 	assert_string_equal(s_get(ctx, cred), "tok-2");
 	assert_int_equal(atomic_load(&s_ctl->fetches), 2);
+	apicred_cred_free(cred);
+	apicred_close(ctx);
+}
+
+/* fetch learns why it runs (host->fetch_reason): first, ahead of expiry,
+ * after expiry, after a 401 dropped the session. */
+static void test_fetch_reason(void **state)
+{
+	apicred_ctx *ctx = s_open(APICRED_OPEN_NO_BACKGROUND);
+	apicred_cred *cred;
+	int retry = 0;
+
+	apicred_cred_new(&cred);
+	assert_string_equal(s_get(ctx, cred), "tok-1");
+	assert_int_equal(atomic_load(&s_ctl->reason), APICRED_FETCH_FIRST);
+	fx_advance(301000); /* within refresh_ahead of the 600 s */
+	assert_string_equal(s_get(ctx, cred), "tok-1");
+	assert_int_equal(atomic_load(&s_ctl->fetches), 2);
+	assert_int_equal(atomic_load(&s_ctl->reason), APICRED_FETCH_REFRESH);
+	fx_advance(601000); /* tok-2 has expired */
+	assert_string_equal(s_get(ctx, cred), "tok-3");
+	assert_int_equal(atomic_load(&s_ctl->reason), APICRED_FETCH_EXPIRED);
+	assert_int_equal(apicred_report(ctx, "svc", cred, 401, NULL, 0, &retry), APICRED_OK);
+	assert_int_equal(retry, 1);
+	assert_string_equal(s_get(ctx, cred), "tok-4");
+	assert_int_equal(atomic_load(&s_ctl->reason), APICRED_FETCH_INVALIDATED);
 	apicred_cred_free(cred);
 	apicred_close(ctx);
 }
@@ -493,6 +520,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_fresh_cache_does_not_fetch, s_setup, s_teardown),
 		cmocka_unit_test_setup_teardown(test_refresh_ahead_nobody_waits, s_setup, s_teardown),
 		cmocka_unit_test_setup_teardown(test_refresh_ahead_without_thread, s_setup, s_teardown),
+		cmocka_unit_test_setup_teardown(test_fetch_reason, s_setup, s_teardown),
 		cmocka_unit_test_setup_teardown(test_short_token_refreshes_at_half_life, s_setup, s_teardown),
 		cmocka_unit_test_setup_teardown(test_no_lifetime_gets_default_ttl, s_setup, s_teardown),
 		cmocka_unit_test_setup_teardown(test_stale_if_error, s_setup, s_teardown),
