@@ -154,9 +154,10 @@ typedef struct apicred_request {
 	const char *url;          /* absolute URL, may be NULL */
 	const void *body;         /* may be NULL */
 	size_t body_len;
-	const char *content_type; /* of body; NULL: a Content-Type among headers,
-	                           * else the library's guess (JSON when the
-	                           * body starts with '{' or '[', else a form) */
+	const char *content_type; /* of body; a Content-Type line among headers
+	                           * wins (it is what is sent); NULL: the
+	                           * library's guess (JSON when the body starts
+	                           * with '{' or '[', else a form) */
 	const char *const *headers; /* NULL-terminated "Name: value" lines the
 	                             * application sends too, or NULL;
 	                             * apicred_curl_apply puts them on the handle */
@@ -210,8 +211,8 @@ int apicred_cred_url(const apicred_cred *cred, const char *url, char **out);
  * (a CURL *): CURLOPT_URL (req->url plus the query parameters),
  * CURLOPT_HTTPHEADER (req->headers plus the credential's headers), client
  * certificate and key (in memory), CA, pinned key, TLS version, and the
- * Content-Type the signing layers saw (req->content_type or the guess for
- * the body) unless req->headers has one. Peer verification stays on.
+ * Content-Type the signing layers saw (req->content_type or the library's
+ * guess for the body) unless req->headers has one. Peer verification stays on.
  * Method and body are the application's to set (CURLOPT_POSTFIELDS...).
  * Never set CURLOPT_HTTPHEADER afterwards: it would replace the list, and
  * the credential headers with it; use req->headers. The header list lives
