@@ -784,91 +784,71 @@ static int s_split_curl(const apicred_host *host, const char *url, struct s_work
 	return APICRED_OK;
 }
 
-static int s_apply(void *state, const apicred_host *host, const void *session,
-                   const apicred_request *req, apicred_out *out)
+/* The payload's hash (or UNSIGNED-PAYLOAD): what the canonical request
+ * ends with and X-Amz-Content-Sha256 carries. */
+static int s_payload(const struct s_state *st, const apicred_host *host,
+                     const apicred_request *req, struct s_work *w,
+                     char hex[2 * EVP_MAX_MD_SIZE + 1], const char **payload)
 {
-	const struct s_state *st = state;
-	const struct s_session *sess = session;
-	struct s_work w = { .token = st->token != NULL };
-	struct s_url u = { 0 };
-	struct s_hdr h[S_MAX_HEADERS];
-	struct s_sink k = { .ok = true, .cap = sizeof(w.buf), .buf = w.buf };
-	unsigned char md[EVP_MAX_MD_SIZE], sig[EVP_MAX_MD_SIZE];
+	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned int mdlen = 0;
-	size_t nh = 0, siglen = 0, names = 0, n;
-	char date[9], stamp[17], hostport[300], sts[320], *p;
-	char body_hash[2 * EVP_MAX_MD_SIZE + 1], creq_hash[2 * EVP_MAX_MD_SIZE + 1];
-	char sig_hex[2 * EVP_MAX_MD_SIZE + 1];
-	const char *payload = "UNSIGNED-PAYLOAD", *method = req->method ? req->method : "GET";
-	int64_t now = host->now_wall_ms(host), day;
-	int rc;
 
-	if (!req->url)
-		return host->error(host, APICRED_ERR_INVALID, "sigv4 signs the whole request: "
-		                   "it needs the request's URL (apicred_request.url; apicred get -u)");
-	if (req->body_len && !req->body && !st->unsigned_payload)
-		return host->error(host, APICRED_ERR_INVALID, "the request has a body_len of %zu "
-		                   "but no body: cannot hash the payload", req->body_len);
-	if (now < 0)
-		return host->error(host, APICRED_ERR_INTERNAL, "the wall clock is before 1970");
-	day = now / S_DAY_MS;
-	s_stamps(now, date, stamp);
-
-	if (!s_split_plain(req->url, &u) && (rc = s_split_curl(host, req->url, &w, &u)) != APICRED_OK)
-		goto done;
-	if ((rc = s_hostport(host, &u, hostport, sizeof(hostport))) != APICRED_OK)
-		goto done;
-
-	w.md = EVP_MD_CTX_new();
-	if (!w.md) {
-		rc = host->error(host, APICRED_ERR_NOMEM, "out of memory");
-		goto done;
+	*payload = "UNSIGNED-PAYLOAD";
+	if (st->unsigned_payload)
+		return APICRED_OK;
+	if (!req->body || !req->body_len) {
+		*payload = S_EMPTY_SHA256; /* most requests: no need to hash "" again */
+		return APICRED_OK;
 	}
-	if (!st->unsigned_payload && (!req->body || !req->body_len)) {
-		payload = S_EMPTY_SHA256; /* most requests: no need to hash "" again */
-	} else if (!st->unsigned_payload) {
-		if (!EVP_DigestInit_ex2(w.md, st->sha256, NULL) ||
-		    !EVP_DigestUpdate(w.md, req->body, req->body_len) ||
-		    !EVP_DigestFinal_ex(w.md, md, &mdlen)) {
-			rc = host->error(host, APICRED_ERR_INTERNAL, "SHA-256 failed");
-			goto done;
-		}
-		s_hex(md, mdlen, body_hash);
-		payload = body_hash;
-	}
-	rc = s_headers(st, host, req, hostport, stamp, payload, h, &nh);
-	if (rc != APICRED_OK)
-		goto done;
+	if (!EVP_DigestInit_ex2(w->md, st->sha256, NULL) ||
+	    !EVP_DigestUpdate(w->md, req->body, req->body_len) ||
+	    !EVP_DigestFinal_ex(w->md, md, &mdlen))
+		return host->error(host, APICRED_ERR_INTERNAL, "SHA-256 failed");
+	s_hex(md, mdlen, hex);
+	*payload = hex;
+	return APICRED_OK;
+}
 
-	/* SignedHeaders: the distinct names, lowercased, ';'-separated. */
+/* SignedHeaders: the distinct names, lowercased, ';'-separated. */
+static int s_signed_names(const apicred_host *host, const struct s_hdr *h, size_t nh,
+                          char **out)
+{
+	size_t names = 0;
+	char *p;
+
 	for (size_t i = 0; i < nh; i++)
 		names += h[i].nlen + 1;
-	w.signed_names = p = malloc(names);
-	if (!p) {
-		rc = host->error(host, APICRED_ERR_NOMEM, "out of memory");
-		goto done;
-	}
+	*out = p = malloc(names);
+	if (!p)
+		return host->error(host, APICRED_ERR_NOMEM, "out of memory");
 	for (size_t i = 0; i < nh; i++) {
 		if (i && s_cmp_name(h[i].name, h[i].nlen, h[i - 1].name, h[i - 1].nlen) == 0)
 			continue;
-		if (p != w.signed_names)
+		if (p != *out)
 			*p++ = ';';
 		for (size_t j = 0; j < h[i].nlen; j++)
 			*p++ = s_lower(h[i].name[j]);
 	}
 	*p = '\0';
+	return APICRED_OK;
+}
 
-	/* The canonical request, hashed as it is written. */
-	if (!EVP_DigestInit_ex2(w.md, st->sha256, NULL)) {
-		rc = host->error(host, APICRED_ERR_INTERNAL, "SHA-256 failed");
-		goto done;
-	}
-	k.md = w.md;
+/* The canonical request, hashed as it is written, as hex. */
+static int s_creq_hash(const struct s_state *st, const apicred_host *host, struct s_work *w,
+                       const char *method, const struct s_url *u, const struct s_hdr *h,
+                       size_t nh, const char *payload, char hex[2 * EVP_MAX_MD_SIZE + 1])
+{
+	struct s_sink k = { .ok = true, .cap = sizeof(w->buf), .buf = w->buf, .md = w->md };
+	unsigned char md[EVP_MAX_MD_SIZE];
+	unsigned int mdlen = 0;
+
+	if (!EVP_DigestInit_ex2(w->md, st->sha256, NULL))
+		return host->error(host, APICRED_ERR_INTERNAL, "SHA-256 failed");
 	s_put(&k, method, strlen(method));
 	s_putc(&k, '\n');
-	s_put_path(&k, u.path, u.path_len, st->s3);
+	s_put_path(&k, u->path, u->path_len, st->s3);
 	s_putc(&k, '\n');
-	if (u.query && !s_put_query(&k, u.query, u.query_len))
+	if (u->query && !s_put_query(&k, u->query, u->query_len))
 		k.ok = false;
 	s_putc(&k, '\n');
 	for (size_t i = 0; i < nh; i++) {
@@ -884,19 +864,28 @@ static int s_apply(void *state, const apicred_host *host, const void *session,
 			s_putc(&k, '\n');
 	}
 	s_putc(&k, '\n');
-	s_put(&k, w.signed_names, strlen(w.signed_names));
+	s_put(&k, w->signed_names, strlen(w->signed_names));
 	s_putc(&k, '\n');
 	s_put(&k, payload, strlen(payload));
 	s_flush(&k);
-	if (!k.ok || !EVP_DigestFinal_ex(w.md, md, &mdlen)) {
-		rc = host->error(host, APICRED_ERR_NOMEM, "cannot hash the canonical request");
-		goto done;
-	}
-	s_hex(md, mdlen, creq_hash);
+	if (!k.ok || !EVP_DigestFinal_ex(w->md, md, &mdlen))
+		return host->error(host, APICRED_ERR_NOMEM, "cannot hash the canonical request");
+	s_hex(md, mdlen, hex);
+	return APICRED_OK;
+}
 
-	/* The string to sign (region and service are short: see init), signed
-	 * with the day's key. */
-	k = (struct s_sink){ .ok = true, .cap = sizeof(sts) - 1, .buf = sts };
+/* The string to sign (region and service are short: see init), signed
+ * with the day's key, as hex. */
+static int s_signature(const struct s_state *st, const apicred_host *host,
+                       const struct s_session *sess, struct s_work *w, int64_t day,
+                       const char *date, const char *stamp, const char *creq_hash,
+                       char hex[2 * EVP_MAX_MD_SIZE + 1])
+{
+	char sts[320];
+	struct s_sink k = { .ok = true, .cap = sizeof(sts) - 1, .buf = sts };
+	unsigned char sig[EVP_MAX_MD_SIZE];
+	size_t siglen = 0;
+
 	s_put(&k, "AWS4-HMAC-SHA256\n", 17);
 	s_put(&k, stamp, 16);
 	s_putc(&k, '\n');
@@ -904,35 +893,81 @@ static int s_apply(void *state, const apicred_host *host, const void *session,
 	s_putc(&k, '\n');
 	s_put(&k, creq_hash, strlen(creq_hash));
 	if (sess && sess->day[0] == day)
-		w.mac = EVP_MAC_CTX_dup(sess->mac[0]);
+		w->mac = EVP_MAC_CTX_dup(sess->mac[0]);
 	else if (sess && sess->day[1] == day)
-		w.mac = EVP_MAC_CTX_dup(sess->mac[1]);
+		w->mac = EVP_MAC_CTX_dup(sess->mac[1]);
 	else
-		w.mac = s_day_mac(st, day); /* the clock left the session's days */
-	if (!k.ok || !w.mac || !EVP_MAC_update(w.mac, (const unsigned char *)sts, k.n) ||
-	    !EVP_MAC_final(w.mac, sig, &siglen, sizeof(sig))) {
-		rc = host->error(host, APICRED_ERR_INTERNAL, "HMAC-SHA256 failed");
-		goto done;
-	}
-	s_hex(sig, siglen, sig_hex);
+		w->mac = s_day_mac(st, day); /* the clock left the session's days */
+	if (!k.ok || !w->mac || !EVP_MAC_update(w->mac, (const unsigned char *)sts, k.n) ||
+	    !EVP_MAC_final(w->mac, sig, &siglen, sizeof(sig)))
+		return host->error(host, APICRED_ERR_INTERNAL, "HMAC-SHA256 failed");
+	s_hex(sig, siglen, hex);
+	return APICRED_OK;
+}
 
-	n = strlen(st->akid) + strlen(st->region) + strlen(st->service) + strlen(w.signed_names) +
-	    strlen(sig_hex) + 128;
-	w.auth = malloc(n);
-	if (!w.auth) {
-		rc = host->error(host, APICRED_ERR_NOMEM, "out of memory");
-		goto done;
-	}
-	k = (struct s_sink){ .ok = true, .cap = n - 1, .buf = w.auth };
+/* "AWS4-HMAC-SHA256 Credential=..., SignedHeaders=..., Signature=..." */
+static int s_authorization(const struct s_state *st, const apicred_host *host,
+                           struct s_work *w, const char *date, const char *sig_hex)
+{
+	size_t n = strlen(st->akid) + strlen(st->region) + strlen(st->service) +
+	           strlen(w->signed_names) + strlen(sig_hex) + 128;
+	struct s_sink k = { .ok = true, .cap = n - 1 };
+
+	if (!(k.buf = w->auth = malloc(n)))
+		return host->error(host, APICRED_ERR_NOMEM, "out of memory");
 	s_put(&k, "AWS4-HMAC-SHA256 Credential=", 28);
 	s_put(&k, st->akid, st->akid_len);
 	s_putc(&k, '/');
 	s_put_scope(&k, st, date);
 	s_put(&k, ", SignedHeaders=", 16);
-	s_put(&k, w.signed_names, strlen(w.signed_names));
+	s_put(&k, w->signed_names, strlen(w->signed_names));
 	s_put(&k, ", Signature=", 12);
 	s_put(&k, sig_hex, strlen(sig_hex));
-	w.auth[k.n] = '\0';
+	w->auth[k.n] = '\0';
+	return APICRED_OK;
+}
+
+static int s_apply(void *state, const apicred_host *host, const void *session,
+                   const apicred_request *req, apicred_out *out)
+{
+	const struct s_state *st = state;
+	struct s_work w = { .token = st->token != NULL };
+	struct s_url u = { 0 };
+	struct s_hdr h[S_MAX_HEADERS];
+	size_t nh = 0;
+	char date[9], stamp[17], hostport[300];
+	char body_hash[2 * EVP_MAX_MD_SIZE + 1], creq_hash[2 * EVP_MAX_MD_SIZE + 1];
+	char sig_hex[2 * EVP_MAX_MD_SIZE + 1];
+	const char *payload, *method = req->method ? req->method : "GET";
+	int64_t now = host->now_wall_ms(host);
+	int rc;
+
+	if (!req->url)
+		return host->error(host, APICRED_ERR_INVALID, "sigv4 signs the whole request: "
+		                   "it needs the request's URL (apicred_request.url; apicred get -u)");
+	if (req->body_len && !req->body && !st->unsigned_payload)
+		return host->error(host, APICRED_ERR_INVALID, "the request has a body_len of %zu "
+		                   "but no body: cannot hash the payload", req->body_len);
+	if (now < 0)
+		return host->error(host, APICRED_ERR_INTERNAL, "the wall clock is before 1970");
+	s_stamps(now, date, stamp);
+
+	if (!s_split_plain(req->url, &u) && (rc = s_split_curl(host, req->url, &w, &u)) != APICRED_OK)
+		goto done;
+	if ((rc = s_hostport(host, &u, hostport, sizeof(hostport))) != APICRED_OK)
+		goto done;
+	if (!(w.md = EVP_MD_CTX_new())) {
+		rc = host->error(host, APICRED_ERR_NOMEM, "out of memory");
+		goto done;
+	}
+	if ((rc = s_payload(st, host, req, &w, body_hash, &payload)) != APICRED_OK ||
+	    (rc = s_headers(st, host, req, hostport, stamp, payload, h, &nh)) != APICRED_OK ||
+	    (rc = s_signed_names(host, h, nh, &w.signed_names)) != APICRED_OK ||
+	    (rc = s_creq_hash(st, host, &w, method, &u, h, nh, payload, creq_hash)) != APICRED_OK ||
+	    (rc = s_signature(st, host, session, &w, now / S_DAY_MS, date, stamp, creq_hash,
+	                      sig_hex)) != APICRED_OK ||
+	    (rc = s_authorization(st, host, &w, date, sig_hex)) != APICRED_OK)
+		goto done;
 
 	rc = host->add_header(out, "Authorization", w.auth);
 	if (rc == APICRED_OK)
