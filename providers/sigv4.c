@@ -109,17 +109,21 @@ struct s_session {
 
 static void s_fini(void *state);
 
-/* Region and service go into the credential scope as they are. */
-static bool s_scope_ok(const char *s)
+/* Printable, without blanks, '/' or ',': what goes into the credential
+ * scope as it is (region, service, the access key id). */
+static bool s_scope_text(const char *s, size_t n)
 {
-	size_t n = strlen(s);
-
-	if (n == 0 || n > S_MAX_NAME)
-		return false;
 	for (size_t i = 0; i < n; i++)
 		if (s[i] <= ' ' || s[i] == '/' || s[i] == ',' || (unsigned char)s[i] >= 0x7f)
 			return false;
 	return true;
+}
+
+static bool s_scope_ok(const char *s)
+{
+	size_t n = strlen(s);
+
+	return n > 0 && n <= S_MAX_NAME && s_scope_text(s, n);
 }
 
 static int s_init(const apicred_host *host, void **state)
@@ -156,13 +160,10 @@ static int s_init(const apicred_host *host, void **state)
 	rc = host->secret(host, "access_key_id", &st->akid, &st->akid_len);
 	if (rc != APICRED_OK)
 		goto fail;
-	for (size_t i = 0; i < st->akid_len; i++) {
-		if (st->akid[i] <= ' ' || st->akid[i] == '/' || st->akid[i] == ',' ||
-		    (unsigned char)st->akid[i] >= 0x7f) {
-			rc = host->error(host, APICRED_ERR_SECRET, "access_key_id: not an access key "
-			                 "id (blanks, '/', ',' or control characters)");
-			goto fail;
-		}
+	if (!s_scope_text(st->akid, st->akid_len)) {
+		rc = host->error(host, APICRED_ERR_SECRET, "access_key_id: not an access key "
+		                 "id (blanks, '/', ',' or control characters)");
+		goto fail;
 	}
 	rc = host->secret(host, "secret_access_key", &secret, &secret_len);
 	if (rc != APICRED_OK)

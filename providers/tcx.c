@@ -598,6 +598,47 @@ static int s_has(const char *s, const char *needle)
 	return 0;
 }
 
+/* The pairs sorted by key, then by arrival; the last of equal keys wins,
+ * which is both parse_str's rule and "the body wins over the query";
+ * joined as "k=v&" each. A few pairs sort faster by insertion than
+ * through qsort. */
+static int s_join(const apicred_host *host, struct s_params *p, char **j, size_t *jlen)
+{
+	size_t i, n;
+	char *o;
+
+	if (p->n > S_INLINE_KV) {
+		qsort(p->kv, p->n, sizeof(*p->kv), s_kv_cmp);
+	} else {
+		for (i = 1; i < p->n; i++) {
+			struct s_kv kv = p->kv[i];
+			for (n = i; n > 0 && s_kv_cmp(&p->kv[n - 1], &kv) > 0; n--)
+				p->kv[n] = p->kv[n - 1];
+			p->kv[n] = kv;
+		}
+	}
+	n = 1;
+	for (i = 0; i < p->n; i++)
+		n += p->kv[i].klen + p->kv[i].vlen + 2;
+	*j = o = malloc(n);
+	if (!o)
+		return host->error(host, APICRED_ERR_NOMEM, "out of memory");
+	for (i = 0; i < p->n; i++) {
+		if (i + 1 < p->n && p->kv[i + 1].klen == p->kv[i].klen &&
+		    memcmp(p->kv[i + 1].k, p->kv[i].k, p->kv[i].klen) == 0)
+			continue;
+		memcpy(o, p->kv[i].k, p->kv[i].klen);
+		o += p->kv[i].klen;
+		*o++ = '=';
+		memcpy(o, p->kv[i].v, p->kv[i].vlen);
+		o += p->kv[i].vlen;
+		*o++ = '&';
+	}
+	*o = '\0';
+	*jlen = (size_t)(o - *j);
+	return APICRED_OK;
+}
+
 /* J for mode param. */
 static int s_param_string(const apicred_host *host, const apicred_request *req,
                           char **j, size_t *jlen)
@@ -605,10 +646,9 @@ static int s_param_string(const apicred_host *host, const apicred_request *req,
 	struct s_params p;
 	const char *q, *body = req->body, *ct = req->content_type; /* resolved by the core */
 	const char *method = req->method ? req->method : "GET";
-	size_t qlen, blen = body ? req->body_len : 0, members = 0, i, n;
+	size_t qlen, blen = body ? req->body_len : 0, members = 0;
 	json_t *root = NULL;
 	int json = 0, form = 0, rc;
-	char *o;
 
 	p.kv = NULL;
 	p.n = p.cap = p.used = 0;
@@ -642,41 +682,7 @@ static int s_param_string(const apicred_host *host, const apicred_request *req,
 	if (rc != APICRED_OK)
 		goto done;
 
-	/* Sort by key, then by arrival; the last of equal keys wins, which is
-	 * both parse_str's rule and "the body wins over the query". A few
-	 * pairs sort faster by insertion than through qsort. */
-	if (p.n > S_INLINE_KV) {
-		qsort(p.kv, p.n, sizeof(*p.kv), s_kv_cmp);
-	} else {
-		for (i = 1; i < p.n; i++) {
-			struct s_kv kv = p.kv[i];
-			for (n = i; n > 0 && s_kv_cmp(&p.kv[n - 1], &kv) > 0; n--)
-				p.kv[n] = p.kv[n - 1];
-			p.kv[n] = kv;
-		}
-	}
-	n = 1;
-	for (i = 0; i < p.n; i++)
-		n += p.kv[i].klen + p.kv[i].vlen + 2;
-	*j = o = malloc(n);
-	if (!o) {
-		rc = host->error(host, APICRED_ERR_NOMEM, "out of memory");
-		goto done;
-	}
-	for (i = 0; i < p.n; i++) {
-		if (i + 1 < p.n && p.kv[i + 1].klen == p.kv[i].klen &&
-		    memcmp(p.kv[i + 1].k, p.kv[i].k, p.kv[i].klen) == 0)
-			continue;
-		memcpy(o, p.kv[i].k, p.kv[i].klen);
-		o += p.kv[i].klen;
-		*o++ = '=';
-		memcpy(o, p.kv[i].v, p.kv[i].vlen);
-		o += p.kv[i].vlen;
-		*o++ = '&';
-	}
-	*o = '\0';
-	*jlen = (size_t)(o - *j);
-
+	rc = s_join(host, &p, j, jlen);
 done:
 	json_decref(root);
 	if (p.kv != p.inline_kv)
