@@ -848,6 +848,36 @@ static int s_host_ok(const char *s)
 
 static void s_fini(void *state);
 
+/* What the schema cannot say: combinations of keys and their values.
+ * token_url is a URL, header a header name and headers header lines: the
+ * schema says so and the core checks. */
+static int s_check_config(const struct s_state *st, const apicred_host *host,
+                          const char *auth, long long max_body)
+{
+	if (st->prefix && strpbrk(st->prefix, "\r\n"))
+		return host->error(host, APICRED_ERR_CONFIG, "prefix: contains CR or LF");
+	if (st->dpop && (st->prefix || strcasecmp(st->header, "Authorization") != 0)) {
+		/* RFC 9449 §7.1: a DPoP token goes in "Authorization: DPoP". */
+		return host->error(host, APICRED_ERR_CONFIG, "%s: not with dpop = true",
+		                   st->prefix ? "prefix" : "header");
+	}
+	if (max_body < 64)
+		return host->error(host, APICRED_ERR_CONFIG, "max_body: %lld is too small", max_body);
+	if (st->callback_host && !s_host_ok(st->callback_host))
+		return host->error(host, APICRED_ERR_CONFIG, "callback_host: not a host name");
+	if ((st->auth == S_BASIC || st->auth == S_POST || st->auth == S_SECRET_JWT) &&
+	    !host->cfg_str(host, "client_secret"))
+		return host->error(host, APICRED_ERR_CONFIG, "client_secret: required by client_auth "
+		                   "= \"%s\"", auth);
+	if (!(st->auth == S_BASIC || st->auth == S_POST || st->auth == S_SECRET_JWT) &&
+	    host->cfg_str(host, "client_secret"))
+		host->log(host, LOG_NOTICE, "client_secret is not used by client_auth = \"%s\"", auth);
+	if (st->auth != S_PRIVATE_KEY_JWT && host->cfg_str(host, "client_key"))
+		return host->error(host, APICRED_ERR_CONFIG, "client_key: only used by "
+		                   "client_auth = \"private_key_jwt\"");
+	return APICRED_OK;
+}
+
 static int s_init(const apicred_host *host, void **state)
 {
 	struct s_state *st;
@@ -872,40 +902,8 @@ static int s_init(const apicred_host *host, void **state)
 	host->cfg_int(host, "max_body", &max_body);
 	st->max_body = max_body;
 
-	/* token_url is a URL, header a header name and headers header lines:
-	 * the schema says so and the core checks. */
-	if (st->prefix && strpbrk(st->prefix, "\r\n")) {
-		rc = host->error(host, APICRED_ERR_CONFIG, "prefix: contains CR or LF");
+	if ((rc = s_check_config(st, host, auth, max_body)) != APICRED_OK)
 		goto fail;
-	}
-	if (st->dpop && (st->prefix || strcasecmp(st->header, "Authorization") != 0)) {
-		/* RFC 9449 §7.1: a DPoP token goes in "Authorization: DPoP". */
-		rc = host->error(host, APICRED_ERR_CONFIG, "%s: not with dpop = true",
-		                 st->prefix ? "prefix" : "header");
-		goto fail;
-	}
-	if (max_body < 64) {
-		rc = host->error(host, APICRED_ERR_CONFIG, "max_body: %lld is too small", max_body);
-		goto fail;
-	}
-	if (st->callback_host && !s_host_ok(st->callback_host)) {
-		rc = host->error(host, APICRED_ERR_CONFIG, "callback_host: not a host name");
-		goto fail;
-	}
-	if ((st->auth == S_BASIC || st->auth == S_POST || st->auth == S_SECRET_JWT) &&
-	    !host->cfg_str(host, "client_secret")) {
-		rc = host->error(host, APICRED_ERR_CONFIG, "client_secret: required by client_auth "
-		                 "= \"%s\"", auth);
-		goto fail;
-	}
-	if (!(st->auth == S_BASIC || st->auth == S_POST || st->auth == S_SECRET_JWT) &&
-	    host->cfg_str(host, "client_secret"))
-		host->log(host, LOG_NOTICE, "client_secret is not used by client_auth = \"%s\"", auth);
-	if (st->auth != S_PRIVATE_KEY_JWT && host->cfg_str(host, "client_key")) {
-		rc = host->error(host, APICRED_ERR_CONFIG, "client_key: only used by "
-		                 "client_auth = \"private_key_jwt\"");
-		goto fail;
-	}
 	if (!(st->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL))) {
 		rc = host->error(host, APICRED_ERR_INTERNAL, "no SHA-256: %s", s_ossl_reason());
 		goto fail;
@@ -1093,6 +1091,40 @@ static int s_token_body(struct s_state *st, const apicred_host *host, const stru
 	return rc;
 }
 
+/* One POST to the token endpoint: the body from r and, with DPoP, a fresh
+ * proof in hdrs[nh] (cleared again after). */
+static int s_post_token(struct s_state *st, const apicred_host *host, const struct s_req *r,
+                        apicred_http_request *req, const char **hdrs, size_t nh,
+                        apicred_http_response *resp)
+{
+	char *body = NULL, *proof = NULL, *line = NULL;
+	size_t body_len = 0;
+	int rc;
+
+	if ((rc = s_token_body(st, host, r, &body, &body_len)) != APICRED_OK)
+		return rc;
+	if (st->dpop) {
+		if ((rc = s_dpop_proof(st, host, "POST", st->token_url, NULL, &st->as_nonce,
+		                       &proof)) != APICRED_OK)
+			goto out;
+		if (asprintf(&line, "DPoP: %s", proof) < 0) {
+			line = NULL;
+			rc = host->error(host, APICRED_ERR_NOMEM, "out of memory");
+			goto out;
+		}
+		hdrs[nh] = line;
+	}
+	req->body = body;
+	req->body_len = body_len;
+	rc = host->http(host, req, resp);
+out:
+	host->wipe_free(host, body, body_len);
+	free(line);
+	free(proof);
+	hdrs[nh] = NULL;
+	return rc;
+}
+
 static int s_fetch(void *state, const apicred_host *host, const void *previous,
                    apicred_session *out)
 {
@@ -1102,8 +1134,8 @@ static int s_fetch(void *state, const apicred_host *host, const void *previous,
 	struct s_req tmp;
 	const struct s_req *r = &st->req;
 	const char **hdrs = NULL;
-	char *body = NULL, *proof = NULL, *nonce = NULL, *err = NULL, *line = NULL;
-	size_t body_len = 0, nh = 0;
+	char *nonce = NULL, *err = NULL;
+	size_t nh = 0;
 	int rc;
 
 	if (!st->ready) {
@@ -1132,29 +1164,7 @@ static int s_fetch(void *state, const apicred_host *host, const void *previous,
 	/* A server that wants a DPoP nonce says so once (use_dpop_nonce with
 	 * the nonce in a DPoP-Nonce header): one retry carries it. */
 	for (int attempt = 0; attempt < 2; attempt++) {
-		if ((rc = s_token_body(st, host, r, &body, &body_len)) != APICRED_OK)
-			goto out;
-		if (st->dpop) {
-			if ((rc = s_dpop_proof(st, host, "POST", st->token_url, NULL, &st->as_nonce,
-			                       &proof)) != APICRED_OK)
-				goto out;
-			if (asprintf(&line, "DPoP: %s", proof) < 0) {
-				line = NULL;
-				rc = host->error(host, APICRED_ERR_NOMEM, "out of memory");
-				goto out;
-			}
-			hdrs[nh] = line;
-		}
-		req.body = body;
-		req.body_len = body_len;
-		rc = host->http(host, &req, &resp);
-		host->wipe_free(host, body, body_len);
-		body = NULL;
-		free(line);
-		free(proof);
-		line = proof = NULL;
-		hdrs[nh] = NULL;
-		if (rc != APICRED_OK)
+		if ((rc = s_post_token(st, host, r, &req, hdrs, nh, &resp)) != APICRED_OK)
 			goto out;
 		if (nonce) {
 			s_nonce_set(&st->as_nonce, nonce, strlen(nonce));
@@ -1416,6 +1426,32 @@ out:
 	return rc;
 }
 
+/* What must hold before anything is created remotely: an orphan API user
+ * helps nobody. secret_store checks again, atomically. */
+static int s_provision_ready(const struct s_state *st, const apicred_host *host,
+                             unsigned flags)
+{
+	static const char *const keys[] = { "client_id", "client_secret" };
+	char *old;
+	size_t old_len;
+
+	if (!st->callback_host)
+		return host->error(host, APICRED_ERR_CONFIG,
+		                   "callback_host is required to create a MoMo API user");
+	if (!APICRED_HOST_HAS(host, secret_store_all))
+		return host->error(host, APICRED_ERR_UNSUPPORTED,
+		                   "this libapicred cannot store two secrets together: update it");
+	for (int i = 0; !(flags & APICRED_PROVISION_FORCE) && i < 2; i++) {
+		if (host->secret(host, keys[i], &old, &old_len) == APICRED_OK) {
+			host->secret_free(host, old, old_len);
+			return host->error(host, APICRED_ERR_EXISTS,
+			                   "%s already holds a value; use --force to replace it",
+			                   keys[i]);
+		}
+	}
+	return APICRED_OK;
+}
+
 static int s_provision(void *state, const apicred_host *host, unsigned flags,
                        char **report)
 {
@@ -1423,8 +1459,7 @@ static int s_provision(void *state, const apicred_host *host, unsigned flags,
 	apicred_http_request req = { .size = sizeof(req), .method = "POST" };
 	apicred_http_response resp = { 0 };
 	const char *hdrs[2] = { NULL, NULL };
-	char id[37], refhdr[64], body[300], *url = NULL, *key = NULL, *old;
-	size_t old_len;
+	char id[37], refhdr[64], body[300], *url = NULL, *key = NULL;
 	int rc;
 
 	*report = NULL;
@@ -1433,28 +1468,8 @@ static int s_provision(void *state, const apicred_host *host, unsigned flags,
 		                   "provision_url is not set: nothing to provision");
 	if (flags & APICRED_PROVISION_SHOW)
 		return s_provision_show(st, host, report);
-	if (!st->callback_host)
-		return host->error(host, APICRED_ERR_CONFIG,
-		                   "callback_host is required to create a MoMo API user");
-	if (!APICRED_HOST_HAS(host, secret_store_all))
-		return host->error(host, APICRED_ERR_UNSUPPORTED,
-		                   "this libapicred cannot store two secrets together: update it");
-
-	/* Refuse before creating anything remotely: an orphan API user helps
-	 * nobody. secret_store checks again, atomically. */
-	if (!(flags & APICRED_PROVISION_FORCE)) {
-		static const char *const keys[] = { "client_id", "client_secret" };
-
-		for (int i = 0; i < 2; i++)
-			if (host->secret(host, keys[i], &old, &old_len) == APICRED_OK) {
-				host->secret_free(host, old, old_len);
-				return host->error(host, APICRED_ERR_EXISTS,
-				                   "%s already holds a value; use --force to replace it",
-				                   keys[i]);
-			}
-	}
-
-	if ((rc = s_uuid4(host, id)) != APICRED_OK)
+	if ((rc = s_provision_ready(st, host, flags)) != APICRED_OK ||
+	    (rc = s_uuid4(host, id)) != APICRED_OK)
 		return rc;
 	snprintf(refhdr, sizeof(refhdr), "X-Reference-Id: %s", id);
 	snprintf(body, sizeof(body), "{\"providerCallbackHost\":\"%s\"}", st->callback_host);
