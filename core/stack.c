@@ -72,8 +72,10 @@ int ac_stack_apply(struct ac_stack *st, size_t upto, const apicred_request *req,
 		 * layers below sign (hmac, tcx): show them the URL as it is sent. */
 		if (q != nquery && req->url) {
 			char *prev = url;
-			if ((rc = apicred_cred_url(cred, req->url, &url)) != APICRED_OK)
+			if ((rc = apicred_cred_url(cred, req->url, &url)) != APICRED_OK) {
+				s_url_free(prev);
 				break;
+			}
 			ac_request_set_url(&R, url);
 			s_url_free(prev);
 			nquery = q;
