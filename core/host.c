@@ -139,7 +139,6 @@ static int s_secret(const apicred_host *h, const char *key, char **value, size_t
 {
 	struct ac_layer *L = s_layer(h);
 	const char *ref = s_cfg_str(h, key);
-
 	const apicred_schema *e = s_entry(L, key);
 	int rc;
 
@@ -200,7 +199,7 @@ static int s_path(const apicred_host *h, const char *key, char **path)
 	return APICRED_OK;
 }
 
-#define S_FILE_MAX (1024 * 1024) /* no certificate or key file is larger */
+#define S_FILE_MAX (1024 * 1024) /* read_file: no certificate or key is larger */
 
 static int s_read_file(const apicred_host *h, const char *key, char **data, size_t *len)
 {
