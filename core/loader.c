@@ -219,8 +219,10 @@ int ac_module_names(struct ac_ctx *ctx, char ***out, size_t *nout)
 
 static const char *const s_type_name[] = {
 	[APICRED_T_STRING] = "string", [APICRED_T_INT] = "integer", [APICRED_T_BOOL] = "boolean",
-	[APICRED_T_LIST] = "list", [APICRED_T_GROUP] = "group", [APICRED_T_URL] = "URL",
-	[APICRED_T_HEADER_NAME] = "header name", [APICRED_T_HEADERS] = "header lines",
+	[APICRED_T_LIST] = "list", [APICRED_T_GROUP] = "group",
+	/* What the service file holds; the core checks the rest. */
+	[APICRED_T_URL] = "string", [APICRED_T_HEADER_NAME] = "string",
+	[APICRED_T_HEADERS] = "list",
 };
 
 __attribute__((visibility("default")))

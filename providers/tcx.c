@@ -280,14 +280,14 @@ static int s_pass(struct s_state *st, const apicred_host *host,
 	char dyn[S_DYN_LEN + 1], plain[2 * EVP_MAX_MD_SIZE + 1 + S_DYN_LEN + 1], *hex = NULL;
 	/* A spare context taken with an atomic exchange (apply runs on many
 	 * threads): no allocation per request on the common path. */
-	EVP_MD_CTX *ctx = atomic_exchange(&st->spare, NULL), *none = NULL;
+	EVP_MD_CTX *ctx, *none = NULL;
 	size_t hlen;
 	int rc, ok;
 
 	rc = s_dyn(host, dyn);
 	if (rc != APICRED_OK)
 		return rc;
-	if (!ctx)
+	if (!(ctx = atomic_exchange(&st->spare, NULL)))
 		ctx = EVP_MD_CTX_new();
 	ok = ctx && EVP_DigestInit_ex(ctx, st->sha1, NULL) &&
 	     EVP_DigestUpdate(ctx, j, jlen) &&
