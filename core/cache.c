@@ -574,12 +574,13 @@ static int s_session_valid(struct ac_layer *L, struct ac_session *s, int64_t now
 }
 
 /* No valid session: wait for the fetch under way, or fetch, or say when the
- * next attempt is. Waiting ends after http.deadline, with an error. */
+ * next attempt is. Waiting ends after http.deadline, with an error: real
+ * time, like every http.deadline, whatever the injected clock does. */
 static int s_session_cold(struct ac_layer *L, struct ac_session **out)
 {
 	struct ac_ctx *ctx = L->stack->ctx;
 	struct ac_session *s, *fresh = NULL;
-	int64_t now = ac_now_mono(ctx), until = now + ctx->http.deadline_ms, retry_after = 0;
+	int64_t now, until = ac_real_ms() + ctx->http.deadline_ms, left, retry_after = 0;
 	int rc;
 
 	pthread_mutex_lock(&L->mu);
@@ -593,14 +594,14 @@ static int s_session_cold(struct ac_layer *L, struct ac_session **out)
 		}
 		if (!L->fetching)
 			break;
-		if (now >= until) {
+		if ((left = until - ac_real_ms()) <= 0) {
 			rc = ac_layer_error(L, APICRED_ERR_HTTP, "no session: the fetch under way "
 			                    "has not finished within http.deadline (%lld ms)",
 			                    (long long)ctx->http.deadline_ms);
 			pthread_mutex_unlock(&L->mu);
 			return rc;
 		}
-		s_timedwait(ctx, &L->cv, &L->mu, until - now);
+		s_timedwait(ctx, &L->cv, &L->mu, left);
 	}
 	if (!s_may_fetch_inlock(L, s, now)) {
 		rc = ac_error(L->last_code, "%s (next attempt in %lld s)",
