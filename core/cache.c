@@ -4,12 +4,21 @@
  *  - fresh session: one atomic load, no lock (the apicred_get hot path);
  *  - inside the refresh-ahead window: callers keep the valid session while
  *    one refresh runs in the background thread (or, without it, in the one
- *    caller that noticed first);
+ *    caller that noticed first). A refresh the thread has not started
+ *    halfway from when it was due to expiry (the thread is busy with another
+ *    layer, or starved of CPU) is run by the next caller instead. A caller
+ *    holding a valid session never waits, for a fetch or for a lock: it
+ *    only ever try-locks;
  *  - no valid session: single flight, one caller fetches, the rest wait on
- *    the layer's condition variable; nobody holds a lock during the fetch;
+ *    the layer's condition variable, each for at most http.deadline;
+ *    nobody holds a lock during the fetch;
  *  - failures: the old session is served until its hard expiry (stale-if-
- *    error) while retries back off exponentially with jitter, honouring
- *    Retry-After; 4xx answers are not retried in the background.
+ *    error) while refreshes back off exponentially with jitter, honouring
+ *    Retry-After; 4xx answers are not retried in the background. Callers
+ *    with no valid session do not sit out that back-off: through an outage
+ *    they try once per AC_ATTEMPT_GAP_MS (or after the server's capped
+ *    Retry-After), so they have a session again within about a second of
+ *    its end, without hammering the endpoint.
  */
 #include "config.h"
 
@@ -27,6 +36,7 @@
 #define S_WAIT_MAX_MS 5000 /* longest a cold caller sleeps between retries */
 #define S_LIFE_MAX_MS (INT64_C(100) * 366 * 24 * 3600 * 1000) /* a century */
 #define S_STORE_POLL_MS 250 /* while another process refreshes a shared session */
+#define S_CLOCK_POLL_MS 50  /* an injected clock may be virtual: look at it this often */
 
 static bool s_retryable(int code)
 {
@@ -116,6 +126,29 @@ static void s_sleep_ms(int64_t ms)
 		;
 }
 
+/* Waits on cv (mu held) for at most ms of ctx's clock, which may be an
+ * injected, virtual one: then it wakes every S_CLOCK_POLL_MS to look. */
+static void s_timedwait(struct ac_ctx *ctx, pthread_cond_t *cv, pthread_mutex_t *mu, int64_t ms)
+{
+	struct timespec ts;
+
+	if (ctx->clock_mono_ms && ms > S_CLOCK_POLL_MS)
+		ms = S_CLOCK_POLL_MS;
+	if (ms > 60000) /* the callers look again: no overflow, whatever ms */
+		ms = 60000;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_nsec += (long)(ms % 1000) * 1000000;
+	ts.tv_sec += ms / 1000 + ts.tv_nsec / 1000000000;
+	ts.tv_nsec %= 1000000000;
+	pthread_cond_timedwait(cv, mu, &ts);
+}
+
+/* A server's Retry-After never locks the layer beyond backoff_max. */
+static int64_t s_retry_after(const struct ac_ctx *ctx, int64_t retry_after_ms)
+{
+	return retry_after_ms > ctx->backoff_max_ms ? ctx->backoff_max_ms : retry_after_ms;
+}
+
 /* Exponential back-off with jitter in [half, full], at least Retry-After. */
 static int64_t s_backoff(struct ac_ctx *ctx, int failures, int64_t retry_after_ms)
 {
@@ -129,9 +162,7 @@ static int64_t s_backoff(struct ac_ctx *ctx, int failures, int64_t retry_after_m
 	ac_random(ctx, r, sizeof(r));
 	span = full / 2;
 	full = full - span + (span * (r[0] << 8 | r[1])) / 65535;
-	/* A server's Retry-After never locks the layer beyond backoff_max. */
-	if (retry_after_ms > ctx->backoff_max_ms)
-		retry_after_ms = ctx->backoff_max_ms;
+	retry_after_ms = s_retry_after(ctx, retry_after_ms);
 	return retry_after_ms > full ? retry_after_ms : full;
 }
 
@@ -189,14 +220,21 @@ static int s_fetch_once(struct ac_layer *L, const void *prev, struct ac_session 
 	return APICRED_OK;
 }
 
+static bool s_valid(const struct ac_session *s, int64_t now)
+{
+	return s && now < s->expires_ms && !atomic_load_explicit(&s->invalid, memory_order_relaxed);
+}
+
 /* Publishes the outcome of a fetch; the caller holds L->mu. */
 static void s_publish_inlock(struct ac_layer *L, int rc, struct ac_session *s,
                              int64_t retry_after_ms)
 {
 	struct ac_ctx *ctx = L->stack->ctx;
 	struct ac_session *old;
+	int64_t now = ac_now_mono(ctx);
 
 	L->fetching = false;
+	L->takeover_ms = 0;
 	if (rc == APICRED_OK) {
 		s->gen = ++L->gen;
 		old = atomic_exchange_explicit(&L->session, s, memory_order_acq_rel);
@@ -207,12 +245,12 @@ static void s_publish_inlock(struct ac_layer *L, int rc, struct ac_session *s,
 		}
 		L->failures = 0;
 		L->retry_at_ms = 0;
+		L->cold_at_ms = 0;
 		atomic_store(&L->quiet_until_ms, 0);
 		L->last_code = 0;
 		free(L->last_msg);
 		L->last_msg = NULL;
 		if (ctx->log_level >= LOG_DEBUG) {
-			int64_t now = ac_now_mono(ctx);
 			char at[16];
 
 			AC_TRACE(L, "new session (generation %llu), expires in %lld s, refresh "
@@ -222,8 +260,16 @@ static void s_publish_inlock(struct ac_layer *L, int rc, struct ac_session *s,
 			         ac_mono_clock(ctx, s->refresh_at_ms, at));
 		}
 	} else {
+		int64_t ra = s_retry_after(ctx, retry_after_ms);
+
 		L->failures++;
-		L->retry_at_ms = ac_now_mono(ctx) + s_backoff(ctx, L->failures, retry_after_ms);
+		L->retry_at_ms = now + s_backoff(ctx, L->failures, retry_after_ms);
+		/* Callers with no valid session try an outage again once a gap
+		 * (or the server's Retry-After) has passed, not after the back-off:
+		 * they are back within about a second of its end. What retrying
+		 * cannot cure (a 4xx) backs off for them too. */
+		L->cold_at_ms = !s_retryable(rc) ? L->retry_at_ms
+		                : now + (ra > AC_ATTEMPT_GAP_MS ? ra : AC_ATTEMPT_GAP_MS);
 		atomic_store(&L->quiet_until_ms, L->retry_at_ms);
 		L->last_code = rc;
 		free(L->last_msg);
@@ -231,14 +277,30 @@ static void s_publish_inlock(struct ac_layer *L, int rc, struct ac_session *s,
 		ac_log(ctx, LOG_WARNING, L->stack->svc->name,
 		       "%s (attempt %d; back-off: next in %lld ms)",
 		       L->last_msg ? L->last_msg : apicred_strerror(rc), L->failures,
-		       (long long)(L->retry_at_ms - ac_now_mono(ctx)));
+		       (long long)((s_valid(atomic_load(&L->session), now) ? L->retry_at_ms
+		                                                           : L->cold_at_ms) - now));
 	}
 	pthread_cond_broadcast(&L->cv);
 }
 
-static bool s_valid(const struct ac_session *s, int64_t now)
+/* Whether L may start a fetch now (L->mu held): a valid session once it is
+ * due and the back-off has passed; none, at the pace set for the callers. */
+static bool s_may_fetch_inlock(const struct ac_layer *L, const struct ac_session *s, int64_t now)
 {
-	return s && now < s->expires_ms && !atomic_load_explicit(&s->invalid, memory_order_relaxed);
+	if (L->fetching)
+		return false;
+	if (s_valid(s, now))
+		return now >= s->refresh_at_ms && now >= L->retry_at_ms;
+	return !L->last_code || now >= L->cold_at_ms;
+}
+
+/* This thread fetches (L->mu held): the others keep the valid session, if
+ * any, without looking, or wait for this fetch. */
+static void s_claim_inlock(struct ac_layer *L)
+{
+	L->fetching = true;
+	L->takeover_ms = 0;
+	atomic_store(&L->quiet_until_ms, INT64_MAX);
 }
 
 /* ---- the background refresher -------------------------------------------- */
@@ -268,16 +330,7 @@ static void *s_bg_main(void *arg)
 			continue;
 		}
 		if (!L) {
-			/* The injectable clock may be virtual: look again every 50 ms. */
-			struct timespec ts;
-			int64_t wait = due - now;
-			clock_gettime(CLOCK_REALTIME, &ts);
-			if (wait > 50)
-				wait = 50;
-			ts.tv_nsec += (long)(wait % 1000) * 1000000;
-			ts.tv_sec += wait / 1000 + ts.tv_nsec / 1000000000;
-			ts.tv_nsec %= 1000000000;
-			pthread_cond_timedwait(&ctx->bg.cv, &ctx->bg.mu, &ts);
+			s_timedwait(ctx, &ctx->bg.cv, &ctx->bg.mu, due - now);
 			continue;
 		}
 		L->queued = false;
@@ -292,34 +345,63 @@ static void *s_bg_main(void *arg)
 	return NULL;
 }
 
-/* Queues L for the refresher at due_ms; false if that is not possible. */
-static bool s_bg_enqueue(struct ac_layer *L, int64_t due_ms)
+enum s_queued {
+	S_QUEUED,    /* the refresher will run it */
+	S_BUSY,      /* its lock was taken: someone else will queue it */
+	S_NO_THREAD  /* no refresher: the caller runs it */
+};
+
+/* Queues L for the refresher at due_ms (or moves it there). A caller that
+ * holds a valid session does not wait for the refresher's lock (!wait). */
+static enum s_queued s_bg_enqueue(struct ac_layer *L, int64_t due_ms, bool wait)
 {
 	struct ac_ctx *ctx = L->stack->ctx;
-	bool ok = true;
+	enum s_queued q = S_QUEUED;
 
 	if (ctx->flags & APICRED_OPEN_NO_BACKGROUND)
-		return false;
-	pthread_mutex_lock(&ctx->bg.mu);
+		return S_NO_THREAD;
+	if (!wait && pthread_mutex_trylock(&ctx->bg.mu) != 0)
+		return S_BUSY;
+	if (wait)
+		pthread_mutex_lock(&ctx->bg.mu);
 	if (L->stack->retired || ctx->bg.stop) {
-		ok = false;
-	} else if (!L->queued) {
-		if (!ctx->bg.running) {
-			if (pthread_create(&ctx->bg.thread, NULL, s_bg_main, ctx) != 0) {
-				ok = false;
-				goto out;
-			}
-			ctx->bg.running = true;
+		q = S_NO_THREAD;
+		goto out;
+	}
+	if (!ctx->bg.running) {
+		if (pthread_create(&ctx->bg.thread, NULL, s_bg_main, ctx) != 0) {
+			q = S_NO_THREAD;
+			goto out;
 		}
+		ctx->bg.running = true;
+	}
+	if (!L->queued) {
 		L->queued = true;
-		L->due_ms = due_ms;
 		L->qnext = ctx->bg.queue;
 		ctx->bg.queue = L;
-		pthread_cond_signal(&ctx->bg.cv);
 	}
+	L->due_ms = due_ms;
+	pthread_cond_signal(&ctx->bg.cv);
 out:
 	pthread_mutex_unlock(&ctx->bg.mu);
-	return ok;
+	return q;
+}
+
+/* Queues a refresh of the valid session s at due_ms (L->mu held). Callers
+ * take the lock-free path until the takeover time, halfway from due_ms to
+ * s's expiry: if the refresher has not started by then, a caller that
+ * still holds s runs the refresh itself. */
+static enum s_queued s_schedule_inlock(struct ac_layer *L, const struct ac_session *s,
+                                       int64_t due_ms, bool wait)
+{
+	enum s_queued q = s_bg_enqueue(L, due_ms, wait);
+
+	if (q == S_QUEUED) {
+		L->takeover_ms = due_ms < s->expires_ms ? due_ms + (s->expires_ms - due_ms) / 2
+		                                        : due_ms;
+		atomic_store(&L->quiet_until_ms, L->takeover_ms);
+	}
+	return q;
 }
 
 void ac_bg_dequeue_stack(struct ac_ctx *ctx, struct ac_stack *st)
@@ -358,8 +440,10 @@ void ac_bg_after_fork(struct ac_ctx *ctx)
 	pthread_mutex_init(&ctx->bg.mu, NULL);
 	pthread_cond_init(&ctx->bg.cv, NULL);
 	ctx->bg.running = false;
-	for (struct ac_layer *L = ctx->bg.queue; L; L = L->qnext)
+	for (struct ac_layer *L = ctx->bg.queue; L; L = L->qnext) {
 		L->queued = false;
+		L->takeover_ms = 0; /* the next caller queues it anew */
+	}
 	ctx->bg.queue = NULL;
 }
 
@@ -374,24 +458,15 @@ static int s_fetch_refresh(struct ac_layer *L, const void *prev, struct ac_sessi
 	return rc;
 }
 
-/* Refreshes a session that is still valid: the callers never wait for it. */
-static void s_refresh(struct ac_layer *L)
+/* Refreshes ahead of expiry, or for a session that expired meanwhile; the
+ * caller claimed the fetch (s_claim_inlock). Whoever holds a valid session
+ * never waits for it. */
+static void s_refresh_run(struct ac_layer *L, struct ac_session *prev)
 {
 	struct ac_ctx *ctx = L->stack->ctx;
-	struct ac_session *prev, *s = NULL;
+	struct ac_session *s = NULL, *cur;
 	int64_t retry_after = 0;
 	int rc;
-
-	pthread_mutex_lock(&L->mu);
-	prev = atomic_load(&L->session);
-	if (L->fetching || (s_valid(prev, ac_now_mono(ctx)) &&
-	                    ac_now_mono(ctx) < prev->refresh_at_ms)) {
-		pthread_mutex_unlock(&L->mu);
-		return;
-	}
-	L->fetching = true;
-	atomic_store(&L->quiet_until_ms, INT64_MAX);
-	pthread_mutex_unlock(&L->mu);
 
 	AC_TRACE(L, "fetch started: %s", !s_valid(prev, ac_now_mono(ctx)) ? "no valid session"
 	         : L->failures ? "retrying a failed refresh while the session lasts"
@@ -399,30 +474,49 @@ static void s_refresh(struct ac_layer *L)
 	rc = ac_store_fetch(L, prev, true, s_fetch_refresh, &s, &retry_after);
 
 	pthread_mutex_lock(&L->mu);
+	cur = atomic_load(&L->session);
 	if (rc == AC_STORE_BUSY) {
 		/* Another process refreshes: keep ours, look at its entry soon. */
 		L->fetching = false;
 		L->retry_at_ms = ac_now_mono(ctx) + S_STORE_POLL_MS;
 		atomic_store(&L->quiet_until_ms, L->retry_at_ms);
-		s_bg_enqueue(L, L->retry_at_ms);
+		if (s_valid(cur, ac_now_mono(ctx)))
+			s_schedule_inlock(L, cur, L->retry_at_ms, true);
 		pthread_cond_broadcast(&L->cv);
 		pthread_mutex_unlock(&L->mu);
 		return;
 	}
 	s_publish_inlock(L, rc, s, retry_after);
-	prev = atomic_load(&L->session);
+	cur = atomic_load(&L->session);
 	/* Stale-if-error: keep retrying in the background while the old
 	 * session lasts, but only for failures a retry can cure. */
-	if (rc != APICRED_OK && s_retryable(rc) && s_valid(prev, ac_now_mono(ctx)))
-		s_bg_enqueue(L, L->retry_at_ms);
+	if (rc != APICRED_OK && s_retryable(rc) && s_valid(cur, ac_now_mono(ctx)))
+		s_schedule_inlock(L, cur, L->retry_at_ms, true);
 	pthread_mutex_unlock(&L->mu);
 	s_collect(L);
+}
+
+/* The refresher's part: the refresh, unless a caller took it over or it is
+ * no longer due. */
+static void s_refresh(struct ac_layer *L)
+{
+	struct ac_session *prev;
+	bool run;
+
+	pthread_mutex_lock(&L->mu);
+	prev = atomic_load(&L->session);
+	if ((run = s_may_fetch_inlock(L, prev, ac_now_mono(L->stack->ctx))))
+		s_claim_inlock(L);
+	pthread_mutex_unlock(&L->mu);
+	if (run)
+		s_refresh_run(L, prev);
 }
 
 /* ---- the caller's path --------------------------------------------------- */
 
 /* Fetches while callers wait (no valid session): retries what is worth
- * retrying, within the call, for short waits only. */
+ * retrying, within the call, for short waits only, one attempt per
+ * AC_ATTEMPT_GAP_MS at most. */
 static int s_fetch_cold(struct ac_layer *L, const void *prev, struct ac_session **out,
                         int64_t *retry_after)
 {
@@ -436,9 +530,7 @@ static int s_fetch_cold(struct ac_layer *L, const void *prev, struct ac_session 
 		rc = s_fetch_once(L, prev, out, retry_after);
 		if (rc == APICRED_OK || !s_retryable(rc) || attempt >= ctx->http.retries)
 			break;
-		int64_t wait = s_backoff(ctx, attempt + 1, *retry_after) / 4;
-		if (*retry_after > 0)
-			wait = *retry_after;
+		int64_t wait = *retry_after > AC_ATTEMPT_GAP_MS ? *retry_after : AC_ATTEMPT_GAP_MS;
 		if (wait > S_WAIT_MAX_MS || (late = wait >= ac_deadline_left()))
 			break;
 		ac_log(ctx, LOG_INFO, L->stack->svc->name, "layer %d (%s): retrying in %lld ms",
@@ -451,44 +543,74 @@ static int s_fetch_cold(struct ac_layer *L, const void *prev, struct ac_session 
 	return rc;
 }
 
-static int s_session_slow(struct ac_layer *L, struct ac_session **out)
+/* A valid session s: returned at once. The caller takes L->mu only if it
+ * is free, to queue a refresh that is due, or to run one the refresher has
+ * not started by the takeover time (or that has no refresher). */
+static int s_session_valid(struct ac_layer *L, struct ac_session *s, int64_t now,
+                           struct ac_session **out)
+{
+	bool run = false;
+
+	*out = s;
+	if (pthread_mutex_trylock(&L->mu) != 0)
+		return APICRED_OK; /* another thread is deciding */
+	if (atomic_load(&L->session) == s && s_may_fetch_inlock(L, s, now)) {
+		if (L->takeover_ms)
+			run = now >= L->takeover_ms; /* the refresher is late */
+		else
+			run = s_schedule_inlock(L, s, now, false) == S_NO_THREAD;
+		if (run)
+			s_claim_inlock(L);
+	}
+	AC_TRACE(L, "cache hit, %lld s left%s", (long long)((s->expires_ms - now) / 1000),
+	         run ? ", refresh due: this caller runs it"
+	         : L->fetching ? ", refresh running"
+	         : L->takeover_ms ? ", refresh queued"
+	         : now >= s->refresh_at_ms ? ", refresh backing off" : "");
+	pthread_mutex_unlock(&L->mu);
+	if (run)
+		s_refresh_run(L, s);
+	return APICRED_OK;
+}
+
+/* No valid session: wait for the fetch under way, or fetch, or say when the
+ * next attempt is. Waiting ends after http.deadline, with an error: real
+ * time, like every http.deadline, whatever the injected clock does. */
+static int s_session_cold(struct ac_layer *L, struct ac_session **out)
 {
 	struct ac_ctx *ctx = L->stack->ctx;
 	struct ac_session *s, *fresh = NULL;
-	int64_t now, retry_after = 0;
+	int64_t now, until = ac_real_ms() + ctx->http.deadline_ms, left, retry_after = 0;
 	int rc;
 
 	pthread_mutex_lock(&L->mu);
 	for (;;) {
 		now = ac_now_mono(ctx);
 		s = atomic_load(&L->session);
-		if (s_valid(s, now)) {
-			bool refresh = now >= s->refresh_at_ms && !L->fetching && now >= L->retry_at_ms;
+		if (s_valid(s, now)) { /* the fetch it waited for */
 			*out = s;
-			AC_TRACE(L, "cache hit, %lld s left%s", (long long)((s->expires_ms - now) / 1000),
-			         refresh ? ", refresh due" : L->fetching ? ", refresh running"
-			                                              : ", refresh backing off");
-			if (refresh && s_bg_enqueue(L, now)) {
-				atomic_store(&L->quiet_until_ms, INT64_MAX);
-				refresh = false;
-			}
 			pthread_mutex_unlock(&L->mu);
-			if (refresh)
-				s_refresh(L); /* no refresher thread: this caller does it */
 			return APICRED_OK;
 		}
 		if (!L->fetching)
 			break;
-		pthread_cond_wait(&L->cv, &L->mu);
+		if ((left = until - ac_real_ms()) <= 0) {
+			rc = ac_layer_error(L, APICRED_ERR_HTTP, "no session: the fetch under way "
+			                    "has not finished within http.deadline (%lld ms)",
+			                    (long long)ctx->http.deadline_ms);
+			pthread_mutex_unlock(&L->mu);
+			return rc;
+		}
+		s_timedwait(ctx, &L->cv, &L->mu, left);
 	}
-	if (L->last_code && now < L->retry_at_ms) {
+	if (!s_may_fetch_inlock(L, s, now)) {
 		rc = ac_error(L->last_code, "%s (next attempt in %lld s)",
 		              L->last_msg ? L->last_msg : apicred_strerror(L->last_code),
-		              (long long)((L->retry_at_ms - now + 999) / 1000));
+		              (long long)((L->cold_at_ms - now + 999) / 1000));
 		pthread_mutex_unlock(&L->mu);
 		return rc;
 	}
-	L->fetching = true;
+	s_claim_inlock(L);
 	pthread_mutex_unlock(&L->mu);
 
 	AC_TRACE(L, "fetch started, the caller waits: %s", !s ? "no session yet"
@@ -502,6 +624,14 @@ static int s_session_slow(struct ac_layer *L, struct ac_session **out)
 	s_collect(L);
 	*out = fresh;
 	return rc;
+}
+
+static int s_session_slow(struct ac_layer *L, struct ac_session **out)
+{
+	struct ac_session *s = atomic_load(&L->session);
+	int64_t now = ac_now_mono(L->stack->ctx);
+
+	return s_valid(s, now) ? s_session_valid(L, s, now, out) : s_session_cold(L, out);
 }
 
 int ac_layer_session(struct ac_layer *L, struct ac_session **out)

@@ -170,7 +170,9 @@ struct ac_layer {
 	struct ac_layer *qnext;
 	uint64_t gen;
 	int failures;
-	int64_t retry_at_ms;
+	int64_t retry_at_ms;        /* back-off of a refresh (a valid session) */
+	int64_t cold_at_ms;         /* next attempt for callers with no valid session */
+	int64_t takeover_ms;        /* a queued refresh not started by then: a caller runs it */
 	int last_code;
 	char *last_msg;
 	struct ac_session *dead;    /* replaced sessions awaiting readers; under mu */
@@ -335,6 +337,9 @@ void ac_store_layer_init(struct ac_layer *L); /* after the provider's init */
  * shared. AC_STORE_BUSY (refresh only): another process is refreshing. */
 int ac_store_fetch(struct ac_layer *L, struct ac_session *cur, bool refresh, ac_fetch_fn fetch,
                    struct ac_session **out, int64_t *retry_after_ms);
+/* While callers have no valid session, an attempt to fetch at most this
+ * often: in the process (cache.c) and across the store's users (store.c). */
+#define AC_ATTEMPT_GAP_MS 1000
 /* Deletes s's entry if it still holds s (a 401 on a shared session). */
 void ac_store_invalidate(struct ac_layer *L, const struct ac_session *s);
 

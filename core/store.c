@@ -471,7 +471,9 @@ static void s_save(struct ac_layer *L, struct ac_session *s)
 
 /* How long one fetch may hold an entry's lock: its http.deadline, and a
  * second for the store. A holder killed meanwhile costs the others at most
- * this. */
+ * this. A failed fetch holds it AC_ATTEMPT_GAP_MS more: every process
+ * waiting for a session through an outage then tries once per gap between
+ * them all, not once per gap each. */
 static int64_t s_lock_ms(const struct ac_ctx *ctx)
 {
 	return ctx->http.deadline_ms + 1000;
@@ -519,7 +521,7 @@ int ac_store_fetch(struct ac_layer *L, struct ac_session *cur, bool refresh, ac_
 		if (rc == APICRED_OK)
 			s_save(L, *out);
 	}
-	st->ops->unlock(st, L->store.name, &lk);
+	st->ops->unlock(st, L->store.name, &lk, rc == APICRED_OK ? 0 : AC_ATTEMPT_GAP_MS);
 	return rc;
 local:
 	s_warn(st, L->stack->svc->name);

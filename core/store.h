@@ -34,7 +34,10 @@ struct ac_store_ops {
 	 * error. A holder that dies loses it after ttl_ms at the latest. */
 	int (*trylock)(struct ac_store *s, const char *name, int64_t ttl_ms,
 	               struct ac_store_lock *lk);
-	void (*unlock)(struct ac_store *s, const char *name, struct ac_store_lock *lk);
+	/* Releases it; with hold_ms > 0 (after a failed fetch) nobody takes it
+	 * for hold_ms more, so the next fetch, anywhere, waits that long. */
+	void (*unlock)(struct ac_store *s, const char *name, struct ac_store_lock *lk,
+	               int64_t hold_ms);
 	/* In a forked child: forget the parent's connections and locks. */
 	void (*after_fork)(struct ac_store *s);
 	void (*free)(struct ac_store *s);

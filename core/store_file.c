@@ -2,7 +2,9 @@
  * store_file.c - the shared store in a directory: one file per entry,
  * replaced atomically (write a temporary file, rename it over), and one
  * lock file per entry held with flock(), which the kernel releases when
- * its holder exits, however it exits.
+ * its holder exits, however it exits. A lease that outlasts the flock
+ * (after a failed fetch) is written in the lock file: the monotonic time
+ * in ms before which nobody takes the lock.
  *
  * The directory is created 0700 and refused when someone else owns it or
  * anyone else may enter it: entries are sealed, but their presence, size
@@ -154,6 +156,23 @@ static int s_lockfile(struct ac_store *st, const char *name)
 	return fd;
 }
 
+/* Whether the lock file holds a lease that has not ended. One longer than
+ * any lease is garbage, or from an earlier boot: ignored. */
+static bool s_leased(int fd)
+{
+	char buf[32];
+	ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
+	int64_t now = ac_store_now_ms();
+	long long until;
+
+	if (n <= 0)
+		return false;
+	buf[n] = '\0';
+	if (sscanf(buf, "%lld", &until) != 1)
+		return false;
+	return until > now && until - now <= AC_ATTEMPT_GAP_MS;
+}
+
 static int s_trylock(struct ac_store *st, const char *name, int64_t ttl_ms,
                      struct ac_store_lock *lk)
 {
@@ -171,13 +190,27 @@ static int s_trylock(struct ac_store *st, const char *name, int64_t ttl_ms,
 		       : ac_error(APICRED_ERR_UNAVAILABLE, "cannot lock an entry: %s",
 		                  strerror(err));
 	}
+	if (s_leased(fd)) {
+		flock(fd, LOCK_UN);
+		close(fd);
+		return AC_STORE_BUSY;
+	}
 	lk->fd = fd;
 	return APICRED_OK;
 }
 
-static void s_unlock(struct ac_store *st, const char *name, struct ac_store_lock *lk)
+static void s_unlock(struct ac_store *st, const char *name, struct ac_store_lock *lk,
+                     int64_t hold_ms)
 {
 	if (lk->fd >= 0) {
+		if (hold_ms > 0) {
+			char buf[32];
+			int n = snprintf(buf, sizeof(buf), "%lld\n",
+			                 (long long)(ac_store_now_ms() + hold_ms));
+			/* At worst no lease: the next fetch comes sooner. */
+			if (pwrite(lk->fd, buf, (size_t)n, 0) != n || ftruncate(lk->fd, n) != 0)
+				ac_error_clear();
+		}
 		flock(lk->fd, LOCK_UN); /* a forked child may share the descriptor */
 		close(lk->fd);
 		lk->fd = -1;
@@ -216,7 +249,7 @@ static int s_del(struct ac_store *st, const char *name, const unsigned char *pre
 		}
 	}
 	if (locked == APICRED_OK)
-		s_unlock(st, name, &lk);
+		s_unlock(st, name, &lk, 0);
 	return rc;
 }
 

@@ -4,8 +4,9 @@
  *
  * Keys: "apicred:NAME" holds a sealed entry and expires with it;
  * "apicred:NAME:lock" is the entry's lock: SET NX PX with a random owner,
- * released by compare-and-delete, so a holder that dies loses it when it
- * expires and one that outlived it cannot release someone else's.
+ * released by compare-and-delete (or, for a lease after a failed fetch,
+ * compare-and-PEXPIRE), so a holder that dies loses it when it expires and
+ * one that outlived it cannot release someone else's.
  *
  * One connection per context, used under a mutex, with short connect and
  * command time-outs. After a failure the store is not tried again until a
@@ -39,6 +40,10 @@ static const char s_cad_prefix[] =
 	"return 0";
 static const char s_cad_exact[] =
 	"if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end "
+	"return 0";
+static const char s_cap_exact[] =
+	"if redis.call('GET', KEYS[1]) == ARGV[1] then "
+	"return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end "
 	"return 0";
 
 struct s_redis {
@@ -260,12 +265,25 @@ static int s_trylock(struct ac_store *st, const char *name, int64_t ttl_ms,
 	return rc;
 }
 
-static void s_unlock(struct ac_store *st, const char *name, struct ac_store_lock *lk)
+static void s_unlock(struct ac_store *st, const char *name, struct ac_store_lock *lk,
+                     int64_t hold_ms)
 {
-	char key[96];
+	char key[96], px[32];
+	const char *argv[] = { "EVAL", s_cap_exact, "1", key, lk->owner, px };
+	size_t lens[6] = { 4, sizeof(s_cap_exact) - 1, 1, 0, strlen(lk->owner), 0 };
+	redisReply *rep;
 
 	s_key(key, sizeof(key), name, ":lock");
-	if (s_cad(st, s_cad_exact, key, lk->owner, strlen(lk->owner)) > APICRED_OK)
+	if (hold_ms <= 0) {
+		if (s_cad(st, s_cad_exact, key, lk->owner, strlen(lk->owner)) > APICRED_OK)
+			ac_error_clear(); /* it expires by itself */
+		return;
+	}
+	lens[3] = strlen(key);
+	lens[5] = (size_t)snprintf(px, sizeof(px), "%lld", (long long)hold_ms);
+	if (s_command(st, &rep, "EVAL", 6, argv, lens) == APICRED_OK)
+		freeReplyObject(rep);
+	else
 		ac_error_clear(); /* it expires by itself */
 }
 

@@ -1,10 +1,12 @@
 /*
  * test_cache.c - the core's session cache, through the public API and the
  * real loader, with the `counter` test provider (tests/modules/counter.c)
- * and an injected clock: single flight, refresh ahead without waiting,
- * lifetime rules, stale-if-error with back-off, 401 reports, reloads under
- * load, fork.
+ * and an injected clock: single flight, refresh ahead without waiting (a
+ * late background refresh taken over by a caller), lifetime rules,
+ * stale-if-error with back-off, one attempt a second through an outage,
+ * 401 reports, reloads under load, fork.
  */
+#define _GNU_SOURCE /* RUSAGE_THREAD */
 #include <pthread.h>
 #include <sched.h>
 #include <setjmp.h>
@@ -16,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -412,6 +415,251 @@ static void test_report_401_drops_only_the_failed_token(void **state)
 	apicred_close(ctx);
 }
 
+/* ---- nobody with a valid session waits ------------------------------------ */
+
+/* n gets of service in another thread, which must all return want while a
+ * fetch is stalled: a caller that waited for it would never come back (the
+ * bounded wait fails the test instead). The calls must not block at all:
+ * no voluntary context switch in the thread, as the benchmark counts them. */
+struct s_burst {
+	apicred_ctx *ctx;
+	const char *service, *want;
+	int n;
+	atomic_int good;
+	atomic_bool done;
+	long nvcsw;
+};
+
+static void *s_burst_main(void *arg)
+{
+	struct s_burst *b = arg;
+	struct rusage before, after;
+	apicred_cred *cred;
+
+	apicred_cred_new(&cred);
+	s_get_svc(b->ctx, b->service, cred); /* the cred's first allocation */
+	getrusage(RUSAGE_THREAD, &before);
+	for (int i = 0; i < b->n; i++) {
+		const char *t = s_get_svc(b->ctx, b->service, cred);
+		atomic_fetch_add(&b->good, t && strcmp(t, b->want) == 0);
+	}
+	getrusage(RUSAGE_THREAD, &after);
+	b->nvcsw = after.ru_nvcsw - before.ru_nvcsw;
+	apicred_cred_free(cred);
+	atomic_store(&b->done, true);
+	return NULL;
+}
+
+static void s_burst(apicred_ctx *ctx, const char *service, const char *want, int n)
+{
+	struct s_burst b = { .ctx = ctx, .service = service, .want = want, .n = n };
+	pthread_t t;
+
+	assert_int_equal(pthread_create(&t, NULL, s_burst_main, &b), 0);
+	for (int i = 0; i < 5000 && !atomic_load(&b.done); i++)
+		usleep(1000);
+	if (!atomic_load(&b.done))
+		atomic_store(&s_ctl->block, false); /* unstick it, then fail */
+	pthread_join(t, NULL);
+	assert_true(atomic_load(&b.done));
+	assert_int_equal(atomic_load(&b.good), n);
+	assert_int_equal(b.nvcsw, 0);
+}
+
+/* The background refresh stalls on the network past the takeover time
+ * and up to a second before expiry: every caller keeps the valid token at
+ * once, and nobody starts a second fetch (single flight). */
+static void test_stalled_refresh_nobody_waits(void **state)
+{
+	apicred_ctx *ctx = s_open(0);
+	apicred_cred *cred;
+
+	apicred_cred_new(&cred);
+	assert_string_equal(s_get(ctx, cred), "tok-1");
+	atomic_store(&s_ctl->block, true);
+	fx_advance(301000); /* refresh window: 300 s to 600 s */
+	assert_string_equal(s_get(ctx, cred), "tok-1");
+	s_wait_fetches(2);
+	fx_advance(298000); /* 599 s: the takeover time (450 s) is past */
+	s_burst(ctx, "svc", "tok-1", 1000);
+	assert_int_equal(atomic_load(&s_ctl->fetches), 2);
+	assert_int_equal(atomic_load(&s_ctl->blocked), 1);
+	atomic_store(&s_ctl->block, false);
+	s_wait_token(ctx, cred, "tok-2");
+	assert_int_equal(atomic_load(&s_ctl->fetches), 2);
+	apicred_cred_free(cred);
+	apicred_close(ctx);
+}
+
+/* One get in a thread of its own: what it returned, and the message. */
+struct s_one {
+	apicred_ctx *ctx;
+	const char *service;
+	char tok[64];
+	int rc;
+	char msg[512];
+	atomic_bool done;
+};
+
+static void *s_one_main(void *arg)
+{
+	struct s_one *o = arg;
+	apicred_cred *cred;
+	const char *t;
+
+	apicred_cred_new(&cred);
+	o->rc = apicred_get(o->ctx, o->service, NULL, cred);
+	t = o->rc == APICRED_OK ? apicred_cred_find(cred, APICRED_HEADER, "Authorization") : NULL;
+	snprintf(o->tok, sizeof(o->tok), "%s", t ? t : "(none)");
+	snprintf(o->msg, sizeof(o->msg), "%s", apicred_errmsg());
+	apicred_cred_free(cred);
+	atomic_store(&o->done, true);
+	return NULL;
+}
+
+/* The refresher is busy (another service's refresh hangs): "svc"'s refresh
+ * waits in its queue. Halfway from when it was due to expiry, one caller
+ * that still holds the valid token runs it; the others keep the token,
+ * and the refresher does not fetch it again. */
+static void test_late_refresh_taken_over(void **state)
+{
+	apicred_ctx *ctx;
+	apicred_cred *cred;
+	struct s_one taker = { .service = "svc" };
+	pthread_t t;
+
+	fx_replace(s_fx, "conf.d/other.conf", "url = \"https://127.0.0.1/\";\n"
+	                             "stack = ( { provider = \"counter\"; label = \"o\"; } );\n");
+	ctx = s_open(0);
+	taker.ctx = ctx;
+	apicred_cred_new(&cred);
+	assert_string_equal(s_get(ctx, cred), "tok-1");
+	assert_string_equal(s_get_svc(ctx, "other", cred), "o-2");
+
+	atomic_store(&s_ctl->block, true);
+	fx_advance(301000); /* both due: refresh window 300 s to 600 s */
+	assert_string_equal(s_get_svc(ctx, "other", cred), "o-2");
+	s_wait_fetches(3); /* the refresher hangs in "other"'s fetch */
+	assert_string_equal(s_get(ctx, cred), "tok-1"); /* queued behind it */
+	fx_advance(100000); /* 401 s: not yet the takeover time (450.5 s) */
+	s_burst(ctx, "svc", "tok-1", 100);
+	assert_int_equal(atomic_load(&s_ctl->fetches), 3);
+
+	fx_advance(50000); /* 451 s */
+	assert_int_equal(pthread_create(&t, NULL, s_one_main, &taker), 0);
+	s_wait_fetches(4); /* that caller fetches (and hangs too) */
+	s_burst(ctx, "svc", "tok-1", 1000);
+	s_burst(ctx, "other", "o-2", 1000); /* its fetch is under way: nobody takes it over */
+	assert_int_equal(atomic_load(&s_ctl->fetches), 4);
+	assert_int_equal(atomic_load(&s_ctl->blocked), 2);
+
+	atomic_store(&s_ctl->block, false);
+	pthread_join(t, NULL);
+	assert_string_equal(taker.tok, "tok-1"); /* it had a valid token */
+	s_wait_token(ctx, cred, "tok-4");
+	s_wait_token_svc(ctx, "other", cred, "o-3");
+	usleep(200000); /* give the refresher, now free, the chance to fetch "svc" wrongly */
+	assert_int_equal(atomic_load(&s_ctl->fetches), 4);
+	apicred_cred_free(cred);
+	apicred_close(ctx);
+}
+
+/* ---- one attempt a second through an outage ------------------------------- */
+
+/* Callers with no valid session, through an outage long enough for the
+ * back-off to reach backoff_max (60 s): one attempt a second, never more,
+ * so the first success comes within a second of the outage's end. */
+static void test_outage_one_attempt_a_second(void **state)
+{
+	apicred_ctx *ctx = s_open(0);
+	apicred_cred *cred;
+	int n;
+
+	apicred_cred_new(&cred);
+	atomic_store(&s_ctl->fail, APICRED_ERR_UNAVAILABLE);
+	assert_int_equal(apicred_get(ctx, "svc", NULL, cred), APICRED_ERR_UNAVAILABLE);
+	assert_int_equal(atomic_load(&s_ctl->fetches), 1);
+	for (n = 2; n <= 12; n++) {
+		for (int i = 0; i < 10; i++) { /* within the second: told when, no attempt */
+			assert_int_equal(apicred_get(ctx, "svc", NULL, cred), APICRED_ERR_UNAVAILABLE);
+			assert_non_null(strstr(apicred_errmsg(), "svc: layer 1 (counter)"));
+			assert_non_null(strstr(apicred_errmsg(), "next attempt in 1 s"));
+			fx_advance(99);
+		}
+		assert_int_equal(atomic_load(&s_ctl->fetches), n - 1);
+		fx_advance(10); /* a second after the last attempt */
+		assert_int_equal(apicred_get(ctx, "svc", NULL, cred), APICRED_ERR_UNAVAILABLE);
+		assert_int_equal(atomic_load(&s_ctl->fetches), n);
+	}
+	/* The endpoint is back: the next second's attempt succeeds. */
+	atomic_store(&s_ctl->fail, 0);
+	fx_advance(1000);
+	assert_string_equal(s_get(ctx, cred), "tok-13");
+	apicred_cred_free(cred);
+	apicred_close(ctx);
+}
+
+/* Nobody waits (the session is valid): failed refreshes keep backing off
+ * exponentially (jitter in [half, full] of 1, 2, 4 ... s), not once a
+ * second. */
+static void test_refresh_backs_off_while_nobody_waits(void **state)
+{
+	apicred_ctx *ctx = s_open(APICRED_OPEN_NO_BACKGROUND);
+	apicred_cred *cred;
+	int64_t full = 1000;
+
+	apicred_cred_new(&cred);
+	assert_string_equal(s_get(ctx, cred), "tok-1");
+	atomic_store(&s_ctl->fail, APICRED_ERR_UNAVAILABLE);
+	fx_advance(301000);
+	assert_string_equal(s_get(ctx, cred), "tok-1"); /* refresh 1 fails */
+	assert_int_equal(atomic_load(&s_ctl->fetches), 2);
+	for (int k = 1; k <= 6; k++, full *= 2) {
+		fx_advance(full / 2 - 1); /* inside the back-off */
+		assert_string_equal(s_get(ctx, cred), "tok-1");
+		assert_int_equal(atomic_load(&s_ctl->fetches), k + 1);
+		fx_advance(full / 2 + 1); /* past it */
+		assert_string_equal(s_get(ctx, cred), "tok-1"); /* refresh k + 1 fails */
+		assert_int_equal(atomic_load(&s_ctl->fetches), k + 2);
+	}
+	apicred_cred_free(cred);
+	apicred_close(ctx);
+}
+
+/* A caller waiting for a fetch that never ends gives up after its own
+ * http.deadline (1 s here: real time, like every http.deadline, so that
+ * clock jumps in other tests cannot cut a wait short) with a clear error. */
+static void test_waiter_gives_up_at_its_deadline(void **state)
+{
+	struct s_one first = { .service = "svc" }, second = { .service = "svc" };
+	pthread_t a, b;
+	apicred_ctx *ctx;
+
+	fx_replace(s_fx, "apicred.conf", "cache = { refresh_ahead = 300; default_ttl = 100; "
+	                        "check_interval = 0; backoff_max = 60; };\n"
+	                        "http = { retries = 0; deadline = 1; };\n");
+	ctx = s_open(0);
+	first.ctx = second.ctx = ctx;
+	atomic_store(&s_ctl->block, true);
+	assert_int_equal(pthread_create(&a, NULL, s_one_main, &first), 0);
+	s_wait_fetches(1); /* it fetches, and hangs */
+	assert_int_equal(pthread_create(&b, NULL, s_one_main, &second), 0);
+	/* Bounded: a hang fails the test. */
+	for (int i = 0; i < 5000 && !atomic_load(&second.done); i++)
+		usleep(1000);
+	if (!atomic_load(&second.done))
+		atomic_store(&s_ctl->block, false); /* unstick it, then fail */
+	pthread_join(b, NULL);
+	assert_int_equal(second.rc, APICRED_ERR_HTTP);
+	assert_non_null(strstr(second.msg, "svc: layer 1 (counter)"));
+	assert_non_null(strstr(second.msg, "http.deadline"));
+	atomic_store(&s_ctl->block, false);
+	pthread_join(a, NULL);
+	assert_string_equal(first.tok, "tok-1"); /* the fetch itself went on */
+	assert_int_equal(atomic_load(&s_ctl->fetches), 1);
+	apicred_close(ctx);
+}
+
 /* ---- reload under load, fork --------------------------------------------- */
 
 struct s_load { apicred_ctx *ctx; atomic_bool stop; atomic_int bad; };
@@ -526,6 +774,11 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_stale_if_error, s_setup, s_teardown),
 		cmocka_unit_test_setup_teardown(test_retry_after_honoured, s_setup, s_teardown),
 		cmocka_unit_test_setup_teardown(test_retry_after_capped, s_setup, s_teardown),
+		cmocka_unit_test_setup_teardown(test_stalled_refresh_nobody_waits, s_setup, s_teardown),
+		cmocka_unit_test_setup_teardown(test_late_refresh_taken_over, s_setup, s_teardown),
+		cmocka_unit_test_setup_teardown(test_outage_one_attempt_a_second, s_setup, s_teardown),
+		cmocka_unit_test_setup_teardown(test_refresh_backs_off_while_nobody_waits, s_setup, s_teardown),
+		cmocka_unit_test_setup_teardown(test_waiter_gives_up_at_its_deadline, s_setup, s_teardown),
 		cmocka_unit_test_setup_teardown(test_auth_failure_not_retried_in_background, s_setup, s_teardown),
 		cmocka_unit_test_setup_teardown(test_report_401_drops_only_the_failed_token, s_setup, s_teardown),
 		cmocka_unit_test_setup_teardown(test_reload_while_in_use, s_setup, s_teardown),
