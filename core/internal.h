@@ -217,6 +217,9 @@ struct ac_desc {
 struct ac_service {
 	char *name;
 	char *path;
+	size_t name_len;
+	uint64_t hash;              /* of the name, for ac_service_find */
+	/* NULL until first use (ac_service_load); then replaced only whole. */
 	_Atomic(struct ac_stack *) stack;
 	_Atomic(const char *) desc; /* the current stack's, from descs */
 	struct ac_desc *descs;      /* every one published; under reload_mu */
@@ -259,6 +262,8 @@ struct ac_ctx {
 
 	size_t nservices;
 	struct ac_service *services;
+	struct ac_service **htab;   /* open addressing by name hash; hmask + 1 slots */
+	size_t hmask;
 	int scan_code;              /* what is wrong with conf.d itself, or 0 */
 	char *scan_msg;
 
@@ -281,7 +286,14 @@ struct apicred_ctx { struct ac_ctx c; };
 int64_t ac_now_mono(struct ac_ctx *ctx);
 int64_t ac_now_wall(struct ac_ctx *ctx);
 int ac_random(struct ac_ctx *ctx, unsigned char *buf, size_t len);
+/* The monotonic clock as the hot path reads it: once per call, cheaply
+ * (a coarse clock rounded up, so never behind the precise one). */
+int64_t ac_now_fast(struct ac_ctx *ctx);
 struct ac_service *ac_service_find(struct ac_ctx *ctx, const char *name);
+/* Loads svc on first use (once, whichever threads ask): APICRED_OK, or
+ * APICRED_ERR_NOMEM. A service that fails to load is still loaded: its
+ * stack fails every call with the reason, until its files change. */
+int ac_service_load(struct ac_ctx *ctx, struct ac_service *svc);
 void ac_fork_check(struct ac_ctx *ctx);
 
 /* ---- config and stacks (config.c, stack.c) ------------------------------- */
@@ -298,13 +310,15 @@ void ac_service_maybe_reload(struct ac_ctx *ctx, struct ac_service *svc, bool fo
 const apicred_schema *ac_schema_find(const apicred_schema *schema, const char *name);
 extern const apicred_schema ac_core_keys[]; /* keys of every layer */
 
-/* Walks layers [0, upto) adding their output to cred. */
+/* Walks layers [0, upto) adding their output to cred; now is the call's
+ * clock reading (ac_now_fast), for the layers' sessions. */
 int ac_stack_apply(struct ac_stack *st, size_t upto, const apicred_request *req,
-                   apicred_cred *cred, bool with_static);
+                   apicred_cred *cred, bool with_static, int64_t now);
 
 /* ---- cache (cache.c) ----------------------------------------------------- */
 
-int ac_layer_session(struct ac_layer *L, struct ac_session **out);
+/* L's session for a call made at now (ac_now_fast): lock-free when fresh. */
+int ac_layer_session(struct ac_layer *L, int64_t now, struct ac_session **out);
 void ac_layer_cache_init(struct ac_layer *L);
 void ac_layer_cache_fini(struct ac_layer *L);
 void ac_layer_invalidate(struct ac_layer *L, uint64_t gen);

@@ -19,7 +19,8 @@
 
 static const char *s_control_name[] = { "required", "optional", "sufficient" };
 
-static int s_layer_apply(struct ac_layer *L, const apicred_request *req, apicred_cred *cred)
+static int s_layer_apply(struct ac_layer *L, const apicred_request *req, apicred_cred *cred,
+                         int64_t now)
 {
 	apicred_out out = { cred, L };
 	struct ac_session *s = NULL;
@@ -27,7 +28,7 @@ static int s_layer_apply(struct ac_layer *L, const apicred_request *req, apicred
 
 	if (L->fail_code)
 		return ac_error(L->fail_code, "%s", L->fail_msg ? L->fail_msg : "layer failed");
-	if (L->mod->vt.fetch && (rc = ac_layer_session(L, &s)) != APICRED_OK)
+	if (L->mod->vt.fetch && (rc = ac_layer_session(L, now, &s)) != APICRED_OK)
 		return rc;
 	rc = L->mod->vt.apply(L->state, &L->host, s ? s->data : NULL, req, &out);
 	if (rc != APICRED_OK)
@@ -49,7 +50,7 @@ static void s_url_free(char *url)
 }
 
 int ac_stack_apply(struct ac_stack *st, size_t upto, const apicred_request *req,
-                   apicred_cred *cred, bool with_static)
+                   apicred_cred *cred, bool with_static, int64_t now)
 {
 	const apicred_request *cur = req;
 	apicred_request eff;
@@ -80,7 +81,7 @@ int ac_stack_apply(struct ac_stack *st, size_t upto, const apicred_request *req,
 			cur = &eff;
 			nquery = q;
 		}
-		rc = s_layer_apply(L, cur, cred);
+		rc = s_layer_apply(L, cur, cred, now);
 		if (rc == APICRED_OK) {
 			if (L->control == AC_SUFFICIENT)
 				break;
@@ -127,15 +128,24 @@ static const apicred_request *s_request(const apicred_request *req, apicred_requ
 	return tmp;
 }
 
-static struct ac_service *s_service(struct ac_ctx *ctx, const char *name)
+/* The service, loaded on first use, its files looked at again when due
+ * (now: ac_now_fast). */
+static int s_service(struct ac_ctx *ctx, const char *name, int64_t now, struct ac_service **out)
 {
 	struct ac_service *svc;
+	int rc;
 
 	ac_fork_check(ctx);
-	svc = ac_service_find(ctx, name);
-	if (svc)
+	if (!(*out = svc = ac_service_find(ctx, name)))
+		return ac_name_valid(name) ? APICRED_ERR_NO_SERVICE : APICRED_ERR_BAD_NAME;
+	if (!atomic_load_explicit(&svc->stack, memory_order_acquire)) {
+		if ((rc = ac_service_load(ctx, svc)) != APICRED_OK)
+			*out = NULL;
+		return rc;
+	}
+	if (now >= atomic_load_explicit(&svc->next_check_ms, memory_order_relaxed))
 		ac_service_maybe_reload(ctx, svc, false);
-	return svc;
+	return APICRED_OK;
 }
 
 API int apicred_get(apicred_ctx *ctx, const char *service, const apicred_request *req,
@@ -144,13 +154,15 @@ API int apicred_get(apicred_ctx *ctx, const char *service, const apicred_request
 	apicred_request tmp;
 	struct ac_service *svc;
 	struct ac_stack *st;
+	int64_t now;
 	int rc;
 
 	if (!ctx || !service || !cred)
 		return ac_error(APICRED_ERR_INVALID, "apicred_get: NULL argument");
 	req = s_request(req, &tmp);
-	if (!(svc = s_service(&ctx->c, service)))
-		return ac_name_valid(service) ? APICRED_ERR_NO_SERVICE : APICRED_ERR_BAD_NAME;
+	now = ac_now_fast(&ctx->c); /* the call's one clock reading */
+	if ((rc = s_service(&ctx->c, service, now, &svc)) != APICRED_OK)
+		return rc;
 	ac_cred_reset(cred);
 
 	ac_ebr_enter();
@@ -162,7 +174,7 @@ API int apicred_get(apicred_ctx *ctx, const char *service, const apicred_request
 		              "service's origin %s", service,
 		              st->origin_short ? st->origin_short : st->origin);
 	else
-		rc = ac_stack_apply(st, st->nlayers, req, cred, true);
+		rc = ac_stack_apply(st, st->nlayers, req, cred, true, now);
 	ac_ebr_leave();
 	if (rc != APICRED_OK)
 		ac_cred_reset(cred);
@@ -176,18 +188,19 @@ static int s_report(apicred_ctx *ctx, const char *service, const apicred_cred *c
 	struct ac_service *svc;
 	struct ac_stack *st;
 	bool changed = false, ours = cred == NULL;
+	int rc;
 
 	if (retry)
 		*retry = 0;
 	if (!ctx || !service)
 		return ac_error(APICRED_ERR_INVALID, "apicred_report: NULL argument");
-	if (!(svc = s_service(&ctx->c, service)))
-		return ac_name_valid(service) ? APICRED_ERR_NO_SERVICE : APICRED_ERR_BAD_NAME;
+	if ((rc = s_service(&ctx->c, service, ac_now_fast(&ctx->c), &svc)) != APICRED_OK)
+		return rc;
 
 	ac_ebr_enter();
 	st = atomic_load_explicit(&svc->stack, memory_order_acquire);
 	if (st->fail_code) { /* its layers may not even have a provider */
-		int rc = ac_error(st->fail_code, "%s", st->fail_msg ? st->fail_msg : "service failed");
+		rc = ac_error(st->fail_code, "%s", st->fail_msg ? st->fail_msg : "service failed");
 		ac_ebr_leave();
 		return rc;
 	}
@@ -206,7 +219,8 @@ static int s_report(apicred_ctx *ctx, const char *service, const apicred_cred *c
 			continue;
 		/* NULL cred: the credentials a get would give now, which may come
 		 * from the shared store (a tok failover, say) before any get here. */
-		if (!cred && !s && L->mod->vt.fetch && ac_layer_session(L, &s) == APICRED_OK)
+		if (!cred && !s && L->mod->vt.fetch &&
+		    ac_layer_session(L, ac_now_mono(&ctx->c), &s) == APICRED_OK)
 			gen = s->gen;
 		if (L->mod->vt.fetch && (!s || s->gen != gen)) {
 			AC_TRACE(L, "HTTP %ld for session generation %llu, already replaced: "
@@ -453,7 +467,7 @@ static int s_check_layer(struct ac_layer *L, const char *url)
 		r.url = url;
 		if ((rc = apicred_cred_new(&cred)) != APICRED_OK)
 			return rc;
-		rc = s_layer_apply(L, &r, cred);
+		rc = s_layer_apply(L, &r, cred, ac_now_mono(L->stack->ctx));
 		apicred_cred_free(cred);
 		if (rc != APICRED_OK)
 			return rc;
@@ -503,8 +517,8 @@ API int apicred_check(apicred_ctx *ctx, const char *service)
 		return ctx->c.scan_code ? ac_error(ctx->c.scan_code, "%s", ctx->c.scan_msg ?
 		                                   ctx->c.scan_msg : "configuration directory")
 		                        : APICRED_OK;
-	if (!(svc = s_service(&ctx->c, service)))
-		return ac_name_valid(service) ? APICRED_ERR_NO_SERVICE : APICRED_ERR_BAD_NAME;
+	if ((rc = s_service(&ctx->c, service, ac_now_fast(&ctx->c), &svc)) != APICRED_OK)
+		return rc;
 	ac_ebr_enter();
 	rc = s_check_stack(atomic_load(&svc->stack));
 	ac_ebr_leave();
@@ -520,8 +534,8 @@ API int apicred_check_report(apicred_ctx *ctx, const char *service, apicred_prob
 
 	if (!ctx || !service || !fn)
 		return ac_error(APICRED_ERR_INVALID, "apicred_check_report: NULL argument");
-	if (!(svc = s_service(&ctx->c, service)))
-		return ac_name_valid(service) ? APICRED_ERR_NO_SERVICE : APICRED_ERR_BAD_NAME;
+	if ((rc = s_service(&ctx->c, service, ac_now_fast(&ctx->c), &svc)) != APICRED_OK)
+		return rc;
 	ac_ebr_enter();
 	st = atomic_load(&svc->stack);
 	for (size_t i = 0; i < st->nproblems; i++)
@@ -546,6 +560,35 @@ API int apicred_check_report(apicred_ctx *ctx, const char *service, apicred_prob
 	return rc;
 }
 
+API int apicred_check_all(apicred_ctx *ctx, apicred_problem_fn fn, void *user)
+{
+	int first = APICRED_OK, rc;
+	char msg[1024] = "";
+
+	if (!ctx)
+		return ac_error(APICRED_ERR_INVALID, "apicred_check_all: ctx is NULL");
+	if ((rc = apicred_check(ctx, NULL)) != APICRED_OK) {
+		first = rc;
+		snprintf(msg, sizeof(msg), "%s", apicred_errmsg());
+		if (fn)
+			fn(user, msg);
+	}
+	/* Every service, even after a failure: fn hears of all of them. */
+	for (size_t i = 0; i < ctx->c.nservices; i++) {
+		const char *name = ctx->c.services[i].name;
+
+		rc = fn ? apicred_check_report(ctx, name, fn, user) : apicred_check(ctx, name);
+		if (rc != APICRED_OK && first == APICRED_OK) {
+			first = rc;
+			snprintf(msg, sizeof(msg), "%s", apicred_errmsg());
+		}
+	}
+	if (first != APICRED_OK)
+		return ac_error(first, "%s", msg);
+	ac_error_clear();
+	return APICRED_OK;
+}
+
 /* The description of a service that works (copied if copy), or its error. */
 static int s_description(struct ac_ctx *ctx, const char *service, const char *fn,
                          const char **out, char **copy)
@@ -557,9 +600,8 @@ static int s_description(struct ac_ctx *ctx, const char *service, const char *fn
 	*out = NULL;
 	if (!service)
 		return ac_error(APICRED_ERR_INVALID, "%s: NULL argument", fn);
-	ac_fork_check(ctx);
-	if (!(svc = ac_service_find(ctx, service)))
-		return ac_name_valid(service) ? APICRED_ERR_NO_SERVICE : APICRED_ERR_BAD_NAME;
+	if ((rc = s_service(ctx, service, ac_now_fast(ctx), &svc)) != APICRED_OK)
+		return rc;
 	ac_ebr_enter();
 	st = atomic_load_explicit(&svc->stack, memory_order_acquire);
 	if (st->fail_code)
@@ -608,8 +650,8 @@ API int apicred_provision(apicred_ctx *ctx, const char *service, unsigned flags,
 		*report = NULL;
 	if (!ctx || !service)
 		return ac_error(APICRED_ERR_INVALID, "apicred_provision: NULL argument");
-	if (!(svc = s_service(&ctx->c, service)))
-		return ac_name_valid(service) ? APICRED_ERR_NO_SERVICE : APICRED_ERR_BAD_NAME;
+	if ((rc = s_service(&ctx->c, service, ac_now_fast(&ctx->c), &svc)) != APICRED_OK)
+		return rc;
 	ac_ebr_enter();
 	st = atomic_load(&svc->stack);
 	if (st->fail_code)
