@@ -52,6 +52,7 @@ void ac_cred_reset(apicred_cred *cred)
 	OPENSSL_cleanse(cred->arena, cred->used);
 	cred->used = 0;
 	cred->nitems = 0;
+	cred->nquery = 0;
 	cred->nlayers = 0;
 	cred->expires_at = 0;
 }
@@ -62,7 +63,8 @@ void ac_cred_truncate(apicred_cred *cred, size_t nitems)
 		size_t from = cred->items[nitems].name_off;
 		OPENSSL_cleanse(cred->arena + from, cred->used - from);
 		cred->used = from;
-		cred->nitems = nitems;
+		while (cred->nitems > nitems)
+			cred->nquery -= cred->items[--cred->nitems].kind == APICRED_QUERY;
 	}
 }
 
@@ -93,11 +95,10 @@ static int s_grow(void **p, size_t *cap, size_t need, size_t elem)
 	return APICRED_OK;
 }
 
-int ac_cred_add(apicred_cred *cred, apicred_kind kind, const char *name,
+int ac_cred_add(apicred_cred *cred, apicred_kind kind, const char *name, size_t name_len,
                 const void *value, size_t len)
 {
-	size_t nlen = strlen(name) + 1;
-	size_t need = cred->used + nlen + len + 1;
+	size_t need = cred->used + name_len + 1 + len + 1;
 	struct ac_item *it;
 
 	if (need > cred->cap && s_grow((void **)&cred->arena, &cred->cap, need, 1))
@@ -108,13 +109,15 @@ int ac_cred_add(apicred_cred *cred, apicred_kind kind, const char *name,
 	it = &cred->items[cred->nitems++];
 	it->kind = kind;
 	it->name_off = cred->used;
-	memcpy(cred->arena + cred->used, name, nlen);
-	cred->used += nlen;
+	memcpy(cred->arena + cred->used, name, name_len);
+	cred->arena[cred->used + name_len] = '\0';
+	cred->used += name_len + 1;
 	it->value_off = cred->used;
 	it->value_len = len;
 	memcpy(cred->arena + cred->used, value, len);
 	cred->arena[cred->used + len] = '\0';
 	cred->used += len + 1;
+	cred->nquery += kind == APICRED_QUERY;
 	return APICRED_OK;
 }
 
@@ -126,31 +129,35 @@ static int s_out_error(apicred_out *out, int code, const char *what, const char 
 	return ac_error(code, "%s '%s': value contains CR, LF or NUL", what, name);
 }
 
+/* The lengths the copy needs are measured by the same scans that refuse
+ * CR and LF (and ':' in a name): validation costs no pass of its own. */
 int ac_out_header(apicred_out *out, const char *name, const char *value)
 {
-	size_t len = strlen(value);
+	size_t nlen = strcspn(name, "\r\n:"), vlen = strcspn(value, "\r\n");
 
-	if (!*name || strpbrk(name, "\r\n:") || !ac_header_value_ok(value, len))
+	if (!nlen || name[nlen] || value[vlen])
 		return s_out_error(out, APICRED_ERR_PROTOCOL, "header", name);
-	return ac_cred_add(out->cred, APICRED_HEADER, name, value, len);
+	return ac_cred_add(out->cred, APICRED_HEADER, name, nlen, value, vlen);
 }
 
 int ac_out_query(apicred_out *out, const char *name, const char *value)
 {
 	if (!*name)
 		return s_out_error(out, APICRED_ERR_INVALID, "query parameter", name);
-	return ac_cred_add(out->cred, APICRED_QUERY, name, value, strlen(value));
+	return ac_cred_add(out->cred, APICRED_QUERY, name, strlen(name), value, strlen(value));
 }
 
 int ac_out_tls(apicred_out *out, const char *name, const void *value, size_t len)
 {
-	return ac_cred_add(out->cred, APICRED_TLS, name, value, len);
+	return ac_cred_add(out->cred, APICRED_TLS, name, strlen(name), value, len);
 }
 
 API size_t apicred_cred_count(const apicred_cred *cred, apicred_kind kind)
 {
 	size_t n = 0;
 
+	if (cred && kind == APICRED_QUERY)
+		return cred->nquery;
 	for (size_t i = 0; cred && i < cred->nitems; i++)
 		n += cred->items[i].kind == kind;
 	return n;

@@ -35,8 +35,11 @@ static struct {
 	struct ac_ebr_node *retired;
 } gl = { PTHREAD_ONCE_INIT, 0, PTHREAD_MUTEX_INITIALIZER, 1, NULL, NULL };
 
-static _Thread_local struct s_slot *t_slot;
-static _Thread_local unsigned t_depth;
+/* initial-exec: a plain %fs-relative access, not a __tls_get_addr call
+ * on every enter and leave (a few bytes of the static TLS surplus). */
+#define S_TLS _Thread_local __attribute__((tls_model("initial-exec")))
+static S_TLS struct s_slot *t_slot;
+static S_TLS unsigned t_depth;
 
 static void s_thread_exit(void *p)
 {

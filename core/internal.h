@@ -198,8 +198,10 @@ struct ac_stack {
 	char *description;
 	char *origin;              /* "https://host:port" from url, or NULL */
 	char *origin_short;        /* the same without a default port */
+	size_t origin_len, origin_short_len;
 	size_t nheaders;
 	char **headers;            /* static: name, value, name, value ... */
+	size_t *header_lens;       /* their lengths, in the same order */
 	size_t nlayers;
 	struct ac_layer *layers;
 	struct ac_watch *watches;
@@ -368,6 +370,7 @@ struct apicred_cred {
 	size_t used, cap;
 	struct ac_item *items;
 	size_t nitems, capitems;
+	size_t nquery;            /* items of kind APICRED_QUERY */
 	struct ac_used layers[AC_MAX_LAYERS];
 	size_t nlayers;
 	int64_t expires_at;
@@ -380,7 +383,7 @@ struct apicred_out {
 };
 
 void ac_cred_reset(apicred_cred *cred);
-int ac_cred_add(apicred_cred *cred, apicred_kind kind, const char *name,
+int ac_cred_add(apicred_cred *cred, apicred_kind kind, const char *name, size_t name_len,
                 const void *value, size_t len);
 void ac_cred_truncate(apicred_cred *cred, size_t nitems);
 int ac_out_header(apicred_out *out, const char *name, const char *value);

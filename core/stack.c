@@ -59,15 +59,15 @@ int ac_stack_apply(struct ac_stack *st, size_t upto, const apicred_request *req,
 	int rc;
 
 	for (size_t i = 0; with_static && i < st->nheaders; i++) {
-		rc = ac_cred_add(cred, APICRED_HEADER, st->headers[2 * i], st->headers[2 * i + 1],
-		                 strlen(st->headers[2 * i + 1]));
+		rc = ac_cred_add(cred, APICRED_HEADER, st->headers[2 * i], st->header_lens[2 * i],
+		                 st->headers[2 * i + 1], st->header_lens[2 * i + 1]);
 		if (rc != APICRED_OK)
 			return rc;
 	}
 	rc = APICRED_OK;
 	for (size_t i = 0; i < upto; i++) {
 		struct ac_layer *L = &st->layers[i];
-		size_t mark = cred->nitems, q = apicred_cred_count(cred, APICRED_QUERY);
+		size_t mark = cred->nitems, q = cred->nquery;
 
 		/* Query parameters from the layers above are part of the URL the
 		 * layers below sign (hmac, tcx): show them the URL as it is sent. */
@@ -104,9 +104,10 @@ int ac_stack_apply(struct ac_stack *st, size_t upto, const apicred_request *req,
 static bool s_origin_ok(const struct ac_stack *st, const char *url)
 {
 	const char *o[2] = { st->origin, st->origin_short };
+	size_t len[2] = { st->origin_len, st->origin_short_len };
 
 	for (int i = 0; i < 2; i++) {
-		size_t n = o[i] ? strlen(o[i]) : 0;
+		size_t n = len[i];
 		if (n && strncasecmp(url, o[i], n) == 0 && strchr("/?#", url[n]))
 			return true;
 	}
