@@ -21,12 +21,6 @@ bool ac_header_value_ok(const char *v, size_t len)
 	       strlen(v) == len;
 }
 
-static void s_slist_free(apicred_cred *cred)
-{
-	ac_slist_free(cred->slist);
-	cred->slist = NULL;
-}
-
 API int apicred_cred_new(apicred_cred **cred)
 {
 	if (!cred)
@@ -42,13 +36,16 @@ API void apicred_cred_free(apicred_cred *cred)
 	ac_cred_reset(cred);
 	free(cred->arena);
 	free(cred->items);
+	free(cred->hlines);
+	free(cred->hnodes);
 	free(cred);
 }
 
 void ac_cred_reset(apicred_cred *cred)
 {
-	if (cred->slist)
-		s_slist_free(cred);
+	if (cred->hused)
+		OPENSSL_cleanse(cred->hlines, cred->hused);
+	cred->hused = 0;
 	OPENSSL_cleanse(cred->arena, cred->used);
 	cred->used = 0;
 	cred->nitems = 0;
@@ -118,6 +115,69 @@ int ac_cred_add(apicred_cred *cred, apicred_kind kind, const char *name, size_t 
 	cred->arena[cred->used + len] = '\0';
 	cred->used += len + 1;
 	cred->nquery += kind == APICRED_QUERY;
+	return APICRED_OK;
+}
+
+/* Appends one line (a, then b if not NULL, joined by ": ") to hlines. */
+static void s_line(apicred_cred *cred, const char *a, size_t alen, const char *b, size_t blen)
+{
+	char *p = cred->hlines + cred->hused;
+
+	memcpy(p, a, alen);
+	if (b) {
+		memcpy(p + alen, ": ", 2);
+		memcpy(p + alen + 2, b, blen);
+		alen += 2 + blen;
+	}
+	p[alen] = '\0';
+	cred->hused += alen + 1;
+}
+
+int ac_cred_slist(apicred_cred *cred, const char *const *lines, const char *ct_line,
+                  struct curl_slist **out)
+{
+	size_t n = 0, need = 0, k = 0;
+
+	/* Sizes first: the text never moves while nodes point into it. */
+	for (const char *const *l = lines; l && *l; l++, n++)
+		need += strlen(*l) + 1;
+	for (size_t i = 0; i < cred->nitems; i++)
+		if (cred->items[i].kind == APICRED_HEADER) {
+			const struct ac_item *it = &cred->items[i];
+			need += (it->value_off - it->name_off - 1) + 2 + it->value_len + 1;
+			n++;
+		}
+	if (ct_line) {
+		need += strlen(ct_line) + 1;
+		n++;
+	}
+	*out = NULL;
+	if (!n)
+		return APICRED_OK;
+	if ((need > cred->hcap && s_grow((void **)&cred->hlines, &cred->hcap, need, 1)) ||
+	    (n > cred->hnodes_cap &&
+	     s_grow((void **)&cred->hnodes, &cred->hnodes_cap, n, sizeof(*cred->hnodes))))
+		return ac_error(APICRED_ERR_NOMEM, "out of memory");
+	cred->hused = 0;
+	for (const char *const *l = lines; l && *l; l++) {
+		cred->hnodes[k++].data = cred->hlines + cred->hused;
+		s_line(cred, *l, strlen(*l), NULL, 0);
+	}
+	for (size_t i = 0; i < cred->nitems; i++) {
+		const struct ac_item *it = &cred->items[i];
+		if (it->kind != APICRED_HEADER)
+			continue;
+		cred->hnodes[k++].data = cred->hlines + cred->hused;
+		s_line(cred, cred->arena + it->name_off, it->value_off - it->name_off - 1,
+		       cred->arena + it->value_off, it->value_len);
+	}
+	if (ct_line) {
+		cred->hnodes[k++].data = cred->hlines + cred->hused;
+		s_line(cred, ct_line, strlen(ct_line), NULL, 0);
+	}
+	for (size_t i = 0; i < n; i++)
+		cred->hnodes[i].next = i + 1 < n ? &cred->hnodes[i + 1] : NULL;
+	*out = cred->hnodes;
 	return APICRED_OK;
 }
 

@@ -374,7 +374,13 @@ struct apicred_cred {
 	struct ac_used layers[AC_MAX_LAYERS];
 	size_t nlayers;
 	int64_t expires_at;
-	struct curl_slist *slist; /* of apicred_curl_apply */
+	/* The header list of apicred_curl_apply: nodes and "Name: value"
+	 * lines in memory kept from call to call (lines wiped by each reset),
+	 * so a loop builds it without allocating. */
+	struct curl_slist *hnodes;
+	size_t hnodes_cap;
+	char *hlines;
+	size_t hused, hcap;
 };
 
 struct apicred_out {
@@ -386,6 +392,11 @@ void ac_cred_reset(apicred_cred *cred);
 int ac_cred_add(apicred_cred *cred, apicred_kind kind, const char *name, size_t name_len,
                 const void *value, size_t len);
 void ac_cred_truncate(apicred_cred *cred, size_t nitems);
+/* Builds cred's curl header list: lines (NULL-terminated, may be NULL),
+ * then cred's headers, then ct_line (may be NULL); *out is NULL if empty.
+ * It lives in cred until the next reset. */
+int ac_cred_slist(apicred_cred *cred, const char *const *lines, const char *ct_line,
+                  struct curl_slist **out);
 int ac_out_header(apicred_out *out, const char *name, const char *value);
 int ac_out_query(apicred_out *out, const char *name, const char *value);
 int ac_out_tls(apicred_out *out, const char *name, const void *value, size_t len);

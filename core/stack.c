@@ -329,45 +329,37 @@ API int apicred_curl_report(apicred_ctx *ctx, const char *service, void *curl_ea
 /* The Content-Type the signing layers saw is the one the server gets:
  * req->content_type, else the core's guess for a body (JSON when it starts
  * with '{' or '[', else a form: what libcurl would send anyway), unless the
- * application's own header lines name one. */
-static int s_content_type_line(struct curl_slist **list, const apicred_request *req)
+ * application's own header lines name one. *ct is NULL when none is due. */
+static int s_content_type(const apicred_request *req, const char **ct)
 {
 	const char *const *h = req->size >= sizeof(*req) ? req->headers : NULL;
-	const char *ct = req->content_type;
-	const char *lines[2] = { NULL, NULL };
-	char *line;
-	int rc;
 
+	*ct = NULL;
 	for (; h && *h; h++)
 		if (strncasecmp(*h, "Content-Type:", 13) == 0)
 			return APICRED_OK;
-	if (!ct && req->body && req->body_len) {
+	*ct = req->content_type;
+	if (!*ct && req->body && req->body_len) {
 		const char *b = req->body;
 		size_t i = 0;
 
 		while (i < req->body_len && strchr(" \t\r\n", b[i]) && b[i])
 			i++;
-		ct = i < req->body_len && (b[i] == '{' || b[i] == '[') ? "application/json"
-		                                                       : "application/x-www-form-urlencoded";
+		*ct = i < req->body_len && (b[i] == '{' || b[i] == '[') ? "application/json"
+		                                                        : "application/x-www-form-urlencoded";
 	}
-	if (!ct)
-		return APICRED_OK;
-	if (!ac_header_value_ok(ct, strlen(ct)))
+	if (*ct && !ac_header_value_ok(*ct, strlen(*ct)))
 		return ac_error(APICRED_ERR_INVALID, "apicred_curl_apply: content_type contains "
 		                "CR, LF or NUL");
-	if (asprintf(&line, "Content-Type: %s", ct) < 0)
-		return ac_error(APICRED_ERR_NOMEM, "out of memory");
-	lines[0] = line;
-	rc = ac_slist_headers(list, lines, NULL);
-	free(line);
-	return rc;
+	return APICRED_OK;
 }
 
 API int apicred_curl_apply(apicred_ctx *ctx, const char *service, void *curl_easy,
                            const apicred_request *req, apicred_cred *cred)
 {
-	struct curl_slist *list = NULL;
-	char *url = NULL;
+	struct curl_slist *list;
+	const char *ct;
+	char *url = NULL, ct_buf[256], *ct_line = NULL;
 	int rc;
 
 	if (!curl_easy || !req || !req->url)
@@ -376,21 +368,30 @@ API int apicred_curl_apply(apicred_ctx *ctx, const char *service, void *curl_eas
 	rc = apicred_get(ctx, service, req, cred);
 	if (rc != APICRED_OK)
 		return rc;
-	rc = apicred_cred_url(cred, req->url, &url);
-	if (rc != APICRED_OK)
+	/* The URL as given once the origin check passed (libcurl copies it);
+	 * parsed and rebuilt only when query parameters must be added. */
+	if (cred->nquery && (rc = apicred_cred_url(cred, req->url, &url)) != APICRED_OK)
 		goto fail;
-	if (curl_easy_setopt(curl_easy, CURLOPT_URL, url) != CURLE_OK) {
+	if (curl_easy_setopt(curl_easy, CURLOPT_URL, url ? url : req->url) != CURLE_OK) {
 		rc = ac_error(APICRED_ERR_INVALID, "%s: libcurl refused the URL", service);
 		goto fail;
 	}
-	rc = ac_slist_headers(&list, req->size >= sizeof(*req) ? req->headers : NULL, cred);
-	if (rc == APICRED_OK)
-		rc = s_content_type_line(&list, req);
+	if ((rc = s_content_type(req, &ct)) != APICRED_OK)
+		goto fail;
+	if (ct) {
+		size_t n = sizeof("Content-Type: ") + strlen(ct);
+		if (!(ct_line = n <= sizeof(ct_buf) ? ct_buf : malloc(n))) {
+			rc = ac_error(APICRED_ERR_NOMEM, "out of memory");
+			goto fail;
+		}
+		snprintf(ct_line, n, "Content-Type: %s", ct);
+	}
+	/* In cred, reused call after call: see apicred_curl_apply(3) for how
+	 * long it must stay untouched. */
+	rc = ac_cred_slist(cred, req->size >= sizeof(*req) ? req->headers : NULL, ct_line, &list);
 	if (rc != APICRED_OK)
 		goto fail;
-	cred->slist = list; /* freed (wiped) with cred or by the next get */
-	list = NULL;
-	curl_easy_setopt(curl_easy, CURLOPT_HTTPHEADER, cred->slist);
+	curl_easy_setopt(curl_easy, CURLOPT_HTTPHEADER, list);
 	curl_easy_setopt(curl_easy, CURLOPT_FOLLOWLOCATION, 0L);
 	/* A setuid program takes no proxy from its caller's environment. */
 	if (ac_secure())
@@ -402,8 +403,12 @@ API int apicred_curl_apply(apicred_ctx *ctx, const char *service, void *curl_eas
 fail:
 	ac_cred_reset(cred);
 out:
-	ac_slist_free(list);
-	free(url);
+	if (ct_line != ct_buf)
+		free(ct_line);
+	if (url) {
+		OPENSSL_cleanse(url, strlen(url)); /* it carries the query's credentials */
+		free(url);
+	}
 	return rc;
 }
 
