@@ -54,7 +54,8 @@ static void s_once(void)
 	pthread_key_create(&gl.key, s_thread_exit);
 }
 
-static struct s_slot *s_slot_acquire(void)
+/* Out of line: ac_ebr_enter stays a few instructions. */
+__attribute__((noinline)) static struct s_slot *s_slot_acquire(void)
 {
 	struct s_slot *slot;
 
