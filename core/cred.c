@@ -200,6 +200,40 @@ int ac_out_header(apicred_out *out, const char *name, const char *value)
 	return ac_cred_add(out->cred, APICRED_HEADER, name, nlen, value, vlen);
 }
 
+int ac_header_new(struct ac_layer *L, const char *name, const char *value,
+                  apicred_header **out)
+{
+	size_t nlen = strcspn(name, "\r\n:"), vlen = strcspn(value, "\r\n");
+	apicred_header *hdr;
+
+	*out = NULL;
+	if (!nlen || name[nlen] || value[vlen])
+		return ac_layer_error(L, APICRED_ERR_PROTOCOL, "header '%s': value contains CR, "
+		                      "LF or NUL (header injection refused)", name);
+	if (!(hdr = malloc(sizeof(*hdr) + nlen + 1 + vlen + 1)))
+		return ac_error(APICRED_ERR_NOMEM, "out of memory");
+	hdr->name_len = nlen;
+	hdr->value_len = vlen;
+	memcpy(hdr->text, name, nlen + 1);
+	memcpy(hdr->text + nlen + 1, value, vlen + 1);
+	*out = hdr;
+	return APICRED_OK;
+}
+
+int ac_out_prepared(apicred_out *out, const apicred_header *hdr)
+{
+	return ac_cred_add(out->cred, APICRED_HEADER, hdr->text, hdr->name_len,
+	                   hdr->text + hdr->name_len + 1, hdr->value_len);
+}
+
+void ac_header_free(apicred_header *hdr)
+{
+	if (hdr) {
+		OPENSSL_cleanse(hdr, sizeof(*hdr) + hdr->name_len + hdr->value_len + 2);
+		free(hdr);
+	}
+}
+
 int ac_out_query(apicred_out *out, const char *name, const char *value)
 {
 	if (!*name)

@@ -363,6 +363,22 @@ static int s_error(const apicred_host *h, int code, const char *fmt, ...)
 	return code;
 }
 
+static int s_header_new(const apicred_host *h, const char *name, const char *value,
+                        apicred_header **out)
+{
+	return ac_header_new(s_layer(h), name, value, out);
+}
+
+static int s_add_prepared(const apicred_host *h, apicred_out *out, const apicred_header *hdr)
+{
+	return ac_out_prepared(out, hdr);
+}
+
+static void s_header_free(const apicred_host *h, apicred_header *hdr)
+{
+	ac_header_free(hdr);
+}
+
 static const apicred_host s_template = {
 	.size = sizeof(apicred_host),
 	.cfg_str = s_cfg_str,
@@ -392,6 +408,9 @@ static const apicred_host s_template = {
 	.add_tls = ac_out_tls,
 	.safe_text = s_safe_text,
 	.secret_store_all = s_secret_store_all,
+	.header_new = s_header_new,
+	.add_prepared = s_add_prepared,
+	.header_free = s_header_free,
 };
 
 void ac_host_setup(struct ac_layer *L)

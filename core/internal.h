@@ -400,6 +400,15 @@ int ac_cred_slist(apicred_cred *cred, const char *const *lines, const char *ct_l
 int ac_out_header(apicred_out *out, const char *name, const char *value);
 int ac_out_query(apicred_out *out, const char *name, const char *value);
 int ac_out_tls(apicred_out *out, const char *name, const void *value, size_t len);
+/* A header checked once, by the provider's host->header_new: "name\0value\0". */
+struct apicred_header {
+	size_t name_len, value_len;
+	char text[];
+};
+int ac_header_new(struct ac_layer *L, const char *name, const char *value,
+                  apicred_header **out);
+int ac_out_prepared(apicred_out *out, const apicred_header *hdr);
+void ac_header_free(apicred_header *hdr);
 bool ac_header_value_ok(const char *v, size_t len);
 
 /* ---- HTTP (http.c) ------------------------------------------------------- */

@@ -200,11 +200,13 @@ struct s_state {
 	char *dpop_hdr;          /* base64url of {"typ":"dpop+jwt","alg":"ES256","jwk":...} */
 	struct s_nonce as_nonce; /* from the token endpoint */
 	struct s_nonce rs_nonce; /* from the service's responses */
+	const apicred_host *host; /* for session_free */
 };
 
 /* A token with the header value built around it: "Bearer <token>" or
  * "DPoP <token>", and for DPoP the proofs' ath (base64url SHA-256). */
 struct s_session {
+	apicred_header *hdr;     /* the header, checked once (a core with header_new) */
 	char ath[44];
 	size_t value_len;
 	char value[];
@@ -218,6 +220,18 @@ static void s_wipe_free(char *p, size_t len)
 		return;
 	explicit_bzero(p, len);
 	free(p);
+}
+
+/* The session's header checked once, where the token arrives (fetch or
+ * import): apply then only copies it. A core without header_new checks
+ * it in add_header on every apply instead. */
+static int s_session_header(const struct s_state *st, const apicred_host *host,
+                            struct s_session *s)
+{
+	s->hdr = NULL;
+	if (!APICRED_HOST_HAS(host, header_free))
+		return APICRED_OK;
+	return host->header_new(host, st->header, s->value, &s->hdr);
 }
 
 static void s_req_release(struct s_req *r)
@@ -890,6 +904,7 @@ static int s_init(const apicred_host *host, void **state)
 	st = calloc(1, sizeof(*st));
 	if (!st)
 		return host->error(host, APICRED_ERR_NOMEM, "out of memory");
+	st->host = host;
 	st->token_url = host->cfg_str(host, "token_url");
 	st->header = host->cfg_str(host, "header");
 	st->prefix = host->cfg_str(host, "prefix");
@@ -1100,6 +1115,10 @@ static int s_parse_token(const struct s_state *st, const apicred_host *host,
 	memcpy(s->value, prefix, plen);
 	memcpy(s->value + plen, token, tlen + 1);
 	s->value_len = plen + tlen;
+	if ((rc = s_session_header(st, host, s)) != APICRED_OK) {
+		s_wipe_free((char *)s, sizeof(*s) + s->value_len + 1);
+		goto out;
+	}
 	out->data = s;
 	out->lifetime_ms = s_lifetime_ms(host, resp->body, resp->body_len);
 	rc = APICRED_OK;
@@ -1233,10 +1252,14 @@ out:
 
 static void s_session_free(void *state, void *data)
 {
+	struct s_state *st = state;
 	struct s_session *s = data;
 
-	if (s)
-		s_wipe_free((char *)s, sizeof(*s) + s->value_len + 1);
+	if (!s)
+		return;
+	if (s->hdr)
+		st->host->header_free(st->host, s->hdr);
+	s_wipe_free((char *)s, sizeof(*s) + s->value_len + 1);
 }
 
 /* The session is the header value ("Bearer " + token): it travels as is.
@@ -1289,6 +1312,10 @@ static int s_session_import(void *state, const apicred_host *host, const void *i
 			return rc;
 		}
 	}
+	if ((rc = s_session_header(st, host, s)) != APICRED_OK) {
+		s_wipe_free((char *)s, sizeof(*s) + len + 1);
+		return rc;
+	}
 	*data = s;
 	return APICRED_OK;
 }
@@ -1305,7 +1332,9 @@ static int s_apply(void *state, const apicred_host *host, const void *session,
 
 	if (!s)
 		return host->error(host, APICRED_ERR_INTERNAL, "no token");
-	if ((rc = host->add_header(out, st->header, s->value)) != APICRED_OK || !st->dpop)
+	rc = s->hdr ? host->add_prepared(host, out, s->hdr)
+	            : host->add_header(out, st->header, s->value);
+	if (rc != APICRED_OK || !st->dpop)
 		return rc;
 	/* DPoP: a fresh proof per request, bound to its method, URL and token. */
 	if (!req->url)
