@@ -44,9 +44,11 @@ API void apicred_cred_free(apicred_cred *cred)
 void ac_cred_reset(apicred_cred *cred)
 {
 	if (cred->hused)
-		OPENSSL_cleanse(cred->hlines, cred->hused);
+		explicit_bzero(cred->hlines, cred->hused);
 	cred->hused = 0;
-	OPENSSL_cleanse(cred->arena, cred->used);
+	/* Every get: glibc's vectorised memset, where OPENSSL_cleanse goes a
+	 * byte at a time; both are kept by the compiler. */
+	explicit_bzero(cred->arena, cred->used);
 	cred->used = 0;
 	cred->nitems = 0;
 	cred->nquery = 0;
