@@ -94,32 +94,19 @@ int64_t ac_now_wall(struct ac_ctx *ctx)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* CLOCK_MONOTONIC_COARSE costs a fraction of CLOCK_MONOTONIC and lags it
- * by less than its resolution: adding that keeps it at or ahead of the
- * precise clock, so a session is never taken for valid past its expiry. */
-#ifdef CLOCK_MONOTONIC_COARSE
-static int64_t s_coarse_res_ms = -1; /* -1: no usable coarse clock */
+/* The coarse clock's resolution, rounded up (ac_now_fast), or -1. */
+static int64_t s_coarse_res_ms = -1;
 static pthread_once_t s_coarse_once = PTHREAD_ONCE_INIT;
+static atomic_uint_fast64_t s_ctx_ids;
 
 static void s_coarse_init(void)
 {
+#ifdef CLOCK_MONOTONIC_COARSE
 	struct timespec res;
 
 	if (clock_getres(CLOCK_MONOTONIC_COARSE, &res) == 0 && res.tv_sec == 0)
 		s_coarse_res_ms = (res.tv_nsec + 999999) / 1000000;
-}
 #endif
-
-int64_t ac_now_fast(struct ac_ctx *ctx)
-{
-#ifdef CLOCK_MONOTONIC_COARSE
-	struct timespec ts;
-
-	if (!ctx->clock_mono_ms && s_coarse_res_ms >= 0 &&
-	    clock_gettime(CLOCK_MONOTONIC_COARSE, &ts) == 0)
-		return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + s_coarse_res_ms;
-#endif
-	return ac_now_mono(ctx);
 }
 
 int ac_random(struct ac_ctx *ctx, unsigned char *buf, size_t len)
@@ -498,15 +485,34 @@ nomem:
 	return ac_error(APICRED_ERR_NOMEM, "out of memory");
 }
 
+/* This thread's last lookup: applications mostly ask for one service
+ * again and again, often with the same string. Keyed by the context's id
+ * (an address may be reused after a close) and the caller's pointer, and
+ * confirmed by comparing the text: the buffer may hold another name now. */
+static _Thread_local __attribute__((tls_model("initial-exec"))) struct {
+	uint64_t ctx_id;
+	const char *name;
+	struct ac_service *svc;
+} t_last;
+
 struct ac_service *ac_service_find(struct ac_ctx *ctx, const char *name)
 {
-	size_t len = strlen(name);
-	uint64_t h = s_name_hash(name, len);
+	size_t len;
+	uint64_t h;
 
+	if (t_last.ctx_id == ctx->id && t_last.name == name &&
+	    strncmp(name, t_last.svc->name, t_last.svc->name_len + 1) == 0)
+		return t_last.svc;
+	len = strlen(name);
+	h = s_name_hash(name, len);
 	for (size_t k = h & ctx->hmask; ctx->htab && ctx->htab[k]; k = (k + 1) & ctx->hmask) {
 		struct ac_service *svc = ctx->htab[k];
-		if (svc->hash == h && svc->name_len == len && memcmp(svc->name, name, len) == 0)
+		if (svc->hash == h && svc->name_len == len && memcmp(svc->name, name, len) == 0) {
+			t_last.ctx_id = ctx->id;
+			t_last.name = name;
+			t_last.svc = svc;
 			return svc;
+		}
 	}
 	if (!ac_name_valid(name))
 		ac_error(APICRED_ERR_BAD_NAME, "%s: not a valid service name "
@@ -591,9 +597,7 @@ API int apicred_open_opts(apicred_ctx **out, const apicred_options *opts)
 		memcpy(&o, opts, opts->size < sizeof(o) ? opts->size : sizeof(o));
 	}
 	pthread_once(&s_atfork_once, s_atfork);
-#ifdef CLOCK_MONOTONIC_COARSE
 	pthread_once(&s_coarse_once, s_coarse_init);
-#endif
 	ac_http_global_init();
 
 	apicred_ctx *c = calloc(1, sizeof(*c));
@@ -605,6 +609,8 @@ API int apicred_open_opts(apicred_ctx **out, const apicred_options *opts)
 	ctx->log_user = o.log_user;
 	ctx->log_level = LOG_NOTICE;
 	ctx->clock_mono_ms = o.clock_mono_ms;
+	ctx->coarse_res_ms = o.clock_mono_ms ? -1 : s_coarse_res_ms;
+	ctx->id = atomic_fetch_add(&s_ctx_ids, 1) + 1;
 	ctx->clock_wall_ms = o.clock_wall_ms;
 	ctx->random = o.random;
 	ctx->hook_user = o.hook_user;

@@ -24,6 +24,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <syslog.h>
+#include <time.h>
 
 #include <libconfig.h>
 
@@ -249,6 +250,8 @@ struct ac_ctx {
 	apicred_log_fn log;
 	void *log_user;
 	int log_level;
+	uint64_t id;                /* unique per open, for the lookup cache */
+	int64_t coarse_res_ms;      /* ac_now_fast; -1: the precise (or injected) clock */
 	int64_t (*clock_mono_ms)(void *);
 	int64_t (*clock_wall_ms)(void *);
 	int (*random)(void *, unsigned char *, size_t);
@@ -287,10 +290,22 @@ struct apicred_ctx { struct ac_ctx c; };
 
 int64_t ac_now_mono(struct ac_ctx *ctx);
 int64_t ac_now_wall(struct ac_ctx *ctx);
+/* The monotonic clock as the hot path reads it: once per call, cheaply.
+ * CLOCK_MONOTONIC_COARSE costs a fraction of CLOCK_MONOTONIC and lags it
+ * by less than its resolution: adding that keeps it at or ahead of the
+ * precise clock, so a session is never taken for valid past its expiry. */
+static inline int64_t ac_now_fast(struct ac_ctx *ctx)
+{
+#ifdef CLOCK_MONOTONIC_COARSE
+	struct timespec ts;
+
+	if (ctx->coarse_res_ms >= 0 && clock_gettime(CLOCK_MONOTONIC_COARSE, &ts) == 0)
+		return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + ctx->coarse_res_ms;
+#endif
+	return ac_now_mono(ctx);
+}
+
 int ac_random(struct ac_ctx *ctx, unsigned char *buf, size_t len);
-/* The monotonic clock as the hot path reads it: once per call, cheaply
- * (a coarse clock rounded up, so never behind the precise one). */
-int64_t ac_now_fast(struct ac_ctx *ctx);
 struct ac_service *ac_service_find(struct ac_ctx *ctx, const char *name);
 /* Loads svc on first use (once, whichever threads ask): APICRED_OK, or
  * APICRED_ERR_NOMEM. A service that fails to load is still loaded: its

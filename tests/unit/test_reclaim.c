@@ -482,6 +482,54 @@ static void test_services_load_on_first_use(void **state)
 	apicred_close(f.ctx);
 }
 
+/* The lookup remembers the caller's name pointer: a buffer that holds
+ * another name next time must find that service, or none. */
+static void test_name_buffer_reused(void **state)
+{
+	apicred_ctx *ctx;
+	apicred_cred *cred;
+	char name[32];
+
+	fx_replace(s_fx, "conf.d/svc2.conf",
+	           "url = \"https://api.example/\";\n"
+	           "stack = ( { provider = \"apikey\"; key = \"file:secrets/k\"; "
+	           "header = \"X-Other\"; } );\n");
+	ctx = s_open(APICRED_OPEN_NO_BACKGROUND);
+	assert_int_equal(apicred_cred_new(&cred), APICRED_OK);
+	strcpy(name, "svc");
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(apicred_get(ctx, name, NULL, cred), APICRED_OK);
+		assert_true(s_cred_ok(cred));
+	}
+	strcpy(name, "svc2");
+	assert_int_equal(apicred_get(ctx, name, NULL, cred), APICRED_OK);
+	assert_string_equal(apicred_cred_find(cred, APICRED_HEADER, "X-Other"), "key-one");
+	assert_null(apicred_cred_find(cred, APICRED_HEADER, "Authorization"));
+	name[3] = '\0'; /* "svc" again, in the same buffer */
+	assert_int_equal(apicred_get(ctx, name, NULL, cred), APICRED_OK);
+	assert_true(s_cred_ok(cred));
+	strcpy(name, "sv");
+	assert_int_equal(apicred_get(ctx, name, NULL, cred), APICRED_ERR_NO_SERVICE);
+	assert_non_null(strstr(apicred_errmsg(), "sv"));
+	strcpy(name, "svc3");
+	assert_int_equal(apicred_get(ctx, name, NULL, cred), APICRED_ERR_NO_SERVICE);
+	/* A second context (maybe at the same address as the closed one). */
+	apicred_close(ctx);
+	{
+		char path[600];
+		snprintf(path, sizeof(path), "%s/conf.d/svc2.conf", s_fx->conf);
+		assert_int_equal(unlink(path), 0);
+	}
+	ctx = s_open(APICRED_OPEN_NO_BACKGROUND);
+	strcpy(name, "svc2");
+	assert_int_equal(apicred_get(ctx, name, NULL, cred), APICRED_ERR_NO_SERVICE);
+	strcpy(name, "svc");
+	assert_int_equal(apicred_get(ctx, name, NULL, cred), APICRED_OK);
+	assert_true(s_cred_ok(cred));
+	apicred_cred_free(cred);
+	apicred_close(ctx);
+}
+
 /* A check_all of a confdir whose services are all fine. */
 static void test_check_all_fine(void **state)
 {
@@ -579,6 +627,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_description_survives_reload, s_setup, s_teardown),
 		cmocka_unit_test_setup_teardown(test_services_load_on_first_use, s_setup, s_teardown),
 		cmocka_unit_test_setup_teardown(test_check_all_fine, s_setup, s_teardown),
+		cmocka_unit_test_setup_teardown(test_name_buffer_reused, s_setup, s_teardown),
 	};
 
 	return cmocka_run_group_tests_name("reclaim", tests, NULL, NULL);
