@@ -48,7 +48,8 @@ void ac_cred_reset(apicred_cred *cred)
 	cred->hused = 0;
 	/* Every get: glibc's vectorised memset, where OPENSSL_cleanse goes a
 	 * byte at a time; both are kept by the compiler. */
-	explicit_bzero(cred->arena, cred->used);
+	if (cred->used) /* a new cred has no arena yet */
+		explicit_bzero(cred->arena, cred->used);
 	cred->used = 0;
 	cred->nitems = 0;
 	cred->nquery = 0;
