@@ -634,13 +634,12 @@ static int s_session_slow(struct ac_layer *L, struct ac_session **out)
 	return s_valid(s, now) ? s_session_valid(L, s, now, out) : s_session_cold(L, out);
 }
 
-int ac_layer_session(struct ac_layer *L, struct ac_session **out)
+int ac_layer_session(struct ac_layer *L, int64_t now, struct ac_session **out)
 {
 	struct ac_session *s = atomic_load_explicit(&L->session, memory_order_acquire);
-	int64_t now;
 
 	if (s && !atomic_load_explicit(&s->invalid, memory_order_relaxed) &&
-	    ((now = ac_now_mono(L->stack->ctx)) < s->refresh_at_ms ||
+	    (now < s->refresh_at_ms ||
 	     (now < s->expires_ms &&
 	      now < atomic_load_explicit(&L->quiet_until_ms, memory_order_relaxed)))) {
 		*out = s;

@@ -404,6 +404,8 @@ static int s_static_header(struct ac_stack *st, const config_setting_t *s, size_
 	st->headers[2 * i + 1] = ac_strdup(colon);
 	if (!st->headers[2 * i] || !st->headers[2 * i + 1])
 		return s_fail(st, APICRED_ERR_NOMEM, s, "out of memory");
+	st->header_lens[2 * i] = nlen; /* validated once, here: get only copies them */
+	st->header_lens[2 * i + 1] = strlen(colon);
 	return APICRED_OK;
 }
 
@@ -462,14 +464,18 @@ static int s_parse_service(struct ac_stack *st)
 			s_fail(st, APICRED_ERR_CONFIG, s, "'url' must be https:// (plain http:// "
 			       "only to a loopback host, with insecure_http = true; at the top "
 			       "of the file)");
-		if (olen > strlen(def) && strcmp(st->origin + olen - strlen(def), def) == 0)
+		st->origin_len = olen;
+		if (olen > strlen(def) && strcmp(st->origin + olen - strlen(def), def) == 0) {
 			st->origin_short = strndup(st->origin, olen - strlen(def));
+			st->origin_short_len = st->origin_short ? olen - strlen(def) : 0;
+		}
 	}
 	if ((s = config_setting_get_member(root, "headers"))) {
 		bool one = config_setting_type(s) == CONFIG_TYPE_STRING;
 		st->nheaders = one ? 1 : (size_t)config_setting_length(s);
 		st->headers = calloc(2 * st->nheaders + 1, sizeof(char *));
-		if (!st->headers)
+		st->header_lens = calloc(2 * st->nheaders, sizeof(size_t));
+		if (!st->headers || !st->header_lens)
 			return s_fail(st, APICRED_ERR_NOMEM, s, "out of memory");
 		for (size_t i = 0; i < st->nheaders; i++)
 			s_static_header(st, one ? s : config_setting_get_elem(s, (unsigned)i), i);
@@ -759,6 +765,7 @@ void ac_stack_free(void *p)
 	for (size_t i = 0; st->headers && i < 2 * st->nheaders; i++)
 		free(st->headers[i]);
 	free(st->headers);
+	free(st->header_lens);
 	while (st->watches) {
 		struct ac_watch *w = st->watches;
 		st->watches = w->next;

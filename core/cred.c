@@ -21,12 +21,6 @@ bool ac_header_value_ok(const char *v, size_t len)
 	       strlen(v) == len;
 }
 
-static void s_slist_free(apicred_cred *cred)
-{
-	ac_slist_free(cred->slist);
-	cred->slist = NULL;
-}
-
 API int apicred_cred_new(apicred_cred **cred)
 {
 	if (!cred)
@@ -42,16 +36,23 @@ API void apicred_cred_free(apicred_cred *cred)
 	ac_cred_reset(cred);
 	free(cred->arena);
 	free(cred->items);
+	free(cred->hlines);
+	free(cred->hnodes);
 	free(cred);
 }
 
 void ac_cred_reset(apicred_cred *cred)
 {
-	if (cred->slist)
-		s_slist_free(cred);
-	OPENSSL_cleanse(cred->arena, cred->used);
+	if (cred->hused)
+		explicit_bzero(cred->hlines, cred->hused);
+	cred->hused = 0;
+	/* Every get: glibc's vectorised memset, where OPENSSL_cleanse goes a
+	 * byte at a time; both are kept by the compiler. */
+	if (cred->used) /* a new cred has no arena yet */
+		explicit_bzero(cred->arena, cred->used);
 	cred->used = 0;
 	cred->nitems = 0;
+	cred->nquery = 0;
 	cred->nlayers = 0;
 	cred->expires_at = 0;
 }
@@ -62,7 +63,8 @@ void ac_cred_truncate(apicred_cred *cred, size_t nitems)
 		size_t from = cred->items[nitems].name_off;
 		OPENSSL_cleanse(cred->arena + from, cred->used - from);
 		cred->used = from;
-		cred->nitems = nitems;
+		while (cred->nitems > nitems)
+			cred->nquery -= cred->items[--cred->nitems].kind == APICRED_QUERY;
 	}
 }
 
@@ -93,11 +95,10 @@ static int s_grow(void **p, size_t *cap, size_t need, size_t elem)
 	return APICRED_OK;
 }
 
-int ac_cred_add(apicred_cred *cred, apicred_kind kind, const char *name,
+int ac_cred_add(apicred_cred *cred, apicred_kind kind, const char *name, size_t name_len,
                 const void *value, size_t len)
 {
-	size_t nlen = strlen(name) + 1;
-	size_t need = cred->used + nlen + len + 1;
+	size_t need = cred->used + name_len + 1 + len + 1;
 	struct ac_item *it;
 
 	if (need > cred->cap && s_grow((void **)&cred->arena, &cred->cap, need, 1))
@@ -108,13 +109,78 @@ int ac_cred_add(apicred_cred *cred, apicred_kind kind, const char *name,
 	it = &cred->items[cred->nitems++];
 	it->kind = kind;
 	it->name_off = cred->used;
-	memcpy(cred->arena + cred->used, name, nlen);
-	cred->used += nlen;
+	memcpy(cred->arena + cred->used, name, name_len);
+	cred->arena[cred->used + name_len] = '\0';
+	cred->used += name_len + 1;
 	it->value_off = cred->used;
 	it->value_len = len;
 	memcpy(cred->arena + cred->used, value, len);
 	cred->arena[cred->used + len] = '\0';
 	cred->used += len + 1;
+	cred->nquery += kind == APICRED_QUERY;
+	return APICRED_OK;
+}
+
+/* Appends one line (a, then b if not NULL, joined by ": ") to hlines. */
+static void s_line(apicred_cred *cred, const char *a, size_t alen, const char *b, size_t blen)
+{
+	char *p = cred->hlines + cred->hused;
+
+	memcpy(p, a, alen);
+	if (b) {
+		memcpy(p + alen, ": ", 2);
+		memcpy(p + alen + 2, b, blen);
+		alen += 2 + blen;
+	}
+	p[alen] = '\0';
+	cred->hused += alen + 1;
+}
+
+int ac_cred_slist(apicred_cred *cred, const char *const *lines, const char *ct_line,
+                  struct curl_slist **out)
+{
+	size_t n = 0, need = 0, k = 0;
+
+	/* Sizes first: the text never moves while nodes point into it. */
+	for (const char *const *l = lines; l && *l; l++, n++)
+		need += strlen(*l) + 1;
+	for (size_t i = 0; i < cred->nitems; i++)
+		if (cred->items[i].kind == APICRED_HEADER) {
+			const struct ac_item *it = &cred->items[i];
+			need += (it->value_off - it->name_off - 1) + 2 + it->value_len + 1;
+			n++;
+		}
+	if (ct_line) {
+		need += strlen(ct_line) + 1;
+		n++;
+	}
+	*out = NULL;
+	if (!n)
+		return APICRED_OK;
+	if ((need > cred->hcap && s_grow((void **)&cred->hlines, &cred->hcap, need, 1)) ||
+	    (n > cred->hnodes_cap &&
+	     s_grow((void **)&cred->hnodes, &cred->hnodes_cap, n, sizeof(*cred->hnodes))))
+		return ac_error(APICRED_ERR_NOMEM, "out of memory");
+	cred->hused = 0;
+	for (const char *const *l = lines; l && *l; l++) {
+		cred->hnodes[k++].data = cred->hlines + cred->hused;
+		s_line(cred, *l, strlen(*l), NULL, 0);
+	}
+	for (size_t i = 0; i < cred->nitems; i++) {
+		const struct ac_item *it = &cred->items[i];
+		if (it->kind != APICRED_HEADER)
+			continue;
+		cred->hnodes[k++].data = cred->hlines + cred->hused;
+		s_line(cred, cred->arena + it->name_off, it->value_off - it->name_off - 1,
+		       cred->arena + it->value_off, it->value_len);
+	}
+	if (ct_line) {
+		cred->hnodes[k++].data = cred->hlines + cred->hused;
+		s_line(cred, ct_line, strlen(ct_line), NULL, 0);
+	}
+	for (size_t i = 0; i < n; i++)
+		cred->hnodes[i].next = i + 1 < n ? &cred->hnodes[i + 1] : NULL;
+	*out = cred->hnodes;
 	return APICRED_OK;
 }
 
@@ -126,31 +192,69 @@ static int s_out_error(apicred_out *out, int code, const char *what, const char 
 	return ac_error(code, "%s '%s': value contains CR, LF or NUL", what, name);
 }
 
+/* The lengths the copy needs are measured by the same scans that refuse
+ * CR and LF (and ':' in a name): validation costs no pass of its own. */
 int ac_out_header(apicred_out *out, const char *name, const char *value)
 {
-	size_t len = strlen(value);
+	size_t nlen = strcspn(name, "\r\n:"), vlen = strcspn(value, "\r\n");
 
-	if (!*name || strpbrk(name, "\r\n:") || !ac_header_value_ok(value, len))
+	if (!nlen || name[nlen] || value[vlen])
 		return s_out_error(out, APICRED_ERR_PROTOCOL, "header", name);
-	return ac_cred_add(out->cred, APICRED_HEADER, name, value, len);
+	return ac_cred_add(out->cred, APICRED_HEADER, name, nlen, value, vlen);
+}
+
+int ac_header_new(struct ac_layer *L, const char *name, const char *value,
+                  apicred_header **out)
+{
+	size_t nlen = strcspn(name, "\r\n:"), vlen = strcspn(value, "\r\n");
+	apicred_header *hdr;
+
+	*out = NULL;
+	if (!nlen || name[nlen] || value[vlen])
+		return ac_layer_error(L, APICRED_ERR_PROTOCOL, "header '%s': value contains CR, "
+		                      "LF or NUL (header injection refused)", name);
+	if (!(hdr = malloc(sizeof(*hdr) + nlen + 1 + vlen + 1)))
+		return ac_error(APICRED_ERR_NOMEM, "out of memory");
+	hdr->name_len = nlen;
+	hdr->value_len = vlen;
+	memcpy(hdr->text, name, nlen + 1);
+	memcpy(hdr->text + nlen + 1, value, vlen + 1);
+	*out = hdr;
+	return APICRED_OK;
+}
+
+int ac_out_prepared(apicred_out *out, const apicred_header *hdr)
+{
+	return ac_cred_add(out->cred, APICRED_HEADER, hdr->text, hdr->name_len,
+	                   hdr->text + hdr->name_len + 1, hdr->value_len);
+}
+
+void ac_header_free(apicred_header *hdr)
+{
+	if (hdr) {
+		OPENSSL_cleanse(hdr, sizeof(*hdr) + hdr->name_len + hdr->value_len + 2);
+		free(hdr);
+	}
 }
 
 int ac_out_query(apicred_out *out, const char *name, const char *value)
 {
 	if (!*name)
 		return s_out_error(out, APICRED_ERR_INVALID, "query parameter", name);
-	return ac_cred_add(out->cred, APICRED_QUERY, name, value, strlen(value));
+	return ac_cred_add(out->cred, APICRED_QUERY, name, strlen(name), value, strlen(value));
 }
 
 int ac_out_tls(apicred_out *out, const char *name, const void *value, size_t len)
 {
-	return ac_cred_add(out->cred, APICRED_TLS, name, value, len);
+	return ac_cred_add(out->cred, APICRED_TLS, name, strlen(name), value, len);
 }
 
 API size_t apicred_cred_count(const apicred_cred *cred, apicred_kind kind)
 {
 	size_t n = 0;
 
+	if (cred && kind == APICRED_QUERY)
+		return cred->nquery;
 	for (size_t i = 0; cred && i < cred->nitems; i++)
 		n += cred->items[i].kind == kind;
 	return n;

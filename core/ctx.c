@@ -94,6 +94,21 @@ int64_t ac_now_wall(struct ac_ctx *ctx)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* The coarse clock's resolution, rounded up (ac_now_fast), or -1. */
+static int64_t s_coarse_res_ms = -1;
+static pthread_once_t s_coarse_once = PTHREAD_ONCE_INIT;
+static atomic_uint_fast64_t s_ctx_ids;
+
+static void s_coarse_init(void)
+{
+#ifdef CLOCK_MONOTONIC_COARSE
+	struct timespec res;
+
+	if (clock_getres(CLOCK_MONOTONIC_COARSE, &res) == 0 && res.tv_sec == 0)
+		s_coarse_res_ms = (res.tv_nsec + 999999) / 1000000;
+#endif
+}
+
 int ac_random(struct ac_ctx *ctx, unsigned char *buf, size_t len)
 {
 	if (ctx->random)
@@ -351,6 +366,47 @@ static void s_describe_inlock(struct ac_service *svc, const struct ac_stack *st)
 	atomic_store(&svc->desc, d->text);
 }
 
+/* A hash of a service name from its length and its first and last eight
+ * bytes: a few instructions whatever the length; the lookup compares the
+ * whole name anyway. */
+static uint64_t s_name_hash(const char *name, size_t len)
+{
+	uint64_t a = 0, b = 0, h;
+
+	if (len >= 8) {
+		memcpy(&a, name, 8);
+		memcpy(&b, name + len - 8, 8);
+	} else {
+		for (size_t i = 0; i < len; i++)
+			a |= (uint64_t)(unsigned char)name[i] << (8 * i);
+	}
+	h = (a ^ (b * UINT64_C(0x9e3779b97f4a7c15)) ^ len) * UINT64_C(0xff51afd7ed558ccd);
+	return h ^ (h >> 32);
+}
+
+/* The services by name hash, at most half full; fixed after open. */
+static int s_index(struct ac_ctx *ctx)
+{
+	size_t n = 16;
+
+	while (n < 2 * ctx->nservices)
+		n *= 2;
+	if (!(ctx->htab = calloc(n, sizeof(*ctx->htab))))
+		return ac_error(APICRED_ERR_NOMEM, "out of memory");
+	ctx->hmask = n - 1;
+	for (size_t i = 0; i < ctx->nservices; i++) {
+		struct ac_service *svc = &ctx->services[i];
+		size_t k;
+
+		svc->name_len = strlen(svc->name);
+		svc->hash = s_name_hash(svc->name, svc->name_len);
+		for (k = svc->hash & ctx->hmask; ctx->htab[k]; k = (k + 1) & ctx->hmask)
+			;
+		ctx->htab[k] = svc;
+	}
+	return APICRED_OK;
+}
+
 static int s_scan(struct ac_ctx *ctx)
 {
 	char *dir;
@@ -419,37 +475,44 @@ static int s_scan(struct ac_ctx *ctx)
 		s_scan_problem(ctx, APICRED_ERR_NO_SERVICE, "no services: %s holds no "
 		               "SERVICE.conf file", dir);
 	free(dir);
-	for (size_t i = 0; i < ctx->nservices; i++) {
-		struct ac_service *svc = &ctx->services[i];
-		struct ac_stack *st;
-		pthread_mutex_init(&svc->reload_mu, NULL);
-		st = ac_stack_load(ctx, svc);
-		if (!st)
-			return ac_error(APICRED_ERR_NOMEM, "out of memory");
-		s_describe_inlock(svc, st);
-		atomic_init(&svc->stack, st);
-		atomic_init(&svc->next_check_ms, ac_now_mono(ctx) + ctx->check_interval_ms);
-	}
-	return APICRED_OK;
+	/* Nothing is parsed here: each service loads on first use. */
+	for (size_t i = 0; i < ctx->nservices; i++)
+		pthread_mutex_init(&ctx->services[i].reload_mu, NULL);
+	return s_index(ctx);
 nomem:
 	closedir(d);
 	free(dir);
 	return ac_error(APICRED_ERR_NOMEM, "out of memory");
 }
 
+/* This thread's last lookup: applications mostly ask for one service
+ * again and again, often with the same string. Keyed by the context's id
+ * (an address may be reused after a close) and the caller's pointer, and
+ * confirmed by comparing the text: the buffer may hold another name now. */
+static _Thread_local __attribute__((tls_model("initial-exec"))) struct {
+	uint64_t ctx_id;
+	const char *name;
+	struct ac_service *svc;
+} t_last;
+
 struct ac_service *ac_service_find(struct ac_ctx *ctx, const char *name)
 {
-	size_t lo = 0, hi = ctx->nservices;
+	size_t len;
+	uint64_t h;
 
-	while (lo < hi) {
-		size_t mid = (lo + hi) / 2;
-		int c = strcmp(name, ctx->services[mid].name);
-		if (c == 0)
-			return &ctx->services[mid];
-		if (c < 0)
-			hi = mid;
-		else
-			lo = mid + 1;
+	if (t_last.ctx_id == ctx->id && t_last.name == name &&
+	    strncmp(name, t_last.svc->name, t_last.svc->name_len + 1) == 0)
+		return t_last.svc;
+	len = strlen(name);
+	h = s_name_hash(name, len);
+	for (size_t k = h & ctx->hmask; ctx->htab && ctx->htab[k]; k = (k + 1) & ctx->hmask) {
+		struct ac_service *svc = ctx->htab[k];
+		if (svc->hash == h && svc->name_len == len && memcmp(svc->name, name, len) == 0) {
+			t_last.ctx_id = ctx->id;
+			t_last.name = name;
+			t_last.svc = svc;
+			return svc;
+		}
 	}
 	if (!ac_name_valid(name))
 		ac_error(APICRED_ERR_BAD_NAME, "%s: not a valid service name "
@@ -458,6 +521,23 @@ struct ac_service *ac_service_find(struct ac_ctx *ctx, const char *name)
 		ac_error(APICRED_ERR_NO_SERVICE, "%s: no such service (no %s/conf.d/%s.conf)", name,
 		         ctx->confdir, name);
 	return NULL;
+}
+
+int ac_service_load(struct ac_ctx *ctx, struct ac_service *svc)
+{
+	struct ac_stack *st;
+
+	if (atomic_load_explicit(&svc->stack, memory_order_acquire))
+		return APICRED_OK;
+	pthread_mutex_lock(&svc->reload_mu);
+	st = atomic_load_explicit(&svc->stack, memory_order_relaxed);
+	if (!st && (st = ac_stack_load(ctx, svc))) {
+		s_describe_inlock(svc, st);
+		atomic_store(&svc->next_check_ms, ac_now_mono(ctx) + ctx->check_interval_ms);
+		atomic_store_explicit(&svc->stack, st, memory_order_release);
+	}
+	pthread_mutex_unlock(&svc->reload_mu);
+	return st ? APICRED_OK : ac_error(APICRED_ERR_NOMEM, "%s: out of memory", svc->name);
 }
 
 void ac_service_maybe_reload(struct ac_ctx *ctx, struct ac_service *svc, bool force)
@@ -472,7 +552,7 @@ void ac_service_maybe_reload(struct ac_ctx *ctx, struct ac_service *svc, bool fo
 		return;
 	pthread_mutex_lock(&svc->reload_mu);
 	old = atomic_load(&svc->stack);
-	if (!force && !ac_watch_changed(old)) {
+	if (!old || (!force && !ac_watch_changed(old))) { /* not loaded: its first use reads it */
 		pthread_mutex_unlock(&svc->reload_mu);
 		return;
 	}
@@ -517,6 +597,7 @@ API int apicred_open_opts(apicred_ctx **out, const apicred_options *opts)
 		memcpy(&o, opts, opts->size < sizeof(o) ? opts->size : sizeof(o));
 	}
 	pthread_once(&s_atfork_once, s_atfork);
+	pthread_once(&s_coarse_once, s_coarse_init);
 	ac_http_global_init();
 
 	apicred_ctx *c = calloc(1, sizeof(*c));
@@ -528,6 +609,8 @@ API int apicred_open_opts(apicred_ctx **out, const apicred_options *opts)
 	ctx->log_user = o.log_user;
 	ctx->log_level = LOG_NOTICE;
 	ctx->clock_mono_ms = o.clock_mono_ms;
+	ctx->coarse_res_ms = o.clock_mono_ms ? -1 : s_coarse_res_ms;
+	ctx->id = atomic_fetch_add(&s_ctx_ids, 1) + 1;
 	ctx->clock_wall_ms = o.clock_wall_ms;
 	ctx->random = o.random;
 	ctx->hook_user = o.hook_user;
@@ -616,6 +699,7 @@ API void apicred_close(apicred_ctx *c)
 	free(ctx->store_spec);
 	ac_modules_free(ctx);
 	free(ctx->services);
+	free(ctx->htab);
 	free(ctx->confdir);
 	free(ctx->moduledir);
 	free(ctx->http.ca_file);
@@ -635,9 +719,11 @@ API int apicred_reload(apicred_ctx *c)
 	ac_fork_check(&c->c);
 	for (size_t i = 0; i < c->c.nservices; i++) {
 		struct ac_service *svc = &c->c.services[i];
+		struct ac_stack *st;
 		bool changed;
 		ac_ebr_enter();
-		changed = ac_watch_changed(atomic_load(&svc->stack));
+		st = atomic_load(&svc->stack);
+		changed = st && ac_watch_changed(st); /* not loaded: nothing to re-read */
 		ac_ebr_leave();
 		if (changed)
 			ac_service_maybe_reload(&c->c, svc, true);

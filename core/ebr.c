@@ -8,7 +8,10 @@
  * the current epoch and advances the epoch (ac_ebr_advance); the object may
  * be freed once every active slot shows a later epoch (tag < ac_ebr_safe()).
  * The seq_cst fences on both sides make it impossible for a reader to miss
- * the new pointer while the writer misses the reader's slot.
+ * the new pointer while the writer misses the reader's slot. Where Linux
+ * offers membarrier(2), the fences are asymmetric (liburcu's trick): the
+ * writer, rare, makes every running thread of the process execute a full
+ * barrier; the reader, on every apicred_get, then needs none of its own.
  *
  * Retiring never frees: callers retire while holding their locks and call
  * ac_ebr_collect after releasing them, so destructors (a provider's fini or
@@ -17,6 +20,15 @@
 #include "config.h"
 
 #include <stdlib.h>
+#include <unistd.h>
+#ifdef __linux__
+#include <linux/membarrier.h>
+#include <sys/syscall.h>
+#endif
+/* TSan knows nothing of membarrier: plain fences there. */
+#if defined(__linux__) && defined(__NR_membarrier) && !defined(__SANITIZE_THREAD__)
+#define S_MEMBARRIER 1
+#endif
 
 #include "internal.h"
 
@@ -33,10 +45,14 @@ static struct {
 	_Atomic uint64_t epoch;
 	_Atomic(struct s_slot *) slots;
 	struct ac_ebr_node *retired;
-} gl = { PTHREAD_ONCE_INIT, 0, PTHREAD_MUTEX_INITIALIZER, 1, NULL, NULL };
+	bool asym;  /* membarrier registered: readers skip their fence */
+} gl = { PTHREAD_ONCE_INIT, 0, PTHREAD_MUTEX_INITIALIZER, 1, NULL, NULL, false };
 
-static _Thread_local struct s_slot *t_slot;
-static _Thread_local unsigned t_depth;
+/* initial-exec: a plain %fs-relative access, not a __tls_get_addr call
+ * on every enter and leave (a few bytes of the static TLS surplus). */
+#define S_TLS _Thread_local __attribute__((tls_model("initial-exec")))
+static S_TLS struct s_slot *t_slot;
+static S_TLS unsigned t_depth;
 
 static void s_thread_exit(void *p)
 {
@@ -46,12 +62,23 @@ static void s_thread_exit(void *p)
 	atomic_store_explicit(&slot->in_use, false, memory_order_release);
 }
 
+#ifdef S_MEMBARRIER
+static bool s_membarrier(int cmd)
+{
+	return syscall(__NR_membarrier, cmd, 0, 0) == 0;
+}
+#endif
+
 static void s_once(void)
 {
 	pthread_key_create(&gl.key, s_thread_exit);
+#ifdef S_MEMBARRIER
+	gl.asym = s_membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED);
+#endif
 }
 
-static struct s_slot *s_slot_acquire(void)
+/* Out of line: ac_ebr_enter stays a few instructions. */
+__attribute__((noinline)) static struct s_slot *s_slot_acquire(void)
 {
 	struct s_slot *slot;
 
@@ -86,7 +113,12 @@ void ac_ebr_enter(void)
 	atomic_store_explicit(&slot->epoch,
 	                      atomic_load_explicit(&gl.epoch, memory_order_relaxed),
 	                      memory_order_relaxed);
-	atomic_thread_fence(memory_order_seq_cst);
+	/* gl.asym is set once, before this thread's first enter (pthread_once
+	 * in s_slot_acquire). */
+	if (gl.asym)
+		atomic_signal_fence(memory_order_seq_cst); /* ac_ebr_safe's membarrier */
+	else
+		atomic_thread_fence(memory_order_seq_cst);
 }
 
 void ac_ebr_leave(void)
@@ -105,6 +137,12 @@ uint64_t ac_ebr_safe(void)
 {
 	uint64_t min = UINT64_MAX;
 
+	pthread_once(&gl.once, s_once); /* gl.asym as the readers see it */
+#ifdef S_MEMBARRIER
+	/* Should it ever fail, nothing is safe: a leak, never a use after free. */
+	if (gl.asym && !s_membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED))
+		return 0;
+#endif
 	atomic_thread_fence(memory_order_seq_cst);
 	for (struct s_slot *s = atomic_load(&gl.slots); s; s = s->next) {
 		uint64_t e = atomic_load_explicit(&s->epoch, memory_order_acquire);
@@ -201,6 +239,10 @@ void ac_ebr_postfork_parent(void)
 void ac_ebr_postfork_child(void)
 {
 	pthread_mutex_init(&gl.mu, NULL);
+#ifdef S_MEMBARRIER
+	if (gl.asym) /* the child is a new process for membarrier */
+		s_membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED);
+#endif
 	for (struct s_slot *s = atomic_load(&gl.slots); s; s = s->next) {
 		if (s == t_slot)
 			continue;

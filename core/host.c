@@ -663,6 +663,22 @@ static int s_error(const apicred_host *h, int code, const char *fmt, ...)
 	return code;
 }
 
+static int s_header_new(const apicred_host *h, const char *name, const char *value,
+                        apicred_header **out)
+{
+	return ac_header_new(s_layer(h), name, value, out);
+}
+
+static int s_add_prepared(const apicred_host *h, apicred_out *out, const apicred_header *hdr)
+{
+	return ac_out_prepared(out, hdr);
+}
+
+static void s_header_free(const apicred_host *h, apicred_header *hdr)
+{
+	ac_header_free(hdr);
+}
+
 static const apicred_host s_template = {
 	.size = sizeof(apicred_host),
 	.cfg_str = s_cfg_str,
@@ -700,6 +716,9 @@ static const apicred_host s_template = {
 	.fetch_reason = s_fetch_reason,
 	.no_session = s_no_session,
 	.json_get_many = s_json_get_many,
+	.header_new = s_header_new,
+	.add_prepared = s_add_prepared,
+	.header_free = s_header_free,
 };
 
 void ac_host_setup(struct ac_layer *L)

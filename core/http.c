@@ -438,7 +438,7 @@ static int s_carried(struct ac_layer *L, const char *method, const char *url,
 		return rc;
 	r.method = method;
 	r.url = url;
-	rc = ac_stack_apply(st, (size_t)L->index, &r, *out, true);
+	rc = ac_stack_apply(st, (size_t)L->index, &r, *out, true, ac_now_fast(st->ctx));
 	if (rc != APICRED_OK) {
 		apicred_cred_free(*out);
 		*out = NULL;

@@ -24,6 +24,7 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <syslog.h>
+#include <time.h>
 
 #include <libconfig.h>
 
@@ -201,8 +202,10 @@ struct ac_stack {
 	char *description;
 	char *origin;              /* "https://host:port" from url, or NULL */
 	char *origin_short;        /* the same without a default port */
+	size_t origin_len, origin_short_len;
 	size_t nheaders;
 	char **headers;            /* static: name, value, name, value ... */
+	size_t *header_lens;       /* their lengths, in the same order */
 	size_t nlayers;
 	struct ac_layer *layers;
 	struct ac_watch *watches;
@@ -220,6 +223,9 @@ struct ac_desc {
 struct ac_service {
 	char *name;
 	char *path;
+	size_t name_len;
+	uint64_t hash;              /* of the name, for ac_service_find */
+	/* NULL until first use (ac_service_load); then replaced only whole. */
 	_Atomic(struct ac_stack *) stack;
 	_Atomic(const char *) desc; /* the current stack's, from descs */
 	struct ac_desc *descs;      /* every one published; under reload_mu */
@@ -247,6 +253,8 @@ struct ac_ctx {
 	apicred_log_fn log;
 	void *log_user;
 	int log_level;
+	uint64_t id;                /* unique per open, for the lookup cache */
+	int64_t coarse_res_ms;      /* ac_now_fast; -1: the precise (or injected) clock */
 	int64_t (*clock_mono_ms)(void *);
 	int64_t (*clock_wall_ms)(void *);
 	int (*random)(void *, unsigned char *, size_t);
@@ -262,6 +270,8 @@ struct ac_ctx {
 
 	size_t nservices;
 	struct ac_service *services;
+	struct ac_service **htab;   /* open addressing by name hash; hmask + 1 slots */
+	size_t hmask;
 	int scan_code;              /* what is wrong with conf.d itself, or 0 */
 	char *scan_msg;
 
@@ -283,8 +293,27 @@ struct apicred_ctx { struct ac_ctx c; };
 
 int64_t ac_now_mono(struct ac_ctx *ctx);
 int64_t ac_now_wall(struct ac_ctx *ctx);
+/* The monotonic clock as the hot path reads it: once per call, cheaply.
+ * CLOCK_MONOTONIC_COARSE costs a fraction of CLOCK_MONOTONIC and lags it
+ * by less than its resolution: adding that keeps it at or ahead of the
+ * precise clock, so a session is never taken for valid past its expiry. */
+static inline int64_t ac_now_fast(struct ac_ctx *ctx)
+{
+#ifdef CLOCK_MONOTONIC_COARSE
+	struct timespec ts;
+
+	if (ctx->coarse_res_ms >= 0 && clock_gettime(CLOCK_MONOTONIC_COARSE, &ts) == 0)
+		return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 + ctx->coarse_res_ms;
+#endif
+	return ac_now_mono(ctx);
+}
+
 int ac_random(struct ac_ctx *ctx, unsigned char *buf, size_t len);
 struct ac_service *ac_service_find(struct ac_ctx *ctx, const char *name);
+/* Loads svc on first use (once, whichever threads ask): APICRED_OK, or
+ * APICRED_ERR_NOMEM. A service that fails to load is still loaded: its
+ * stack fails every call with the reason, until its files change. */
+int ac_service_load(struct ac_ctx *ctx, struct ac_service *svc);
 void ac_fork_check(struct ac_ctx *ctx);
 
 /* ---- config and stacks (config.c, stack.c) ------------------------------- */
@@ -301,13 +330,15 @@ void ac_service_maybe_reload(struct ac_ctx *ctx, struct ac_service *svc, bool fo
 const apicred_schema *ac_schema_find(const apicred_schema *schema, const char *name);
 extern const apicred_schema ac_core_keys[]; /* keys of every layer */
 
-/* Walks layers [0, upto) adding their output to cred. */
+/* Walks layers [0, upto) adding their output to cred; now is the call's
+ * clock reading (ac_now_fast), for the layers' sessions. */
 int ac_stack_apply(struct ac_stack *st, size_t upto, const apicred_request *req,
-                   apicred_cred *cred, bool with_static);
+                   apicred_cred *cred, bool with_static, int64_t now);
 
 /* ---- cache (cache.c) ----------------------------------------------------- */
 
-int ac_layer_session(struct ac_layer *L, struct ac_session **out);
+/* L's session for a call made at now (ac_now_fast): lock-free when fresh. */
+int ac_layer_session(struct ac_layer *L, int64_t now, struct ac_session **out);
 void ac_layer_cache_init(struct ac_layer *L);
 void ac_layer_cache_fini(struct ac_layer *L);
 void ac_layer_invalidate(struct ac_layer *L, uint64_t gen);
@@ -360,10 +391,17 @@ struct apicred_cred {
 	size_t used, cap;
 	struct ac_item *items;
 	size_t nitems, capitems;
+	size_t nquery;            /* items of kind APICRED_QUERY */
 	struct ac_used layers[AC_MAX_LAYERS];
 	size_t nlayers;
 	int64_t expires_at;
-	struct curl_slist *slist; /* of apicred_curl_apply */
+	/* The header list of apicred_curl_apply: nodes and "Name: value"
+	 * lines in memory kept from call to call (lines wiped by each reset),
+	 * so a loop builds it without allocating. */
+	struct curl_slist *hnodes;
+	size_t hnodes_cap;
+	char *hlines;
+	size_t hused, hcap;
 };
 
 struct apicred_out {
@@ -372,12 +410,26 @@ struct apicred_out {
 };
 
 void ac_cred_reset(apicred_cred *cred);
-int ac_cred_add(apicred_cred *cred, apicred_kind kind, const char *name,
+int ac_cred_add(apicred_cred *cred, apicred_kind kind, const char *name, size_t name_len,
                 const void *value, size_t len);
 void ac_cred_truncate(apicred_cred *cred, size_t nitems);
+/* Builds cred's curl header list: lines (NULL-terminated, may be NULL),
+ * then cred's headers, then ct_line (may be NULL); *out is NULL if empty.
+ * It lives in cred until the next reset. */
+int ac_cred_slist(apicred_cred *cred, const char *const *lines, const char *ct_line,
+                  struct curl_slist **out);
 int ac_out_header(apicred_out *out, const char *name, const char *value);
 int ac_out_query(apicred_out *out, const char *name, const char *value);
 int ac_out_tls(apicred_out *out, const char *name, const void *value, size_t len);
+/* A header checked once, by the provider's host->header_new: "name\0value\0". */
+struct apicred_header {
+	size_t name_len, value_len;
+	char text[];
+};
+int ac_header_new(struct ac_layer *L, const char *name, const char *value,
+                  apicred_header **out);
+int ac_out_prepared(apicred_out *out, const apicred_header *hdr);
+void ac_header_free(apicred_header *hdr);
 bool ac_header_value_ok(const char *v, size_t len);
 
 /* ---- HTTP (http.c) ------------------------------------------------------- */

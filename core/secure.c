@@ -6,14 +6,24 @@
  */
 #include "config.h"
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <sys/auxv.h>
 
 #include "secure.h"
 
+/* Fixed for the life of the process: asked once (apicred_curl_apply asks
+ * on every call). */
 bool ac_secure(void)
 {
-	return getauxval(AT_SECURE) != 0;
+	static atomic_int known = -1;
+	int v = atomic_load_explicit(&known, memory_order_relaxed);
+
+	if (v < 0) {
+		v = getauxval(AT_SECURE) != 0;
+		atomic_store_explicit(&known, v, memory_order_relaxed);
+	}
+	return v;
 }
 
 /* libcurl itself reads http_proxy, https_proxy and ALL_PROXY: a caller

@@ -19,7 +19,8 @@
 
 static const char *s_control_name[] = { "required", "optional", "sufficient" };
 
-static int s_layer_apply(struct ac_layer *L, struct ac_request *req, apicred_cred *cred)
+static int s_layer_apply(struct ac_layer *L, struct ac_request *req, apicred_cred *cred,
+                         int64_t now)
 {
 	apicred_out out = { cred, L };
 	struct ac_session *s = NULL;
@@ -27,7 +28,7 @@ static int s_layer_apply(struct ac_layer *L, struct ac_request *req, apicred_cre
 
 	if (L->fail_code)
 		return ac_error(L->fail_code, "%s", L->fail_msg ? L->fail_msg : "layer failed");
-	if (L->mod->vt.fetch && !L->no_session && (rc = ac_layer_session(L, &s)) != APICRED_OK)
+	if (L->mod->vt.fetch && !L->no_session && (rc = ac_layer_session(L, now, &s)) != APICRED_OK)
 		return rc;
 	rc = L->mod->vt.apply(L->state, &L->host, s ? s->data : NULL, &req->r, &out);
 	if (rc != APICRED_OK)
@@ -49,7 +50,7 @@ static void s_url_free(char *url)
 }
 
 int ac_stack_apply(struct ac_stack *st, size_t upto, const apicred_request *req,
-                   apicred_cred *cred, bool with_static)
+                   apicred_cred *cred, bool with_static, int64_t now)
 {
 	struct ac_request R;
 	char *url = NULL;
@@ -57,8 +58,8 @@ int ac_stack_apply(struct ac_stack *st, size_t upto, const apicred_request *req,
 	int rc;
 
 	for (size_t i = 0; with_static && i < st->nheaders; i++) {
-		rc = ac_cred_add(cred, APICRED_HEADER, st->headers[2 * i], st->headers[2 * i + 1],
-		                 strlen(st->headers[2 * i + 1]));
+		rc = ac_cred_add(cred, APICRED_HEADER, st->headers[2 * i], st->header_lens[2 * i],
+		                 st->headers[2 * i + 1], st->header_lens[2 * i + 1]);
 		if (rc != APICRED_OK)
 			return rc;
 	}
@@ -66,7 +67,7 @@ int ac_stack_apply(struct ac_stack *st, size_t upto, const apicred_request *req,
 	ac_request_init(&R, req);
 	for (size_t i = 0; i < upto; i++) {
 		struct ac_layer *L = &st->layers[i];
-		size_t mark = cred->nitems, q = apicred_cred_count(cred, APICRED_QUERY);
+		size_t mark = cred->nitems, q = cred->nquery;
 
 		/* Query parameters from the layers above are part of the URL the
 		 * layers below sign (hmac, tcx): show them the URL as it is sent. */
@@ -80,7 +81,7 @@ int ac_stack_apply(struct ac_stack *st, size_t upto, const apicred_request *req,
 			s_url_free(prev);
 			nquery = q;
 		}
-		rc = s_layer_apply(L, &R, cred);
+		rc = s_layer_apply(L, &R, cred, now);
 		if (rc == APICRED_OK) {
 			if (L->control == AC_SUFFICIENT)
 				break;
@@ -104,9 +105,10 @@ int ac_stack_apply(struct ac_stack *st, size_t upto, const apicred_request *req,
 static bool s_origin_ok(const struct ac_stack *st, const char *url)
 {
 	const char *o[2] = { st->origin, st->origin_short };
+	size_t len[2] = { st->origin_len, st->origin_short_len };
 
 	for (int i = 0; i < 2; i++) {
-		size_t n = o[i] ? strlen(o[i]) : 0;
+		size_t n = len[i];
 		if (n && strncasecmp(url, o[i], n) == 0 && strchr("/?#", url[n]))
 			return true;
 	}
@@ -128,15 +130,24 @@ static const apicred_request *s_request(const apicred_request *req, apicred_requ
 	return tmp;
 }
 
-static struct ac_service *s_service(struct ac_ctx *ctx, const char *name)
+/* The service, loaded on first use, its files looked at again when due
+ * (now: ac_now_fast). */
+static int s_service(struct ac_ctx *ctx, const char *name, int64_t now, struct ac_service **out)
 {
 	struct ac_service *svc;
+	int rc;
 
 	ac_fork_check(ctx);
-	svc = ac_service_find(ctx, name);
-	if (svc)
+	if (!(*out = svc = ac_service_find(ctx, name)))
+		return ac_name_valid(name) ? APICRED_ERR_NO_SERVICE : APICRED_ERR_BAD_NAME;
+	if (!atomic_load_explicit(&svc->stack, memory_order_acquire)) {
+		if ((rc = ac_service_load(ctx, svc)) != APICRED_OK)
+			*out = NULL;
+		return rc;
+	}
+	if (now >= atomic_load_explicit(&svc->next_check_ms, memory_order_relaxed))
 		ac_service_maybe_reload(ctx, svc, false);
-	return svc;
+	return APICRED_OK;
 }
 
 API int apicred_get(apicred_ctx *ctx, const char *service, const apicred_request *req,
@@ -145,13 +156,15 @@ API int apicred_get(apicred_ctx *ctx, const char *service, const apicred_request
 	apicred_request tmp;
 	struct ac_service *svc;
 	struct ac_stack *st;
+	int64_t now;
 	int rc;
 
 	if (!ctx || !service || !cred)
 		return ac_error(APICRED_ERR_INVALID, "apicred_get: NULL argument");
 	req = s_request(req, &tmp);
-	if (!(svc = s_service(&ctx->c, service)))
-		return ac_name_valid(service) ? APICRED_ERR_NO_SERVICE : APICRED_ERR_BAD_NAME;
+	now = ac_now_fast(&ctx->c); /* the call's one clock reading */
+	if ((rc = s_service(&ctx->c, service, now, &svc)) != APICRED_OK)
+		return rc;
 	ac_cred_reset(cred);
 
 	ac_ebr_enter();
@@ -163,7 +176,7 @@ API int apicred_get(apicred_ctx *ctx, const char *service, const apicred_request
 		              "service's origin %s", service,
 		              st->origin_short ? st->origin_short : st->origin);
 	else
-		rc = ac_stack_apply(st, st->nlayers, req, cred, true);
+		rc = ac_stack_apply(st, st->nlayers, req, cred, true, now);
 	ac_ebr_leave();
 	if (rc != APICRED_OK)
 		ac_cred_reset(cred);
@@ -177,18 +190,19 @@ static int s_report(apicred_ctx *ctx, const char *service, const apicred_cred *c
 	struct ac_service *svc;
 	struct ac_stack *st;
 	bool changed = false, ours = cred == NULL;
+	int rc;
 
 	if (retry)
 		*retry = 0;
 	if (!ctx || !service)
 		return ac_error(APICRED_ERR_INVALID, "apicred_report: NULL argument");
-	if (!(svc = s_service(&ctx->c, service)))
-		return ac_name_valid(service) ? APICRED_ERR_NO_SERVICE : APICRED_ERR_BAD_NAME;
+	if ((rc = s_service(&ctx->c, service, ac_now_fast(&ctx->c), &svc)) != APICRED_OK)
+		return rc;
 
 	ac_ebr_enter();
 	st = atomic_load_explicit(&svc->stack, memory_order_acquire);
 	if (st->fail_code) { /* its layers may not even have a provider */
-		int rc = ac_error(st->fail_code, "%s", st->fail_msg ? st->fail_msg : "service failed");
+		rc = ac_error(st->fail_code, "%s", st->fail_msg ? st->fail_msg : "service failed");
 		ac_ebr_leave();
 		return rc;
 	}
@@ -208,7 +222,7 @@ static int s_report(apicred_ctx *ctx, const char *service, const apicred_cred *c
 		/* NULL cred: the credentials a get would give now, which may come
 		 * from the shared store (a tok failover, say) before any get here. */
 		if (!cred && !s && L->mod->vt.fetch && !L->no_session &&
-		    ac_layer_session(L, &s) == APICRED_OK)
+		    ac_layer_session(L, ac_now_mono(&ctx->c), &s) == APICRED_OK)
 			gen = s->gen;
 		if (L->mod->vt.fetch && !L->no_session && (!s || s->gen != gen)) {
 			AC_TRACE(L, "HTTP %ld for session generation %llu, already replaced: "
@@ -314,33 +328,27 @@ API int apicred_curl_report(apicred_ctx *ctx, const char *service, void *curl_ea
 }
 
 /* The Content-Type the signing layers saw is the one the server gets
- * (ac_content_type), unless the application's own header lines carry it. */
-static int s_content_type_line(struct curl_slist **list, const apicred_request *req)
+ * (ac_content_type), unless the application's own header lines carry it:
+ * *ct is NULL when none is due. */
+static int s_content_type(const apicred_request *req, const char **ct)
 {
-	const char *lines[2] = { NULL, NULL };
 	bool in_headers;
-	const char *ct = ac_content_type(req, &in_headers);
-	char *line;
-	int rc;
 
-	if (!ct || in_headers)
-		return APICRED_OK;
-	if (!ac_header_value_ok(ct, strlen(ct)))
+	*ct = ac_content_type(req, &in_headers);
+	if (in_headers)
+		*ct = NULL;
+	if (*ct && !ac_header_value_ok(*ct, strlen(*ct)))
 		return ac_error(APICRED_ERR_INVALID, "apicred_curl_apply: content_type contains "
 		                "CR, LF or NUL");
-	if (asprintf(&line, "Content-Type: %s", ct) < 0)
-		return ac_error(APICRED_ERR_NOMEM, "out of memory");
-	lines[0] = line;
-	rc = ac_slist_headers(list, lines, NULL);
-	free(line);
-	return rc;
+	return APICRED_OK;
 }
 
 API int apicred_curl_apply(apicred_ctx *ctx, const char *service, void *curl_easy,
                            const apicred_request *req, apicred_cred *cred)
 {
-	struct curl_slist *list = NULL;
-	char *url = NULL;
+	struct curl_slist *list;
+	const char *ct;
+	char *url = NULL, ct_buf[256], *ct_line = NULL;
 	int rc;
 
 	if (!curl_easy || !req || !req->url)
@@ -349,21 +357,30 @@ API int apicred_curl_apply(apicred_ctx *ctx, const char *service, void *curl_eas
 	rc = apicred_get(ctx, service, req, cred);
 	if (rc != APICRED_OK)
 		return rc;
-	rc = apicred_cred_url(cred, req->url, &url);
-	if (rc != APICRED_OK)
+	/* The URL as given once the origin check passed (libcurl copies it);
+	 * parsed and rebuilt only when query parameters must be added. */
+	if (cred->nquery && (rc = apicred_cred_url(cred, req->url, &url)) != APICRED_OK)
 		goto fail;
-	if (curl_easy_setopt(curl_easy, CURLOPT_URL, url) != CURLE_OK) {
+	if (curl_easy_setopt(curl_easy, CURLOPT_URL, url ? url : req->url) != CURLE_OK) {
 		rc = ac_error(APICRED_ERR_INVALID, "%s: libcurl refused the URL", service);
 		goto fail;
 	}
-	rc = ac_slist_headers(&list, req->size >= sizeof(*req) ? req->headers : NULL, cred);
-	if (rc == APICRED_OK)
-		rc = s_content_type_line(&list, req);
+	if ((rc = s_content_type(req, &ct)) != APICRED_OK)
+		goto fail;
+	if (ct) {
+		size_t n = sizeof("Content-Type: ") + strlen(ct);
+		if (!(ct_line = n <= sizeof(ct_buf) ? ct_buf : malloc(n))) {
+			rc = ac_error(APICRED_ERR_NOMEM, "out of memory");
+			goto fail;
+		}
+		snprintf(ct_line, n, "Content-Type: %s", ct);
+	}
+	/* In cred, reused call after call: see apicred_curl_apply(3) for how
+	 * long it must stay untouched. */
+	rc = ac_cred_slist(cred, req->size >= sizeof(*req) ? req->headers : NULL, ct_line, &list);
 	if (rc != APICRED_OK)
 		goto fail;
-	cred->slist = list; /* freed (wiped) with cred or by the next get */
-	list = NULL;
-	curl_easy_setopt(curl_easy, CURLOPT_HTTPHEADER, cred->slist);
+	curl_easy_setopt(curl_easy, CURLOPT_HTTPHEADER, list);
 	curl_easy_setopt(curl_easy, CURLOPT_FOLLOWLOCATION, 0L);
 	/* A setuid program takes no proxy from its caller's environment. */
 	if (ac_secure())
@@ -375,8 +392,12 @@ API int apicred_curl_apply(apicred_ctx *ctx, const char *service, void *curl_eas
 fail:
 	ac_cred_reset(cred);
 out:
-	ac_slist_free(list);
-	free(url);
+	if (ct_line != ct_buf)
+		free(ct_line);
+	if (url) {
+		OPENSSL_cleanse(url, strlen(url)); /* it carries the query's credentials */
+		free(url);
+	}
 	return rc;
 }
 
@@ -443,7 +464,7 @@ static int s_check_layer(struct ac_layer *L, const char *url)
 		if ((rc = apicred_cred_new(&cred)) != APICRED_OK)
 			return rc;
 		ac_request_init(&R, &r);
-		rc = s_layer_apply(L, &R, cred);
+		rc = s_layer_apply(L, &R, cred, ac_now_mono(L->stack->ctx));
 		ac_request_fini(&R);
 		apicred_cred_free(cred);
 		if (rc != APICRED_OK)
@@ -494,8 +515,8 @@ API int apicred_check(apicred_ctx *ctx, const char *service)
 		return ctx->c.scan_code ? ac_error(ctx->c.scan_code, "%s", ctx->c.scan_msg ?
 		                                   ctx->c.scan_msg : "configuration directory")
 		                        : APICRED_OK;
-	if (!(svc = s_service(&ctx->c, service)))
-		return ac_name_valid(service) ? APICRED_ERR_NO_SERVICE : APICRED_ERR_BAD_NAME;
+	if ((rc = s_service(&ctx->c, service, ac_now_fast(&ctx->c), &svc)) != APICRED_OK)
+		return rc;
 	ac_ebr_enter();
 	rc = s_check_stack(atomic_load(&svc->stack));
 	ac_ebr_leave();
@@ -511,8 +532,8 @@ API int apicred_check_report(apicred_ctx *ctx, const char *service, apicred_prob
 
 	if (!ctx || !service || !fn)
 		return ac_error(APICRED_ERR_INVALID, "apicred_check_report: NULL argument");
-	if (!(svc = s_service(&ctx->c, service)))
-		return ac_name_valid(service) ? APICRED_ERR_NO_SERVICE : APICRED_ERR_BAD_NAME;
+	if ((rc = s_service(&ctx->c, service, ac_now_fast(&ctx->c), &svc)) != APICRED_OK)
+		return rc;
 	ac_ebr_enter();
 	st = atomic_load(&svc->stack);
 	for (size_t i = 0; i < st->nproblems; i++)
@@ -537,6 +558,35 @@ API int apicred_check_report(apicred_ctx *ctx, const char *service, apicred_prob
 	return rc;
 }
 
+API int apicred_check_all(apicred_ctx *ctx, apicred_problem_fn fn, void *user)
+{
+	int first = APICRED_OK, rc;
+	char msg[1024] = "";
+
+	if (!ctx)
+		return ac_error(APICRED_ERR_INVALID, "apicred_check_all: ctx is NULL");
+	if ((rc = apicred_check(ctx, NULL)) != APICRED_OK) {
+		first = rc;
+		snprintf(msg, sizeof(msg), "%s", apicred_errmsg());
+		if (fn)
+			fn(user, msg);
+	}
+	/* Every service, even after a failure: fn hears of all of them. */
+	for (size_t i = 0; i < ctx->c.nservices; i++) {
+		const char *name = ctx->c.services[i].name;
+
+		rc = fn ? apicred_check_report(ctx, name, fn, user) : apicred_check(ctx, name);
+		if (rc != APICRED_OK && first == APICRED_OK) {
+			first = rc;
+			snprintf(msg, sizeof(msg), "%s", apicred_errmsg());
+		}
+	}
+	if (first != APICRED_OK)
+		return ac_error(first, "%s", msg);
+	ac_error_clear();
+	return APICRED_OK;
+}
+
 /* The description of a service that works (copied if copy), or its error. */
 static int s_description(struct ac_ctx *ctx, const char *service, const char *fn,
                          const char **out, char **copy)
@@ -548,9 +598,8 @@ static int s_description(struct ac_ctx *ctx, const char *service, const char *fn
 	*out = NULL;
 	if (!service)
 		return ac_error(APICRED_ERR_INVALID, "%s: NULL argument", fn);
-	ac_fork_check(ctx);
-	if (!(svc = ac_service_find(ctx, service)))
-		return ac_name_valid(service) ? APICRED_ERR_NO_SERVICE : APICRED_ERR_BAD_NAME;
+	if ((rc = s_service(ctx, service, ac_now_fast(ctx), &svc)) != APICRED_OK)
+		return rc;
 	ac_ebr_enter();
 	st = atomic_load_explicit(&svc->stack, memory_order_acquire);
 	if (st->fail_code)
@@ -599,8 +648,8 @@ API int apicred_provision(apicred_ctx *ctx, const char *service, unsigned flags,
 		*report = NULL;
 	if (!ctx || !service)
 		return ac_error(APICRED_ERR_INVALID, "apicred_provision: NULL argument");
-	if (!(svc = s_service(&ctx->c, service)))
-		return ac_name_valid(service) ? APICRED_ERR_NO_SERVICE : APICRED_ERR_BAD_NAME;
+	if ((rc = s_service(&ctx->c, service, ac_now_fast(&ctx->c), &svc)) != APICRED_OK)
+		return rc;
 	ac_ebr_enter();
 	st = atomic_load(&svc->stack);
 	if (st->fail_code)

@@ -563,6 +563,8 @@ static int s_walk(apicred_ctx *c, const char *service, apicred_cache_fn fn, void
 
 		if (service && strcmp(service, svc->name) != 0)
 			continue;
+		if ((rc = ac_service_load(ctx, svc)) != APICRED_OK) /* its entries' names */
+			break;
 		ac_ebr_enter();
 		stk = atomic_load(&svc->stack);
 		for (size_t k = 0; k < stk->nlayers && rc == APICRED_OK; k++) {

@@ -36,6 +36,7 @@ struct s_state {
 	const char *name;  /* header or parameter name; owned by the config */
 	char *value;       /* prefix + key: a secret */
 	size_t value_len;
+	apicred_header *hdr; /* the header, checked once (a core with header_new) */
 };
 
 /* ---- init ------------------------------------------------------------ */
@@ -67,6 +68,13 @@ static int s_init(const apicred_host *host, void **state)
 	st->host = host;
 	st->in_query = strcmp(host->cfg_str(host, "in"), "query") == 0;
 	st->name = host->cfg_str(host, st->in_query ? "query" : "header");
+	/* Checked here, once: apply then only copies it. */
+	if (!st->in_query && APICRED_HOST_HAS(host, header_free) &&
+	    (rc = host->header_new(host, st->name, st->value, &st->hdr)) != APICRED_OK) {
+		host->secret_free(host, st->value, st->value_len);
+		free(st);
+		return rc;
+	}
 	*state = st;
 	return APICRED_OK;
 }
@@ -80,6 +88,8 @@ static int s_apply(void *state, const apicred_host *host, const void *session,
 
 	if (st->in_query)
 		return host->add_query(out, st->name, st->value);
+	if (st->hdr)
+		return host->add_prepared(host, out, st->hdr);
 	return host->add_header(out, st->name, st->value);
 }
 
@@ -89,6 +99,8 @@ static void s_fini(void *state)
 {
 	struct s_state *st = state;
 
+	if (st->hdr)
+		st->host->header_free(st->host, st->hdr);
 	st->host->secret_free(st->host, st->value, st->value_len);
 	free(st);
 }

@@ -206,12 +206,25 @@ struct s_state {
 /* A token with the header value built around it: "Bearer <token>" or
  * "DPoP <token>", and for DPoP the proofs' ath (base64url SHA-256). */
 struct s_session {
+	apicred_header *hdr;     /* the header, checked once (a core with header_new) */
 	char ath[44];
 	size_t value_len;
 	char value[];
 };
 
 /* ---- helpers --------------------------------------------------------- */
+
+/* The session's header checked once, where the token arrives (fetch or
+ * import): apply then only copies it. A core without header_new checks
+ * it in add_header on every apply instead. */
+static int s_session_header(const struct s_state *st, const apicred_host *host,
+                            struct s_session *s)
+{
+	s->hdr = NULL;
+	if (!APICRED_HOST_HAS(host, header_free))
+		return APICRED_OK;
+	return host->header_new(host, st->header, s->value, &s->hdr);
+}
 
 static void s_req_release(const apicred_host *host, struct s_req *r)
 {
@@ -1056,6 +1069,10 @@ static int s_parse_token(const struct s_state *st, const apicred_host *host,
 	memcpy(s->value, prefix, plen);
 	memcpy(s->value + plen, token, tlen + 1);
 	s->value_len = plen + tlen;
+	if ((rc = s_session_header(st, host, s)) != APICRED_OK) {
+		host->wipe_free(host, s, sizeof(*s) + s->value_len + 1);
+		goto out;
+	}
 	out->data = s;
 	out->lifetime_ms = s_lifetime_ms(host, v[S_EXPIRES]);
 	rc = APICRED_OK;
@@ -1200,12 +1217,14 @@ out:
 
 static void s_session_free(void *state, void *data)
 {
+	struct s_state *st = state;
 	struct s_session *s = data;
 
-	if (s) {
-		const struct s_state *st = state;
-		st->host->wipe_free(st->host, s, sizeof(*s) + s->value_len + 1);
-	}
+	if (!s)
+		return;
+	if (s->hdr)
+		st->host->header_free(st->host, s->hdr);
+	st->host->wipe_free(st->host, s, sizeof(*s) + s->value_len + 1);
 }
 
 /* The session is the header value ("Bearer " + token): it travels as is.
@@ -1255,6 +1274,10 @@ static int s_session_import(void *state, const apicred_host *host, const void *i
 			return rc;
 		}
 	}
+	if ((rc = s_session_header(st, host, s)) != APICRED_OK) {
+		host->wipe_free(host, s, sizeof(*s) + len + 1);
+		return rc;
+	}
 	*data = s;
 	return APICRED_OK;
 }
@@ -1271,7 +1294,9 @@ static int s_apply(void *state, const apicred_host *host, const void *session,
 
 	if (!s)
 		return host->error(host, APICRED_ERR_INTERNAL, "no token");
-	if ((rc = host->add_header(out, st->header, s->value)) != APICRED_OK || !st->dpop)
+	rc = s->hdr ? host->add_prepared(host, out, s->hdr)
+	            : host->add_header(out, st->header, s->value);
+	if (rc != APICRED_OK || !st->dpop)
 		return rc;
 	/* DPoP: a fresh proof per request, bound to its method, URL and token. */
 	if (!req->url)

@@ -244,8 +244,8 @@ static void s_log_quiet(void *user, int level, const char *service, const char *
 /* Shows the held lines about service (NULL: none) and, with globals, the
  * warnings about no service in particular. Errors about no service (a
  * provider that does not load) always come back as some service's error,
- * and other services' lines were only logged because the library loads
- * every service: both stay held. */
+ * and other services' lines belong to those services (each loads on first
+ * use, when checked): both stay held. */
 static void s_log_show(const char *service, int globals)
 {
 	pthread_mutex_lock(&s_held.lock);

@@ -101,9 +101,13 @@ typedef struct apicred_options {
 #define APICRED_OPEN_NO_BACKGROUND 0x1u /* refresh ahead in callers' threads */
 #define APICRED_OPEN_LOG_STDERR    0x2u /* default logger writes to stderr, not syslog */
 
-/* Opens a context reading $confdir/apicred.conf and $confdir/conf.d/ .
- * Services that fail to load do not fail the open: they fail each get with
- * the reason (see apicred_check). */
+/* Opens a context reading $confdir/apicred.conf and the list of
+ * $confdir/conf.d/ . Each service is parsed, its providers loaded and its
+ * secrets resolved on first use (apicred_get, apicred_curl_apply,
+ * apicred_report, apicred_check, ...), once, whatever the number of
+ * threads asking. A service that fails to load does not fail the open nor
+ * touch the others: every call for it fails with the reason, naming the
+ * service, until its files change (see apicred_check_all). */
 int apicred_open(apicred_ctx **ctx, const char *confdir, unsigned flags);
 int apicred_open_opts(apicred_ctx **ctx, const apicred_options *opts);
 
@@ -133,6 +137,14 @@ int apicred_check(apicred_ctx *ctx, const char *service);
 typedef void (*apicred_problem_fn)(void *user, const char *message);
 int apicred_check_report(apicred_ctx *ctx, const char *service, apicred_problem_fn fn,
                          void *user);
+
+/* Loads and checks conf.d and every service, as apicred_check does for
+ * one (services otherwise load on first use, so a broken one shows only
+ * when used). With fn (may be NULL), every problem of every service, as
+ * apicred_check_report gives them. APICRED_OK if all are fine, else the
+ * first failure's code, its reason (naming the service) in
+ * apicred_errmsg(). Since 1.1. */
+int apicred_check_all(apicred_ctx *ctx, apicred_problem_fn fn, void *user);
 
 /* The service file's description, or NULL (none, or the service failed:
  * then apicred_errmsg() says why). The text stays valid until apicred_close,

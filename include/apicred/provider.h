@@ -98,6 +98,7 @@ typedef struct apicred_schema {
 
 typedef struct apicred_host apicred_host;
 typedef struct apicred_out apicred_out;
+typedef struct apicred_header apicred_header; /* a header checked once (header_new) */
 
 /* An HTTP request made for a layer (token endpoints, logins). The core adds
  * the service's TLS policy, time-outs and size cap, and, when the URL has
@@ -317,6 +318,18 @@ struct apicred_host {
 	 * value NULL. Free each value with free(). */
 	int (*json_get_many)(const apicred_host *h, const char *body, size_t len, size_t n,
 	                     const char *const *paths, char **values);
+	/* A header whose value is known before apply (an API key at init, a
+	 * token at fetch or session_import): header_new checks it once, as
+	 * add_header would (APICRED_ERR_PROTOCOL, detail set, for CR, LF or
+	 * ':' in the name, CR or LF in the value), and keeps a copy with its
+	 * lengths; apply then adds it with add_prepared, which only copies:
+	 * the per-request cost of add_header's checks is gone. header_free
+	 * wipes and frees it (NULL is a no-op): in fini, or in session_free
+	 * for a header kept in a session. */
+	int (*header_new)(const apicred_host *h, const char *name, const char *value,
+	                  apicred_header **out);
+	int (*add_prepared)(const apicred_host *h, apicred_out *out, const apicred_header *hdr);
+	void (*header_free)(const apicred_host *h, apicred_header *hdr);
 	/* minor 1 ends here */
 };
 

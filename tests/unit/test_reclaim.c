@@ -12,7 +12,10 @@
  *    retires and exits, within a bounded wait (a deadlock fails);
  *  - every public function on a service that failed validation returns the
  *    service's error;
- *  - a description stays readable across reloads; the copy is current.
+ *  - a description stays readable across reloads; the copy is current;
+ *  - services load on first use: a broken one costs the open nothing, nor
+ *    its neighbours; threads using it first at once load it once; its
+ *    error names it on every call until it is fixed; check_all finds it.
  */
 #include <curl/curl.h>
 #include <errno.h>
@@ -361,6 +364,184 @@ static void test_failed_service_returns_its_error(void **state)
 	}
 }
 
+/* ---- services load on first use ----------------------------------------- */
+
+/* Lines of the fixture's log that mention s (no thread of ours logging). */
+static int s_logged_lines(const char *s)
+{
+	int n = 0;
+
+	for (const char *l = s_fx->log; l && *l;) {
+		const char *nl = strchr(l, '\n');
+		size_t len = nl ? (size_t)(nl - l) : strlen(l);
+		char line[2048];
+
+		snprintf(line, sizeof(line), "%.*s", (int)len, l);
+		n += strstr(line, s) != NULL;
+		l += len + (nl != NULL);
+	}
+	return n;
+}
+
+struct s_first {
+	apicred_ctx *ctx;
+	pthread_barrier_t *go;
+	atomic_int bad;
+};
+
+static void *s_first_main(void *arg)
+{
+	struct s_first *f = arg;
+	apicred_cred *cred;
+
+	apicred_cred_new(&cred);
+	pthread_barrier_wait(f->go);
+	if (apicred_get(f->ctx, "broken", NULL, cred) != APICRED_ERR_CONFIG ||
+	    !strstr(apicred_errmsg(), "broken") || !strstr(apicred_errmsg(), "nonsense"))
+		atomic_fetch_add(&f->bad, 1);
+	apicred_cred_free(cred);
+	return NULL;
+}
+
+static void s_problem_keep(void *user, const char *message)
+{
+	char *all = user;
+
+	if (strlen(all) + strlen(message) + 2 < 4096) {
+		strcat(all, message);
+		strcat(all, "\n");
+	}
+}
+
+static void test_services_load_on_first_use(void **state)
+{
+	struct s_first f = { 0 };
+	pthread_barrier_t go;
+	pthread_t tid[8];
+	apicred_cred *cred;
+	char problems[4096] = "";
+
+	fx_replace(s_fx, "conf.d/broken.conf",
+	        "url = \"https://api.example/\";\n"
+	        "stack = ( { provider = \"apikey\"; key = \"file:secrets/k\"; nonsense = 1; } );\n");
+	fx_replace(s_fx, "conf.d/nosecret.conf",
+	        "url = \"https://api.example/\";\n"
+	        "stack = ( { provider = \"apikey\"; key = \"file:secrets/none\"; } );\n");
+	f.ctx = s_open(APICRED_OPEN_NO_BACKGROUND);
+	assert_int_equal(apicred_cred_new(&cred), APICRED_OK);
+	/* Opening reads the list only: not a word about either service. */
+	assert_int_equal(apicred_service_count(f.ctx), 3);
+	assert_int_equal(s_logged_lines("broken"), 0);
+	assert_int_equal(s_logged_lines("nosecret"), 0);
+	/* A broken neighbour does not affect a good service. */
+	assert_int_equal(apicred_get(f.ctx, "svc", NULL, cred), APICRED_OK);
+	assert_true(s_cred_ok(cred));
+	assert_int_equal(s_logged_lines("broken") + s_logged_lines("nosecret"), 0);
+
+	/* Eight threads use it first at once: it is loaded (and its failure
+	 * logged) once, and every one of them gets its error. */
+	pthread_barrier_init(&go, NULL, 8);
+	f.go = &go;
+	for (int i = 0; i < 8; i++)
+		pthread_create(&tid[i], NULL, s_first_main, &f);
+	for (int i = 0; i < 8; i++)
+		pthread_join(tid[i], NULL);
+	pthread_barrier_destroy(&go);
+	assert_int_equal(atomic_load(&f.bad), 0);
+	assert_int_equal(s_logged_lines("broken"), 1);
+	/* Sticky: the same error, naming the service, on every later call. */
+	s_assert_svc_err(apicred_get(f.ctx, "broken", NULL, cred), "get again");
+	s_assert_svc_err(apicred_check(f.ctx, "broken"), "check");
+	assert_int_equal(s_logged_lines("broken"), 1);
+
+	/* A secret is resolved on first use, not at open. */
+	assert_int_equal(s_logged_lines("nosecret"), 0);
+	assert_int_equal(apicred_get(f.ctx, "nosecret", NULL, cred), APICRED_ERR_SECRET);
+	assert_non_null(strstr(apicred_errmsg(), "nosecret"));
+	assert_non_null(strstr(apicred_errmsg(), "none"));
+	assert_true(s_logged_lines("nosecret") >= 1);
+
+	/* check_all finds both; the first (by name) is the error. */
+	assert_int_equal(apicred_check_all(f.ctx, NULL, NULL), APICRED_ERR_CONFIG);
+	assert_non_null(strstr(apicred_errmsg(), "broken"));
+	assert_int_equal(apicred_check_all(f.ctx, s_problem_keep, problems), APICRED_ERR_CONFIG);
+	assert_non_null(strstr(problems, "broken: "));
+	assert_non_null(strstr(problems, "nonsense"));
+	assert_non_null(strstr(problems, "nosecret: "));
+	assert_null(strstr(problems, "svc: "));
+
+	/* Fixed on disk, it loads again (check_interval = 0). */
+	fx_replace(s_fx, "conf.d/broken.conf",
+	        "url = \"https://api.example/\";\n"
+	        "stack = ( { provider = \"apikey\"; key = \"file:secrets/k\"; } );\n");
+	fx_advance(1000);
+	assert_int_equal(apicred_get(f.ctx, "broken", NULL, cred), APICRED_OK);
+	assert_string_equal(apicred_cred_find(cred, APICRED_HEADER, "X-API-Key"), "key-one");
+
+	apicred_cred_free(cred);
+	apicred_close(f.ctx);
+}
+
+/* The lookup remembers the caller's name pointer: a buffer that holds
+ * another name next time must find that service, or none. */
+static void test_name_buffer_reused(void **state)
+{
+	apicred_ctx *ctx;
+	apicred_cred *cred;
+	char name[32];
+
+	fx_replace(s_fx, "conf.d/svc2.conf",
+	           "url = \"https://api.example/\";\n"
+	           "stack = ( { provider = \"apikey\"; key = \"file:secrets/k\"; "
+	           "header = \"X-Other\"; } );\n");
+	ctx = s_open(APICRED_OPEN_NO_BACKGROUND);
+	assert_int_equal(apicred_cred_new(&cred), APICRED_OK);
+	strcpy(name, "svc");
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(apicred_get(ctx, name, NULL, cred), APICRED_OK);
+		assert_true(s_cred_ok(cred));
+	}
+	strcpy(name, "svc2");
+	assert_int_equal(apicred_get(ctx, name, NULL, cred), APICRED_OK);
+	assert_string_equal(apicred_cred_find(cred, APICRED_HEADER, "X-Other"), "key-one");
+	assert_null(apicred_cred_find(cred, APICRED_HEADER, "Authorization"));
+	name[3] = '\0'; /* "svc" again, in the same buffer */
+	assert_int_equal(apicred_get(ctx, name, NULL, cred), APICRED_OK);
+	assert_true(s_cred_ok(cred));
+	strcpy(name, "sv");
+	assert_int_equal(apicred_get(ctx, name, NULL, cred), APICRED_ERR_NO_SERVICE);
+	assert_non_null(strstr(apicred_errmsg(), "sv"));
+	strcpy(name, "svc3");
+	assert_int_equal(apicred_get(ctx, name, NULL, cred), APICRED_ERR_NO_SERVICE);
+	/* A second context (maybe at the same address as the closed one). */
+	apicred_close(ctx);
+	{
+		char path[600];
+		snprintf(path, sizeof(path), "%s/conf.d/svc2.conf", s_fx->conf);
+		assert_int_equal(unlink(path), 0);
+	}
+	ctx = s_open(APICRED_OPEN_NO_BACKGROUND);
+	strcpy(name, "svc2");
+	assert_int_equal(apicred_get(ctx, name, NULL, cred), APICRED_ERR_NO_SERVICE);
+	strcpy(name, "svc");
+	assert_int_equal(apicred_get(ctx, name, NULL, cred), APICRED_OK);
+	assert_true(s_cred_ok(cred));
+	apicred_cred_free(cred);
+	apicred_close(ctx);
+}
+
+/* A check_all of a confdir whose services are all fine. */
+static void test_check_all_fine(void **state)
+{
+	apicred_ctx *ctx = s_open(APICRED_OPEN_NO_BACKGROUND);
+	char problems[4096] = "";
+
+	assert_int_equal(apicred_check_all(ctx, s_problem_keep, problems), APICRED_OK);
+	assert_string_equal(problems, "");
+	assert_int_equal(apicred_check_all(NULL, NULL, NULL), APICRED_ERR_INVALID);
+	apicred_close(ctx);
+}
+
 /* ---- descriptions -------------------------------------------------------- */
 
 static void s_describe(const char *text)
@@ -444,6 +625,9 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_fork_while_hammering, s_setup, s_teardown),
 		cmocka_unit_test_setup_teardown(test_failed_service_returns_its_error, s_setup, s_teardown),
 		cmocka_unit_test_setup_teardown(test_description_survives_reload, s_setup, s_teardown),
+		cmocka_unit_test_setup_teardown(test_services_load_on_first_use, s_setup, s_teardown),
+		cmocka_unit_test_setup_teardown(test_check_all_fine, s_setup, s_teardown),
+		cmocka_unit_test_setup_teardown(test_name_buffer_reused, s_setup, s_teardown),
 	};
 
 	return cmocka_run_group_tests_name("reclaim", tests, NULL, NULL);
