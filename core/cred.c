@@ -13,8 +13,6 @@
 
 #include "internal.h"
 
-#define API __attribute__((visibility("default")))
-
 bool ac_header_value_ok(const char *v, size_t len)
 {
 	return memchr(v, '\r', len) == NULL && memchr(v, '\n', len) == NULL &&

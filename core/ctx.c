@@ -1,6 +1,6 @@
 /*
- * ctx.c - opening a context: global settings, the service table, clocks,
- * random bytes and fork detection.
+ * ctx.c - opening a context: global settings, the service table and fork
+ * detection.
  */
 #include "config.h"
 
@@ -12,15 +12,11 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <syslog.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <libconfig.h>
-#include <openssl/rand.h>
 
 #include "internal.h"
-
-#define API __attribute__((visibility("default")))
 
 /* p11-kit's idea: count forks in an atfork handler, compare on entry. */
 static atomic_ulong s_fork_gen;
@@ -72,52 +68,7 @@ void ac_fork_check(struct ac_ctx *ctx)
 	ac_ebr_each(ctx, s_retired_after_fork);
 }
 
-/* ---- clocks and random --------------------------------------------------- */
-
-int64_t ac_now_mono(struct ac_ctx *ctx)
-{
-	struct timespec ts;
-
-	if (ctx->clock_mono_ms)
-		return ctx->clock_mono_ms(ctx->hook_user);
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-int64_t ac_now_wall(struct ac_ctx *ctx)
-{
-	struct timespec ts;
-
-	if (ctx->clock_wall_ms)
-		return ctx->clock_wall_ms(ctx->hook_user);
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* The coarse clock's resolution, rounded up (ac_now_fast), or -1. */
-static int64_t s_coarse_res_ms = -1;
-static pthread_once_t s_coarse_once = PTHREAD_ONCE_INIT;
 static atomic_uint_fast64_t s_ctx_ids;
-
-static void s_coarse_init(void)
-{
-#ifdef CLOCK_MONOTONIC_COARSE
-	struct timespec res;
-
-	if (clock_getres(CLOCK_MONOTONIC_COARSE, &res) == 0 && res.tv_sec == 0)
-		s_coarse_res_ms = (res.tv_nsec + 999999) / 1000000;
-#endif
-}
-
-int ac_random(struct ac_ctx *ctx, unsigned char *buf, size_t len)
-{
-	if (ctx->random)
-		return ctx->random(ctx->hook_user, buf, len) == 0 ? APICRED_OK
-		       : ac_error(APICRED_ERR_INTERNAL, "random hook failed");
-	if (len > INT32_MAX || RAND_bytes(buf, (int)len) != 1)
-		return ac_error(APICRED_ERR_INTERNAL, "RAND_bytes failed");
-	return APICRED_OK;
-}
 
 /* ---- apicred.conf -------------------------------------------------------- */
 
@@ -597,7 +548,6 @@ API int apicred_open_opts(apicred_ctx **out, const apicred_options *opts)
 		memcpy(&o, opts, opts->size < sizeof(o) ? opts->size : sizeof(o));
 	}
 	pthread_once(&s_atfork_once, s_atfork);
-	pthread_once(&s_coarse_once, s_coarse_init);
 	ac_http_global_init();
 
 	apicred_ctx *c = calloc(1, sizeof(*c));
@@ -609,7 +559,7 @@ API int apicred_open_opts(apicred_ctx **out, const apicred_options *opts)
 	ctx->log_user = o.log_user;
 	ctx->log_level = LOG_NOTICE;
 	ctx->clock_mono_ms = o.clock_mono_ms;
-	ctx->coarse_res_ms = o.clock_mono_ms ? -1 : s_coarse_res_ms;
+	ctx->coarse_res_ms = o.clock_mono_ms ? -1 : ac_clock_init();
 	ctx->id = atomic_fetch_add(&s_ctx_ids, 1) + 1;
 	ctx->clock_wall_ms = o.clock_wall_ms;
 	ctx->random = o.random;

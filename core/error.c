@@ -32,16 +32,14 @@ static const char *const s_text[] = {
 	[APICRED_ERR_INTERNAL] = "internal error",
 };
 
-__attribute__((visibility("default")))
-const char *apicred_strerror(int code)
+API const char *apicred_strerror(int code)
 {
 	if (code >= 0 && (size_t)code < sizeof(s_text) / sizeof(s_text[0]) && s_text[code])
 		return s_text[code];
 	return "unknown error";
 }
 
-__attribute__((visibility("default")))
-const char *apicred_errmsg(void)
+API const char *apicred_errmsg(void)
 {
 	return s_msg;
 }
@@ -116,6 +114,26 @@ int ac_error(int code, const char *fmt, ...)
 
 	va_start(ap, fmt);
 	ac_verror(code, NULL, fmt, ap);
+	va_end(ap);
+	return code;
+}
+
+/* A message about one layer: "service: layer N (provider): ...". */
+int ac_layer_verror(const struct ac_layer *L, int code, const char *fmt, va_list ap)
+{
+	char prefix[256];
+
+	snprintf(prefix, sizeof(prefix), "%s: layer %d (%s): ", L->stack->svc->name,
+	         L->index + 1, L->provider);
+	return ac_verror(code, prefix, fmt, ap);
+}
+
+int ac_layer_error(const struct ac_layer *L, int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	ac_layer_verror(L, code, fmt, ap);
 	va_end(ap);
 	return code;
 }

@@ -23,25 +23,6 @@ static struct ac_layer *s_layer(const apicred_host *h)
 	return (struct ac_layer *)(uintptr_t)h;
 }
 
-static int s_layer_verror(const struct ac_layer *L, int code, const char *fmt, va_list ap)
-{
-	char prefix[256];
-
-	snprintf(prefix, sizeof(prefix), "%s: layer %d (%s): ", L->stack->svc->name,
-	         L->index + 1, L->provider);
-	return ac_verror(code, prefix, fmt, ap);
-}
-
-int ac_layer_error(const struct ac_layer *L, int code, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	s_layer_verror(L, code, fmt, ap);
-	va_end(ap);
-	return code;
-}
-
 /* ---- configuration ------------------------------------------------------- */
 
 static const apicred_schema *s_entry(const struct ac_layer *L, const char *key)
@@ -658,7 +639,7 @@ static int s_error(const apicred_host *h, int code, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	s_layer_verror(s_layer(h), code, fmt, ap);
+	ac_layer_verror(s_layer(h), code, fmt, ap);
 	va_end(ap);
 	return code;
 }

@@ -81,14 +81,6 @@ void ac_http_global_init(void)
 	pthread_once(&s_once, s_global_init);
 }
 
-int64_t ac_real_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 bool ac_deadline_begin(int64_t len_ms)
 {
 	if (s_deadline_ms) /* a fetch inside a fetch (a layer above): one deadline */
@@ -438,7 +430,7 @@ static int s_carried(struct ac_layer *L, const char *method, const char *url,
 		return rc;
 	r.method = method;
 	r.url = url;
-	rc = ac_stack_apply(st, (size_t)L->index, &r, *out, true, ac_now_fast(st->ctx));
+	rc = ac_stack_apply(st, (size_t)L->index, &r, *out, ac_now_fast(st->ctx));
 	if (rc != APICRED_OK) {
 		apicred_cred_free(*out);
 		*out = NULL;

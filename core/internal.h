@@ -33,7 +33,7 @@
 
 #include "secure.h"
 
-#define AC_HIDDEN __attribute__((visibility("hidden")))
+#define API __attribute__((visibility("default"))) /* the application ABI */
 #define AC_MAX_LAYERS 16
 
 struct ac_ctx;
@@ -44,6 +44,11 @@ struct ac_stack;
 int ac_error(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int ac_verror(int code, const char *prefix, const char *fmt, va_list ap);
 void ac_error_clear(void);
+struct ac_layer;
+/* The same about one layer: "service: layer N (provider): ..." */
+int ac_layer_error(const struct ac_layer *L, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+int ac_layer_verror(const struct ac_layer *L, int code, const char *fmt, va_list ap);
 /* Untrusted (server) text made safe to show: control characters (C0, DEL,
  * C1 in UTF-8) become '?'; at most cap - 1 bytes, ending "..." when cut.
  * Returns the length written. ac_text_clean does it in place. Every error
@@ -61,10 +66,20 @@ int ac_log_level(const char *name); /* -1 if unknown */
 		if ((L)->stack->ctx->log_level >= LOG_DEBUG)                  \
 			ac_trace((L), __VA_ARGS__);                           \
 	} while (0)
-struct ac_layer;
 void ac_trace(const struct ac_layer *L, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ---- small helpers (util.c) ---------------------------------------------- */
+
+char *ac_strdup(const char *s); /* NULL stays NULL */
+bool ac_name_valid(const char *name); /* a service or provider name */
+int64_t ac_now_mono(struct ac_ctx *ctx); /* the context's clocks (hooks for tests) */
+int64_t ac_now_wall(struct ac_ctx *ctx);
+/* Once per process: the coarse clock's resolution (ac_now_fast), or -1. */
+int64_t ac_clock_init(void);
+int64_t ac_real_ms(void); /* the system's monotonic clock, never a hook */
 /* A monotonic time as the wall-clock time it will be: "12:34:56Z". */
 const char *ac_mono_clock(struct ac_ctx *ctx, int64_t mono_ms, char buf[16]);
+int ac_random(struct ac_ctx *ctx, unsigned char *buf, size_t len);
 
 /* ---- epoch-based reclamation (ebr.c) ------------------------------------- */
 
@@ -106,7 +121,6 @@ struct ac_module {
 
 struct ac_module *ac_module_get(struct ac_ctx *ctx, const char *name);
 void ac_modules_free(struct ac_ctx *ctx);
-bool ac_name_valid(const char *name);
 /* The modules of the module directory, sorted: free each and the array. */
 int ac_module_names(struct ac_ctx *ctx, char ***names, size_t *n);
 
@@ -291,8 +305,6 @@ struct ac_ctx {
 
 struct apicred_ctx { struct ac_ctx c; };
 
-int64_t ac_now_mono(struct ac_ctx *ctx);
-int64_t ac_now_wall(struct ac_ctx *ctx);
 /* The monotonic clock as the hot path reads it: once per call, cheaply.
  * CLOCK_MONOTONIC_COARSE costs a fraction of CLOCK_MONOTONIC and lags it
  * by less than its resolution: adding that keeps it at or ahead of the
@@ -308,7 +320,6 @@ static inline int64_t ac_now_fast(struct ac_ctx *ctx)
 	return ac_now_mono(ctx);
 }
 
-int ac_random(struct ac_ctx *ctx, unsigned char *buf, size_t len);
 struct ac_service *ac_service_find(struct ac_ctx *ctx, const char *name);
 /* Loads svc on first use (once, whichever threads ask): APICRED_OK, or
  * APICRED_ERR_NOMEM. A service that fails to load is still loaded: its
@@ -330,10 +341,11 @@ void ac_service_maybe_reload(struct ac_ctx *ctx, struct ac_service *svc, bool fo
 const apicred_schema *ac_schema_find(const apicred_schema *schema, const char *name);
 extern const apicred_schema ac_core_keys[]; /* keys of every layer */
 
-/* Walks layers [0, upto) adding their output to cred; now is the call's
+/* Adds the service's static headers, then walks layers [0, upto) adding
+ * their output to cred; now is the call's
  * clock reading (ac_now_fast), for the layers' sessions. */
 int ac_stack_apply(struct ac_stack *st, size_t upto, const apicred_request *req,
-                   apicred_cred *cred, bool with_static, int64_t now);
+                   apicred_cred *cred, int64_t now);
 
 /* ---- cache (cache.c) ----------------------------------------------------- */
 
@@ -462,7 +474,6 @@ bool ac_json_oom_take(void);
  * the fetching thread; requests get only what is left. A fetch started
  * within one (for a layer above) shares it: begin returns whether it
  * started one, to give to end. */
-int64_t ac_real_ms(void);
 bool ac_deadline_begin(int64_t len_ms);
 void ac_deadline_end(bool began);
 int64_t ac_deadline_left(void); /* ms; INT64_MAX without a deadline */
@@ -549,9 +560,5 @@ int ac_path_safe(const char *path, const char *what, enum ac_path_kind kind);
 /* The same rule for the file itself only (an fstat of what was opened). */
 int ac_stat_safe(const struct stat *sb, const char *what, const char *path,
                  enum ac_path_kind kind);
-int ac_layer_error(const struct ac_layer *L, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-char *ac_strdup(const char *s);
 
 #endif /* APICRED_INTERNAL_H */

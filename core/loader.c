@@ -22,20 +22,6 @@
 
 typedef int (*s_initvt_fn)(int major, int minor, void *vtable);
 
-bool ac_name_valid(const char *name)
-{
-	if (!name || !((name[0] >= 'A' && name[0] <= 'Z') || (name[0] >= 'a' && name[0] <= 'z') ||
-	               (name[0] >= '0' && name[0] <= '9')))
-		return false;
-	for (const char *p = name; *p; p++) {
-		char c = *p;
-		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-		      c == '.' || c == '_' || c == '-'))
-			return false;
-	}
-	return strstr(name, "..") == NULL && strlen(name) < 128;
-}
-
 static void s_fail(struct ac_module *m, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
@@ -225,8 +211,7 @@ static const char *const s_type_name[] = {
 	[APICRED_T_HEADERS] = "list",
 };
 
-__attribute__((visibility("default")))
-int apicred_provider_keys(apicred_ctx *c, const char *provider, apicred_key_fn fn, void *user)
+API int apicred_provider_keys(apicred_ctx *c, const char *provider, apicred_key_fn fn, void *user)
 {
 	const apicred_schema *e;
 

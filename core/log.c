@@ -7,7 +7,6 @@
 #include <string.h>
 #include <strings.h>
 #include <syslog.h>
-#include <time.h>
 
 #include "internal.h"
 
@@ -76,14 +75,4 @@ void ac_trace(const struct ac_layer *L, const char *fmt, ...)
 	va_end(ap);
 	ac_log(L->stack->ctx, LOG_DEBUG, L->stack->svc->name, "layer %d (%s): %s", L->index + 1,
 	       L->provider, msg);
-}
-
-const char *ac_mono_clock(struct ac_ctx *ctx, int64_t mono_ms, char buf[16])
-{
-	time_t t = (time_t)((ac_now_wall(ctx) + (mono_ms - ac_now_mono(ctx))) / 1000);
-	struct tm tm;
-
-	if (!gmtime_r(&t, &tm) || !strftime(buf, 16, "%H:%M:%SZ", &tm))
-		snprintf(buf, 16, "?");
-	return buf;
 }

@@ -20,11 +20,6 @@
 
 #define S_SECRET_MAX (64 * 1024)
 
-char *ac_strdup(const char *s)
-{
-	return s ? strdup(s) : NULL;
-}
-
 void ac_secret_free(char *value, size_t len)
 {
 	if (value) {

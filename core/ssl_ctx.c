@@ -21,8 +21,6 @@
 
 #include "internal.h"
 
-#define API __attribute__((visibility("default")))
-
 static const char *s_reason(void)
 {
 	const char *r = ERR_reason_error_string(ERR_peek_last_error());

@@ -15,8 +15,6 @@
 
 #include "internal.h"
 
-#define API __attribute__((visibility("default")))
-
 static const char *s_control_name[] = { "required", "optional", "sufficient" };
 
 static int s_layer_apply(struct ac_layer *L, struct ac_request *req, apicred_cred *cred,
@@ -50,14 +48,14 @@ static void s_url_free(char *url)
 }
 
 int ac_stack_apply(struct ac_stack *st, size_t upto, const apicred_request *req,
-                   apicred_cred *cred, bool with_static, int64_t now)
+                   apicred_cred *cred, int64_t now)
 {
 	struct ac_request R;
 	char *url = NULL;
 	size_t nquery = 0;
 	int rc;
 
-	for (size_t i = 0; with_static && i < st->nheaders; i++) {
+	for (size_t i = 0; i < st->nheaders; i++) {
 		rc = ac_cred_add(cred, APICRED_HEADER, st->headers[2 * i], st->header_lens[2 * i],
 		                 st->headers[2 * i + 1], st->header_lens[2 * i + 1]);
 		if (rc != APICRED_OK)
@@ -176,7 +174,7 @@ API int apicred_get(apicred_ctx *ctx, const char *service, const apicred_request
 		              "service's origin %s", service,
 		              st->origin_short ? st->origin_short : st->origin);
 	else
-		rc = ac_stack_apply(st, st->nlayers, req, cred, true, now);
+		rc = ac_stack_apply(st, st->nlayers, req, cred, now);
 	ac_ebr_leave();
 	if (rc != APICRED_OK)
 		ac_cred_reset(cred);

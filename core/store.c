@@ -37,8 +37,6 @@
 #include "internal.h"
 #include "store.h"
 
-#define API __attribute__((visibility("default")))
-
 #define S_VERSION 1
 #define S_NONCE 12
 #define S_TAG 16
