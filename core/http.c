@@ -276,46 +276,6 @@ int ac_curl_tls(void *easy, const apicred_cred *cred, const char *ca_file, const
 	return APICRED_OK;
 }
 
-/* ---- header lists -------------------------------------------------------- */
-
-int ac_slist_headers(struct curl_slist **list, const char *const *lines,
-                     const apicred_cred *cred)
-{
-	size_t n = apicred_cred_count(cred, APICRED_HEADER);
-	struct curl_slist *l;
-	char *line;
-
-	for (; lines && *lines; lines++) {
-		if (!(l = curl_slist_append(*list, *lines)))
-			goto nomem;
-		*list = l;
-	}
-	for (size_t i = 0; i < n; i++) {
-		const char *name, *value;
-		apicred_cred_item(cred, APICRED_HEADER, i, &name, &value, NULL);
-		if (asprintf(&line, "%s: %s", name, value) < 0)
-			goto nomem;
-		l = curl_slist_append(*list, line);
-		OPENSSL_cleanse(line, strlen(line));
-		free(line);
-		if (!l)
-			goto nomem;
-		*list = l;
-	}
-	return APICRED_OK;
-nomem:
-	ac_slist_free(*list);
-	*list = NULL;
-	return ac_error(APICRED_ERR_NOMEM, "out of memory");
-}
-
-void ac_slist_free(struct curl_slist *list)
-{
-	for (struct curl_slist *l = list; l; l = l->next)
-		OPENSSL_cleanse(l->data, strlen(l->data));
-	curl_slist_free_all(list);
-}
-
 /* ---- requests ------------------------------------------------------------ */
 
 struct s_body {

@@ -443,17 +443,15 @@ int ac_header_new(struct ac_layer *L, const char *name, const char *value,
 int ac_out_prepared(apicred_out *out, const apicred_header *hdr);
 void ac_header_free(apicred_header *hdr);
 bool ac_header_value_ok(const char *v, size_t len);
-
-/* ---- HTTP (http.c) ------------------------------------------------------- */
-
 struct curl_slist;
-
 /* Appends lines (NULL-terminated, may be NULL) and then the headers of cred
  * (may be NULL) as "Name: value" to *list; on failure frees it all. */
 int ac_slist_headers(struct curl_slist **list, const char *const *lines,
                      const apicred_cred *cred);
 /* Frees a header list, wiping it first: it holds credentials. */
 void ac_slist_free(struct curl_slist *list);
+
+/* ---- HTTP (http.c) ------------------------------------------------------- */
 
 /* Applies the TLS items of cred to a CURL handle. */
 int ac_curl_tls(void *easy, const apicred_cred *cred, const char *ca_file, const char *ca_path);
