@@ -509,7 +509,6 @@ int ac_secret_store(struct ac_layer *L, const char *key, const char *value,
                     size_t len, int force);
 int ac_secret_store_all(struct ac_layer *L, size_t n, const char *const *keys,
                         const char *const *values, const size_t *lens, int force);
-int ac_path_resolve(struct ac_ctx *ctx, const char *ref, char **out);
 void ac_secret_free(char *value, size_t len);
 int ac_read_file(const char *path, size_t max, char **data, size_t *len,
                  bool secret, const char *what);
@@ -550,6 +549,8 @@ enum ac_path_kind {
 	AC_PATH_SECRET  /* a regular file that the world cannot read either */
 };
 
+/* ref as a path: absolute, or relative to ctx->confdir; ref is not a secret. */
+int ac_path_resolve(struct ac_ctx *ctx, const char *ref, char **out);
 /* APICRED_OK if path, and every directory above it, belongs to root or the
  * effective user and is not group or world writable (a root-owned sticky
  * directory is fine above it); else the detail says what to chmod or chown.

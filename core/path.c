@@ -151,3 +151,13 @@ int ac_path_safe(const char *path, const char *what, enum ac_path_kind kind)
 		return rc;
 	return strcmp(real, "/") == 0 ? APICRED_OK : s_parent_dirs(real, what, path, code);
 }
+
+/* A file named in the configuration: absolute, or relative to the confdir. */
+int ac_path_resolve(struct ac_ctx *ctx, const char *ref, char **out)
+{
+	if (ref[0] == '/')
+		*out = ac_strdup(ref);
+	else if (asprintf(out, "%s/%s", ctx->confdir, ref) < 0)
+		*out = NULL;
+	return *out ? APICRED_OK : ac_error(APICRED_ERR_NOMEM, "out of memory");
+}

@@ -28,15 +28,6 @@ void ac_secret_free(char *value, size_t len)
 	}
 }
 
-int ac_path_resolve(struct ac_ctx *ctx, const char *ref, char **out)
-{
-	if (ref[0] == '/')
-		*out = ac_strdup(ref);
-	else if (asprintf(out, "%s/%s", ctx->confdir, ref) < 0)
-		*out = NULL;
-	return *out ? APICRED_OK : ac_error(APICRED_ERR_NOMEM, "out of memory");
-}
-
 /* Reads a whole regular file (at most max bytes) that passes
  * ac_path_safe; with secret, under the secret-file rule, and wipes what it
  * read on failure. */
