@@ -203,6 +203,11 @@ struct ac_watch {
 	bool missing;
 };
 
+/* ---- watched files (watch.c) --------------------------------------------- */
+
+int ac_watch_add(struct ac_stack *st, const char *path); /* once per path */
+bool ac_watch_changed(struct ac_stack *st);
+
 struct ac_stack {
 	struct ac_ebr_node ebr;    /* retired on reload */
 	struct ac_ctx *ctx;
@@ -335,8 +340,6 @@ void ac_stack_retire(struct ac_ctx *ctx, struct ac_stack *st);
 int ac_stack_error(struct ac_stack *st); /* sets the detail; APICRED_OK if fine */
 /* The line of st's file a message about "layer N" is most likely about. */
 int ac_problem_line(const struct ac_stack *st, const char *msg);
-bool ac_watch_changed(struct ac_stack *st);
-int ac_watch_add(struct ac_stack *st, const char *path);
 void ac_service_maybe_reload(struct ac_ctx *ctx, struct ac_service *svc, bool force);
 const apicred_schema *ac_schema_find(const apicred_schema *schema, const char *name);
 extern const apicred_schema ac_core_keys[]; /* keys of every layer */
