@@ -1,6 +1,7 @@
 /*
  * config.c - reads apicred.conf settings and service files, validating each
- * layer against its provider's schema. Every complaint names file:line.
+ * layer against its provider's schema. Every complaint names file:line. It
+ * parses; it creates no provider state (lifecycle.c does).
  */
 #include "config.h"
 
@@ -13,6 +14,253 @@
 #include <syslog.h>
 
 #include "internal.h"
+
+/* ---- apicred.conf -------------------------------------------------------- */
+
+#define S_DAY (24 * 3600)
+#define S_YEAR (366 * S_DAY)
+#define S_DEADLINE_TIMEOUTS 2 /* default http.deadline: twice http.timeout */
+
+static int s_global_fail(const char *path, const config_setting_t *s, const char *msg)
+{
+	return ac_error(APICRED_ERR_CONFIG, "%s:%d: %s", path,
+	                s ? config_setting_source_line(s) : 0, msg);
+}
+
+/* An integer setting in [min, max] (in its own unit), stored times scale:
+ * the range keeps every later computation with it from overflowing. */
+static int s_conf_int(const char *path, config_setting_t *grp, const char *key,
+                      int64_t min, int64_t max, int64_t scale, int64_t *out)
+{
+	config_setting_t *s = grp ? config_setting_get_member(grp, key) : NULL;
+	char msg[160];
+	long long v;
+
+	if (!s)
+		return APICRED_OK;
+	v = config_setting_get_int64(s);
+	if ((config_setting_type(s) != CONFIG_TYPE_INT && config_setting_type(s) != CONFIG_TYPE_INT64) ||
+	    v < min || v > max) {
+		snprintf(msg, sizeof(msg), "'%s' must be an integer from %lld to %lld", key,
+		         (long long)min, (long long)max);
+		return s_global_fail(path, s, msg);
+	}
+	*out = (int64_t)v * scale;
+	return APICRED_OK;
+}
+
+static int s_conf_str(const char *path, config_setting_t *grp, const char *key, char **out)
+{
+	config_setting_t *s = grp ? config_setting_get_member(grp, key) : NULL;
+	char msg[128];
+
+	if (!s)
+		return APICRED_OK;
+	if (config_setting_type(s) != CONFIG_TYPE_STRING) {
+		snprintf(msg, sizeof(msg), "'%s' must be a string", key);
+		return s_global_fail(path, s, msg);
+	}
+	free(*out);
+	*out = ac_strdup(config_setting_get_string(s));
+	return *out ? APICRED_OK : ac_error(APICRED_ERR_NOMEM, "out of memory");
+}
+
+/* Rejects keys nobody reads, so typos do not silently do nothing. */
+static int s_conf_known(const char *path, config_setting_t *grp, const char *const *keys)
+{
+	char msg[160];
+
+	for (int i = 0; grp && i < config_setting_length(grp); i++) {
+		config_setting_t *s = config_setting_get_elem(grp, (unsigned)i);
+		const char *name = config_setting_name(s);
+		bool ok = strncmp(name, "x-", 2) == 0;
+		for (const char *const *k = keys; !ok && *k; k++)
+			ok = strcmp(*k, name) == 0;
+		if (!ok) {
+			snprintf(msg, sizeof(msg), "unknown key '%s'", name);
+			return s_global_fail(path, s, msg);
+		}
+	}
+	return APICRED_OK;
+}
+
+void ac_config_defaults(struct ac_ctx *ctx)
+{
+	ctx->http.connect_timeout_ms = 10000;
+	ctx->http.timeout_ms = 30000;
+	ctx->http.deadline_ms = S_DEADLINE_TIMEOUTS * 30000;
+	ctx->http.max_body = 64 * 1024;
+	ctx->http.retries = 2;
+	ctx->refresh_ahead_ms = 300 * 1000;
+	ctx->default_ttl_ms = 3600 * 1000;
+	ctx->check_interval_ms = 2 * 1000;
+	ctx->backoff_max_ms = 300 * 1000;
+}
+
+/* apicred.conf's groups, found once. */
+struct s_global {
+	const char *path;
+	config_setting_t *root, *http, *cache, *log;
+};
+
+static int s_global_keys(const struct s_global *g)
+{
+	static const char *const top[] = { "moduledir", "http", "cache", "log", NULL };
+	static const char *const http[] = { "connect_timeout", "timeout", "deadline", "max_body",
+	                                    "retries",
+	                                    "ca_file", "ca_path", "proxy", NULL };
+	static const char *const cache[] = { "refresh_ahead", "default_ttl", "check_interval",
+	                                     "backoff_max", "store", NULL };
+	static const char *const log[] = { "level", NULL };
+	int rc;
+
+	if ((g->http && !config_setting_is_group(g->http)) ||
+	    (g->cache && !config_setting_is_group(g->cache)) ||
+	    (g->log && !config_setting_is_group(g->log)))
+		return s_global_fail(g->path, g->root, "http, cache and log must be groups { ... }");
+	if ((rc = s_conf_known(g->path, g->root, top)) || (rc = s_conf_known(g->path, g->http, http)) ||
+	    (rc = s_conf_known(g->path, g->cache, cache)) || (rc = s_conf_known(g->path, g->log, log)))
+		return rc;
+	return APICRED_OK;
+}
+
+static int s_global_strings(struct ac_ctx *ctx, const struct s_global *g, char **moduledir,
+                            char **level)
+{
+	const char *path = g->path;
+	int rc;
+
+	if ((rc = s_conf_str(path, g->root, "moduledir", moduledir)) ||
+	    (rc = s_conf_str(path, g->http, "ca_file", &ctx->http.ca_file)) ||
+	    (rc = s_conf_str(path, g->http, "ca_path", &ctx->http.ca_path)) ||
+	    (rc = s_conf_str(path, g->http, "proxy", &ctx->http.proxy)) ||
+	    (rc = s_conf_str(path, g->log, "level", level)) ||
+	    (rc = s_conf_str(path, g->cache, "store", &ctx->store_spec)))
+		return rc;
+	if (ctx->store_spec && ac_store_spec_check(ctx->store_spec) != APICRED_OK) {
+		char msg[256];
+		snprintf(msg, sizeof(msg), "%s", apicred_errmsg());
+		return s_global_fail(path, config_setting_get_member(g->cache, "store"), msg);
+	}
+	return APICRED_OK;
+}
+
+/* Seconds unless said otherwise; a day or a year is far beyond any
+ * sensible value and far below an overflow. */
+static int s_global_numbers(struct ac_ctx *ctx, const struct s_global *g)
+{
+	const char *path = g->path;
+	config_setting_t *h = g->http, *c = g->cache;
+	int64_t v;
+	int rc;
+
+	v = ctx->http.connect_timeout_ms;
+	if ((rc = s_conf_int(path, h, "connect_timeout", 1, S_DAY, 1000, &v)))
+		return rc;
+	ctx->http.connect_timeout_ms = v;
+	v = ctx->http.timeout_ms;
+	if ((rc = s_conf_int(path, h, "timeout", 1, S_DAY, 1000, &v)))
+		return rc;
+	ctx->http.timeout_ms = v;
+	/* Without a value of its own the deadline follows the time-out. */
+	ctx->http.deadline_ms = S_DEADLINE_TIMEOUTS * ctx->http.timeout_ms;
+	if ((rc = s_conf_int(path, h, "deadline", 1, S_DAY, 1000, &ctx->http.deadline_ms)))
+		return rc;
+	v = (int64_t)ctx->http.max_body;
+	if ((rc = s_conf_int(path, h, "max_body", 1, 1 << 30, 1, &v)))
+		return rc;
+	ctx->http.max_body = (size_t)v;
+	v = ctx->http.retries;
+	if ((rc = s_conf_int(path, h, "retries", 0, 10, 1, &v)))
+		return rc;
+	ctx->http.retries = (int)v;
+	if ((rc = s_conf_int(path, c, "refresh_ahead", 0, S_YEAR, 1000, &ctx->refresh_ahead_ms)) ||
+	    (rc = s_conf_int(path, c, "default_ttl", 1, S_YEAR, 1000, &ctx->default_ttl_ms)) ||
+	    (rc = s_conf_int(path, c, "check_interval", 0, S_DAY, 1000, &ctx->check_interval_ms)) ||
+	    (rc = s_conf_int(path, c, "backoff_max", 1, S_DAY, 1000, &ctx->backoff_max_ms)))
+		return rc;
+	return APICRED_OK;
+}
+
+/* The CA that decides whom the secrets are sent to. */
+static int s_global_ca(struct ac_ctx *ctx)
+{
+	int rc;
+
+	/* A CA path given relative to the confdir is resolved against it. */
+	if (ctx->http.ca_file && ctx->http.ca_file[0] != '/') {
+		char *abs;
+		if ((rc = ac_path_resolve(ctx, ctx->http.ca_file, &abs)))
+			return rc;
+		free(ctx->http.ca_file);
+		ctx->http.ca_file = abs;
+	}
+	/* Whoever can change them picks whom the secrets are sent to. */
+	if (ctx->http.ca_file &&
+	    (rc = ac_path_safe(ctx->http.ca_file, "http.ca_file", AC_PATH_FILE)))
+		return rc;
+	if (ctx->http.ca_path)
+		return ac_path_safe(ctx->http.ca_path, "http.ca_path", AC_PATH_DIR);
+	return APICRED_OK;
+}
+
+static int s_global_parse(struct ac_ctx *ctx, const char *path, config_t *cfg, char **moduledir)
+{
+	struct s_global g = { .path = path, .root = config_root_setting(cfg) };
+	char *level = NULL;
+	int rc;
+
+	g.http = config_setting_get_member(g.root, "http");
+	g.cache = config_setting_get_member(g.root, "cache");
+	g.log = config_setting_get_member(g.root, "log");
+	if ((rc = s_global_keys(&g)) || (rc = s_global_strings(ctx, &g, moduledir, &level)) ||
+	    (rc = s_global_numbers(ctx, &g)))
+		goto out;
+	if (level) {
+		int lv = ac_log_level(level);
+		if (lv < 0) {
+			rc = s_global_fail(path, g.log, "log.level must be error, warning, notice, info or debug");
+			goto out;
+		}
+		ctx->log_level = lv;
+	}
+	rc = s_global_ca(ctx);
+out:
+	free(level);
+	return rc;
+}
+
+int ac_config_global(struct ac_ctx *ctx, char **moduledir)
+{
+	config_t cfg;
+	char *path;
+	int rc = APICRED_OK;
+	struct stat sb;
+
+	if (asprintf(&path, "%s/apicred.conf", ctx->confdir) < 0)
+		return ac_error(APICRED_ERR_NOMEM, "out of memory");
+	if (lstat(path, &sb) != 0 && errno == ENOENT) {
+		free(path);
+		return APICRED_OK; /* optional */
+	}
+	/* Its moduledir runs code as the caller, its ca_file picks who is trusted. */
+	if ((rc = ac_path_safe(path, "apicred.conf", AC_PATH_FILE)) != APICRED_OK) {
+		free(path);
+		return rc;
+	}
+	config_init(&cfg);
+	if (!config_read_file(&cfg, path))
+		rc = ac_error(APICRED_ERR_CONFIG, "%s:%d: %s", path, config_error_line(&cfg),
+		              config_error_type(&cfg) == CONFIG_ERR_FILE_IO ? strerror(errno)
+		                                                            : config_error_text(&cfg));
+	else
+		rc = s_global_parse(ctx, path, &cfg, moduledir);
+	config_destroy(&cfg);
+	free(path);
+	return rc;
+}
+
+/* ---- service files ------------------------------------------------------- */
 
 /* Keys of a layer that the core itself handles, for every provider. */
 const apicred_schema ac_core_keys[] = {

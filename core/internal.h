@@ -334,6 +334,10 @@ void ac_fork_check(struct ac_ctx *ctx);
 
 /* ---- config and stacks (config.c, stack.c) ------------------------------- */
 
+void ac_config_defaults(struct ac_ctx *ctx); /* of the settings of apicred.conf */
+/* Reads $confdir/apicred.conf, if any, into ctx (its moduledir: *moduledir). */
+int ac_config_global(struct ac_ctx *ctx, char **moduledir);
+
 struct ac_stack *ac_stack_load(struct ac_ctx *ctx, struct ac_service *svc);
 void ac_stack_free(void *stack);
 void ac_stack_retire(struct ac_ctx *ctx, struct ac_stack *st);
