@@ -263,7 +263,7 @@ int ac_config_global(struct ac_ctx *ctx, char **moduledir)
 /* ---- service files ------------------------------------------------------- */
 
 /* Keys of a layer that the core itself handles, for every provider. */
-const apicred_schema ac_core_keys[] = {
+static const apicred_schema s_core_keys[] = {
 	{ "provider", APICRED_T_STRING, APICRED_F_REQUIRED, NULL, NULL, "the scheme's module" },
 	{ "control", APICRED_T_STRING, 0, "required", "required|optional|sufficient",
 	  "what a failure of this layer means" },
@@ -394,7 +394,7 @@ static const char *s_key_hint(const char *name, const apicred_schema *schema, ch
 	size_t n = 0;
 	const char *best;
 
-	for (const apicred_schema *e = ac_core_keys; e->name && n < 64; e++)
+	for (const apicred_schema *e = s_core_keys; e->name && n < 64; e++)
 		cands[n++] = e->name;
 	for (const apicred_schema *e = schema; e && e->name && n < 64; e++)
 		cands[n++] = e->name;
@@ -511,7 +511,7 @@ static int s_check_layer(struct ac_stack *st, struct ac_layer *L)
 	for (int i = 0; i < n; i++) {
 		config_setting_t *s = config_setting_get_elem(L->cfg, (unsigned)i);
 		const char *name = config_setting_name(s);
-		const apicred_schema *e = ac_schema_find(ac_core_keys, name);
+		const apicred_schema *e = ac_schema_find(s_core_keys, name);
 
 		if (!e)
 			e = ac_schema_find(schema, name);
@@ -1030,4 +1030,45 @@ void ac_stack_free(void *p)
 		free(st->problems[i]);
 	free(st->problems);
 	free(st);
+}
+
+/* ---- describing schemas (apicred providers -v) --------------------------- */
+
+static const char *const s_type_name[] = {
+	[APICRED_T_STRING] = "string", [APICRED_T_INT] = "integer", [APICRED_T_BOOL] = "boolean",
+	[APICRED_T_LIST] = "list", [APICRED_T_GROUP] = "group",
+	/* What the service file holds; the core checks the rest. */
+	[APICRED_T_URL] = "string", [APICRED_T_HEADER_NAME] = "string",
+	[APICRED_T_HEADERS] = "list",
+};
+
+API int apicred_provider_keys(apicred_ctx *c, const char *provider, apicred_key_fn fn, void *user)
+{
+	const apicred_schema *e;
+
+	if (!c || !fn)
+		return ac_error(APICRED_ERR_INVALID, "apicred_provider_keys: NULL argument");
+	if (!provider) {
+		e = s_core_keys;
+	} else {
+		struct ac_module *m = ac_module_get(&c->c, provider);
+
+		if (!m)
+			return ac_error(APICRED_ERR_NOMEM, "out of memory");
+		if (m->code != APICRED_OK)
+			return ac_error(m->code, "%s", m->why ? m->why : "provider failed to load");
+		e = m->vt.schema;
+	}
+	for (; e && e->name; e++) {
+		apicred_key k = {
+			.size = sizeof(k), .name = e->name,
+			.type = e->type >= APICRED_T_STRING && e->type <= APICRED_T_HEADERS
+			        ? s_type_name[e->type] : "unknown",
+			.required = (e->flags & APICRED_F_REQUIRED) != 0,
+			.secret = (e->flags & APICRED_F_SECRET) != 0,
+			.def = e->def, .choices = e->choices, .help = e->help,
+		};
+		fn(user, &k);
+	}
+	return APICRED_OK;
 }

@@ -346,7 +346,6 @@ int ac_stack_error(struct ac_stack *st); /* sets the detail; APICRED_OK if fine 
 int ac_problem_line(const struct ac_stack *st, const char *msg);
 void ac_service_maybe_reload(struct ac_ctx *ctx, struct ac_service *svc, bool force);
 const apicred_schema *ac_schema_find(const apicred_schema *schema, const char *name);
-extern const apicred_schema ac_core_keys[]; /* keys of every layer */
 
 /* Adds the service's static headers, then walks layers [0, upto) adding
  * their output to cred; now is the call's

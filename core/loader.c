@@ -201,43 +201,23 @@ int ac_module_names(struct ac_ctx *ctx, char ***out, size_t *nout)
 	return APICRED_OK;
 }
 
-/* ---- describing schemas (apicred providers -v) --------------------------- */
-
-static const char *const s_type_name[] = {
-	[APICRED_T_STRING] = "string", [APICRED_T_INT] = "integer", [APICRED_T_BOOL] = "boolean",
-	[APICRED_T_LIST] = "list", [APICRED_T_GROUP] = "group",
-	/* What the service file holds; the core checks the rest. */
-	[APICRED_T_URL] = "string", [APICRED_T_HEADER_NAME] = "string",
-	[APICRED_T_HEADERS] = "list",
-};
-
-API int apicred_provider_keys(apicred_ctx *c, const char *provider, apicred_key_fn fn, void *user)
+API int apicred_providers(apicred_ctx *ctx, apicred_provider_fn fn, void *user)
 {
-	const apicred_schema *e;
+	char **names = NULL;
+	size_t n = 0;
+	int rc;
 
-	if (!c || !fn)
-		return ac_error(APICRED_ERR_INVALID, "apicred_provider_keys: NULL argument");
-	if (!provider) {
-		e = ac_core_keys;
-	} else {
-		struct ac_module *m = ac_module_get(&c->c, provider);
-
-		if (!m)
-			return ac_error(APICRED_ERR_NOMEM, "out of memory");
-		if (m->code != APICRED_OK)
-			return ac_error(m->code, "%s", m->why ? m->why : "provider failed to load");
-		e = m->vt.schema;
+	if (!ctx || !fn)
+		return ac_error(APICRED_ERR_INVALID, "apicred_providers: NULL argument");
+	ac_fork_check(&ctx->c);
+	if ((rc = ac_module_names(&ctx->c, &names, &n)) != APICRED_OK)
+		return rc;
+	for (size_t i = 0; i < n; i++) {
+		struct ac_module *m = ac_module_get(&ctx->c, names[i]);
+		if (m)
+			fn(user, m->name, m->path, m->code, m->why ? m->why : "");
+		free(names[i]);
 	}
-	for (; e && e->name; e++) {
-		apicred_key k = {
-			.size = sizeof(k), .name = e->name,
-			.type = e->type >= APICRED_T_STRING && e->type <= APICRED_T_HEADERS
-			        ? s_type_name[e->type] : "unknown",
-			.required = (e->flags & APICRED_F_REQUIRED) != 0,
-			.secret = (e->flags & APICRED_F_SECRET) != 0,
-			.def = e->def, .choices = e->choices, .help = e->help,
-		};
-		fn(user, &k);
-	}
+	free(names);
 	return APICRED_OK;
 }
