@@ -457,10 +457,14 @@ int ac_slist_headers(struct curl_slist **list, const char *const *lines,
 /* Frees a header list, wiping it first: it holds credentials. */
 void ac_slist_free(struct curl_slist *list);
 
+/* ---- TLS material (tls.c) ------------------------------------------------ */
+
+/* Applies the TLS items of cred to a CURL handle; ca_file and ca_path are
+ * apicred.conf's, used unless a layer names a CA of its own. */
+int ac_curl_tls(void *easy, const apicred_cred *cred, const char *ca_file, const char *ca_path);
+
 /* ---- HTTP (http.c) ------------------------------------------------------- */
 
-/* Applies the TLS items of cred to a CURL handle. */
-int ac_curl_tls(void *easy, const apicred_cred *cred, const char *ca_file, const char *ca_path);
 int ac_http(struct ac_layer *L, const apicred_http_request *req, apicred_http_response *resp);
 void ac_http_free(apicred_http_response *resp);
 int ac_http_error(struct ac_layer *L, const apicred_http_response *resp, const char *what);

@@ -11,8 +11,10 @@
 #include "config.h"
 
 #include <pthread.h>
+#include <stdint.h>
 #include <string.h>
 
+#include <curl/curl.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -221,4 +223,57 @@ API int apicred_ssl_ctx_apply(const apicred_cred *cred, void *ssl_ctx)
 	 * next SSL_get_error() to misread. */
 	ERR_clear_error();
 	return rc;
+}
+
+int ac_curl_tls(void *easy, const apicred_cred *cred, const char *ca_file, const char *ca_path)
+{
+	CURL *c = easy;
+	const char *v, *layer_file = NULL, *layer_path = NULL;
+	size_t n = apicred_cred_count(cred, APICRED_TLS);
+	CURLcode rc = CURLE_OK;
+
+	curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
+	curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
+	/* Never below TLS 1.2, whatever libcurl's or OpenSSL's defaults are;
+	 * a min_tls item may raise it. */
+	rc |= curl_easy_setopt(c, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
+	if (ca_file)
+		rc |= curl_easy_setopt(c, CURLOPT_CAINFO, ca_file);
+	if (ca_path)
+		rc |= curl_easy_setopt(c, CURLOPT_CAPATH, ca_path);
+	for (size_t i = 0; i < n; i++) {
+		const char *name;
+		size_t len;
+		apicred_cred_item(cred, APICRED_TLS, i, &name, &v, &len);
+		if (strcmp(name, "cert") == 0) {
+			struct curl_blob b = { (void *)(uintptr_t)v, len, CURL_BLOB_COPY };
+			rc |= curl_easy_setopt(c, CURLOPT_SSLCERT_BLOB, &b);
+			rc |= curl_easy_setopt(c, CURLOPT_SSLCERTTYPE, "PEM");
+		} else if (strcmp(name, "key") == 0) {
+			struct curl_blob b = { (void *)(uintptr_t)v, len, CURL_BLOB_COPY };
+			rc |= curl_easy_setopt(c, CURLOPT_SSLKEY_BLOB, &b);
+			rc |= curl_easy_setopt(c, CURLOPT_SSLKEYTYPE, "PEM");
+		} else if (strcmp(name, "ca_file") == 0) {
+			layer_file = v;
+		} else if (strcmp(name, "ca_path") == 0) {
+			layer_path = v;
+		} else if (strcmp(name, "pinned_pubkey") == 0) {
+			rc |= curl_easy_setopt(c, CURLOPT_PINNEDPUBLICKEY, v);
+		} else if (strcmp(name, "min_tls") == 0) {
+			long ver = strcmp(v, "1.3") == 0 ? CURL_SSLVERSION_TLSv1_3 : CURL_SSLVERSION_TLSv1_2;
+			rc |= curl_easy_setopt(c, CURLOPT_SSLVERSION, ver);
+		}
+	}
+	/* A layer's CA replaces, never adds to, the global bundle and libcurl's
+	 * built-in file and directory (NULL switches those off): a layer
+	 * saying "the hub is signed by this CA" must not also trust every
+	 * public CA. */
+	if (layer_file || layer_path) {
+		rc |= curl_easy_setopt(c, CURLOPT_CAINFO, layer_file);
+		rc |= curl_easy_setopt(c, CURLOPT_CAPATH, layer_path);
+	}
+	if (rc != CURLE_OK)
+		return ac_error(APICRED_ERR_TLS, "libcurl refused the TLS settings (is it built with "
+		                "OpenSSL and new enough for in-memory certificates?)");
+	return APICRED_OK;
 }
