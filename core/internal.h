@@ -462,6 +462,10 @@ void ac_slist_free(struct curl_slist *list);
 /* Applies the TLS items of cred to a CURL handle; ca_file and ca_path are
  * apicred.conf's, used unless a layer names a CA of its own. */
 int ac_curl_tls(void *easy, const apicred_cred *cred, const char *ca_file, const char *ca_path);
+/* Whether pin[0..len) is one pinned key, "sha256//" and the base64 of a
+ * SHA-256 digest (curl's syntax), and that digest (sha256 may be NULL).
+ * The one check of the core and the mtls provider. */
+bool ac_tls_pin(const char *pin, size_t len, unsigned char sha256[32]);
 
 /* ---- HTTP (http.c) ------------------------------------------------------- */
 

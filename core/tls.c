@@ -1,12 +1,16 @@
 /*
- * ssl_ctx.c - apicred_ssl_ctx_apply(): the TLS items of a credential put
- * on an OpenSSL SSL_CTX, for applications that speak TLS themselves.
+ * tls.c - a credential's TLS items put on a libcurl handle (for the core's
+ * own requests and apicred_curl_apply) or on an OpenSSL SSL_CTX
+ * (apicred_ssl_ctx_apply, for applications that speak TLS themselves).
  *
- * It does for an SSL_CTX what apicred_curl_apply() does for libcurl: client
- * certificate chain and key (parsed from memory, never from a file), CA file
- * or directory, pinned server keys and the minimum version, and peer
- * verification switched on. The host name is per connection, so the
- * application still calls SSL_set1_host() on each SSL.
+ * Both read the items with one parser and follow one set of rules: client
+ * certificate chain and key from memory, never from a file; peer
+ * verification on; never below TLS 1.2 (min_tls may raise it); pinned keys
+ * narrow verification, never replace it; and a layer's CA replaces the
+ * trust the handle or SSL_CTX had, never adds to it: a layer saying "the
+ * hub is signed by this CA" must not also trust every public CA. The host
+ * name is per connection, so an SSL_CTX's application still calls
+ * SSL_set1_host() on each SSL.
  */
 #include "config.h"
 
@@ -29,6 +33,68 @@ static const char *s_reason(void)
 
 	return r ? r : "unknown OpenSSL error";
 }
+
+/* ---- the items ------------------------------------------------------------ */
+
+/* The TLS items of a credential; of each name the last one counts. */
+struct s_items {
+	const char *cert, *key;
+	size_t cert_len, key_len;
+	const char *ca_file, *ca_path, *pins, *min_tls;
+};
+
+static int s_items(const apicred_cred *cred, struct s_items *t)
+{
+	size_t n = apicred_cred_count(cred, APICRED_TLS);
+
+	memset(t, 0, sizeof(*t));
+	for (size_t i = 0; i < n; i++) {
+		const char *name, *value;
+		size_t len;
+
+		if (apicred_cred_item(cred, APICRED_TLS, i, &name, &value, &len) != APICRED_OK)
+			continue;
+		if (strcmp(name, "cert") == 0)
+			t->cert = value, t->cert_len = len;
+		else if (strcmp(name, "key") == 0)
+			t->key = value, t->key_len = len;
+		else if (strcmp(name, "ca_file") == 0)
+			t->ca_file = value;
+		else if (strcmp(name, "ca_path") == 0)
+			t->ca_path = value;
+		else if (strcmp(name, "pinned_pubkey") == 0)
+			t->pins = value;
+		else if (strcmp(name, "min_tls") == 0)
+			t->min_tls = value;
+	}
+	if (!t->cert != !t->key)
+		return ac_error(APICRED_ERR_TLS, "the credential has a %s without a %s",
+		                t->cert ? "certificate" : "key", t->cert ? "key" : "certificate");
+	return APICRED_OK;
+}
+
+static bool s_tls13(const struct s_items *t)
+{
+	return t->min_tls && strcmp(t->min_tls, "1.3") == 0;
+}
+
+bool ac_tls_pin(const char *pin, size_t len, unsigned char sha256[32])
+{
+	static const char prefix[] = "sha256//";
+	const size_t plen = sizeof(prefix) - 1;
+	unsigned char raw[48];
+
+	/* 32 bytes are 44 characters of base64, the last one '=' and only it. */
+	if (len != plen + 44 || strncmp(pin, prefix, plen) != 0 || pin[len - 1] != '=' ||
+	    pin[len - 2] == '=' ||
+	    EVP_DecodeBlock(raw, (const unsigned char *)pin + plen, 44) != 33)
+		return false;
+	if (sha256)
+		memcpy(sha256, raw, 32);
+	return true;
+}
+
+/* ---- on an SSL_CTX ---------------------------------------------------------- */
 
 /* Pinned keys live with the SSL_CTX (ex_data, freed with it): the verify
  * callback's argument must outlive every handshake made with the ctx. */
@@ -80,7 +146,6 @@ static int s_verify_pinned(X509_STORE_CTX *xs, void *arg)
 /* "sha256//BASE64;sha256//BASE64" (curl's syntax) to digests. */
 static int s_set_pins(SSL_CTX *ctx, const char *text)
 {
-	static const char prefix[] = "sha256//";
 	struct s_pins *pins, *old;
 	size_t n = 1;
 
@@ -92,16 +157,12 @@ static int s_set_pins(SSL_CTX *ctx, const char *text)
 	for (const char *p = text; *p; pins->n++) {
 		const char *end = strchr(p, ';');
 		size_t len = end ? (size_t)(end - p) : strlen(p);
-		unsigned char raw[48];
 
-		if (len != strlen(prefix) + 44 || strncmp(p, prefix, strlen(prefix)) != 0
-		    || EVP_DecodeBlock(raw, (const unsigned char *)p + strlen(prefix), 44) != 33) {
+		if (!ac_tls_pin(p, len, pins->sha256[pins->n])) {
 			OPENSSL_free(pins);
 			return ac_error(APICRED_ERR_TLS,
-			                      "pinned_pubkey: \"%.*s\" is not sha256//BASE64",
-			                      (int)len, p);
+			                "pinned_pubkey: \"%.*s\" is not sha256//BASE64", (int)len, p);
 		}
-		memcpy(pins->sha256[pins->n], raw, 32);
 		p += len + (end != NULL);
 	}
 	pthread_once(&s_pins_once, s_pins_init);
@@ -157,55 +218,47 @@ static int s_set_cert_key(SSL_CTX *ctx, const char *cert, size_t cert_len,
 	return APICRED_OK;
 }
 
+/* The CA rule (see the top): a layer's CA becomes the SSL_CTX's only
+ * trust. The new store is in place before anything is loaded into it, so
+ * a CA that will not load leaves the ctx trusting nothing. */
+static int s_set_ca(SSL_CTX *ctx, const struct s_items *t)
+{
+	X509_STORE *store;
+
+	if (!t->ca_file && !t->ca_path)
+		return APICRED_OK; /* the application's trust, as it set it up */
+	if (!(store = X509_STORE_new()))
+		return ac_error(APICRED_ERR_NOMEM, "out of memory");
+	SSL_CTX_set_cert_store(ctx, store); /* frees the old one */
+	if (!SSL_CTX_load_verify_locations(ctx, t->ca_file, t->ca_path))
+		return ac_error(APICRED_ERR_TLS, "CA %s: cannot load it: %s",
+		                t->ca_file ? t->ca_file : t->ca_path, s_reason());
+	return APICRED_OK;
+}
+
 static int s_apply_inner(const apicred_cred *cred, SSL_CTX *ctx)
 {
-	const char *cert = NULL, *key = NULL, *ca_file = NULL, *ca_path = NULL;
-	const char *pins = NULL, *min_tls = NULL;
-	size_t cert_len = 0, key_len = 0;
-	size_t n = apicred_cred_count(cred, APICRED_TLS);
+	struct s_items t;
 	int rc;
 
-	for (size_t i = 0; i < n; i++) {
-		const char *name, *value;
-		size_t len;
-
-		if (apicred_cred_item(cred, APICRED_TLS, i, &name, &value, &len) != APICRED_OK)
-			continue;
-		if (strcmp(name, "cert") == 0)
-			cert = value, cert_len = len;
-		else if (strcmp(name, "key") == 0)
-			key = value, key_len = len;
-		else if (strcmp(name, "ca_file") == 0)
-			ca_file = value;
-		else if (strcmp(name, "ca_path") == 0)
-			ca_path = value;
-		else if (strcmp(name, "pinned_pubkey") == 0)
-			pins = value;
-		else if (strcmp(name, "min_tls") == 0)
-			min_tls = value;
-	}
-	if (!cert != !key)
-		return ac_error(APICRED_ERR_TLS, "the credential has a %s without a %s",
-		                      cert ? "certificate" : "key", cert ? "key" : "certificate");
-
+	if ((rc = s_items(cred, &t)) != APICRED_OK)
+		return rc;
 	/* Verification first: whatever fails below, the ctx never ends up
 	 * trusting more than it did. The application's callback is kept. */
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, SSL_CTX_get_verify_callback(ctx));
-	if (min_tls) {
-		int want = strcmp(min_tls, "1.3") == 0 ? TLS1_3_VERSION : TLS1_2_VERSION;
+	if (t.min_tls) {
+		int want = s_tls13(&t) ? TLS1_3_VERSION : TLS1_2_VERSION;
 		long have = SSL_CTX_get_min_proto_version(ctx);
 
 		/* Only ever raised: an application asking for more keeps it. */
 		if ((have == 0 || have < want) && !SSL_CTX_set_min_proto_version(ctx, want))
-			return ac_error(APICRED_ERR_TLS, "min_tls %s: not supported", min_tls);
+			return ac_error(APICRED_ERR_TLS, "min_tls %s: not supported", t.min_tls);
 	}
-	if (pins && (rc = s_set_pins(ctx, pins)) != APICRED_OK)
+	if (t.pins && (rc = s_set_pins(ctx, t.pins)) != APICRED_OK)
 		return rc;
-	if ((ca_file || ca_path) && !SSL_CTX_load_verify_locations(ctx, ca_file, ca_path))
-		return ac_error(APICRED_ERR_TLS, "CA %s: cannot load it: %s",
-		                      ca_file ? ca_file : ca_path,
-		                      s_reason());
-	if (cert && (rc = s_set_cert_key(ctx, cert, cert_len, key, key_len)) != APICRED_OK)
+	if ((rc = s_set_ca(ctx, &t)) != APICRED_OK)
+		return rc;
+	if (t.cert && (rc = s_set_cert_key(ctx, t.cert, t.cert_len, t.key, t.key_len)) != APICRED_OK)
 		return rc;
 	return APICRED_OK;
 }
@@ -216,7 +269,7 @@ API int apicred_ssl_ctx_apply(const apicred_cred *cred, void *ssl_ctx)
 
 	if (!cred || !ssl_ctx)
 		return ac_error(APICRED_ERR_INVALID, "apicred_ssl_ctx_apply: %s is NULL",
-		                      cred ? "ssl_ctx" : "cred");
+		                cred ? "ssl_ctx" : "cred");
 	ERR_clear_error();
 	rc = s_apply_inner(cred, ssl_ctx);
 	/* The error queue is per thread: leave nothing for the application's
@@ -225,55 +278,59 @@ API int apicred_ssl_ctx_apply(const apicred_cred *cred, void *ssl_ctx)
 	return rc;
 }
 
+/* ---- on a libcurl handle ---------------------------------------------------- */
+
+static CURLcode s_curl_cert_key(CURL *c, const struct s_items *t)
+{
+	struct curl_blob cert = { (void *)(uintptr_t)t->cert, t->cert_len, CURL_BLOB_COPY };
+	struct curl_blob key = { (void *)(uintptr_t)t->key, t->key_len, CURL_BLOB_COPY };
+	CURLcode cc;
+
+	if (!t->cert)
+		return CURLE_OK;
+	if ((cc = curl_easy_setopt(c, CURLOPT_SSLCERT_BLOB, &cert)) != CURLE_OK ||
+	    (cc = curl_easy_setopt(c, CURLOPT_SSLCERTTYPE, "PEM")) != CURLE_OK ||
+	    (cc = curl_easy_setopt(c, CURLOPT_SSLKEY_BLOB, &key)) != CURLE_OK)
+		return cc;
+	return curl_easy_setopt(c, CURLOPT_SSLKEYTYPE, "PEM");
+}
+
+/* The CA rule (see the top): a layer's CA replaces apicred.conf's and
+ * libcurl's built-in file and directory (NULL switches those off). */
+static CURLcode s_curl_ca(CURL *c, const struct s_items *t, const char *ca_file,
+                          const char *ca_path)
+{
+	CURLcode cc;
+
+	if (t->ca_file || t->ca_path) {
+		if ((cc = curl_easy_setopt(c, CURLOPT_CAINFO, t->ca_file)) != CURLE_OK)
+			return cc;
+		return curl_easy_setopt(c, CURLOPT_CAPATH, t->ca_path);
+	}
+	if (ca_file && (cc = curl_easy_setopt(c, CURLOPT_CAINFO, ca_file)) != CURLE_OK)
+		return cc;
+	return ca_path ? curl_easy_setopt(c, CURLOPT_CAPATH, ca_path) : CURLE_OK;
+}
+
 int ac_curl_tls(void *easy, const apicred_cred *cred, const char *ca_file, const char *ca_path)
 {
 	CURL *c = easy;
-	const char *v, *layer_file = NULL, *layer_path = NULL;
-	size_t n = apicred_cred_count(cred, APICRED_TLS);
-	CURLcode rc = CURLE_OK;
+	struct s_items t;
+	CURLcode cc;
+	int rc;
 
-	curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
-	curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
-	/* Never below TLS 1.2, whatever libcurl's or OpenSSL's defaults are;
-	 * a min_tls item may raise it. */
-	rc |= curl_easy_setopt(c, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
-	if (ca_file)
-		rc |= curl_easy_setopt(c, CURLOPT_CAINFO, ca_file);
-	if (ca_path)
-		rc |= curl_easy_setopt(c, CURLOPT_CAPATH, ca_path);
-	for (size_t i = 0; i < n; i++) {
-		const char *name;
-		size_t len;
-		apicred_cred_item(cred, APICRED_TLS, i, &name, &v, &len);
-		if (strcmp(name, "cert") == 0) {
-			struct curl_blob b = { (void *)(uintptr_t)v, len, CURL_BLOB_COPY };
-			rc |= curl_easy_setopt(c, CURLOPT_SSLCERT_BLOB, &b);
-			rc |= curl_easy_setopt(c, CURLOPT_SSLCERTTYPE, "PEM");
-		} else if (strcmp(name, "key") == 0) {
-			struct curl_blob b = { (void *)(uintptr_t)v, len, CURL_BLOB_COPY };
-			rc |= curl_easy_setopt(c, CURLOPT_SSLKEY_BLOB, &b);
-			rc |= curl_easy_setopt(c, CURLOPT_SSLKEYTYPE, "PEM");
-		} else if (strcmp(name, "ca_file") == 0) {
-			layer_file = v;
-		} else if (strcmp(name, "ca_path") == 0) {
-			layer_path = v;
-		} else if (strcmp(name, "pinned_pubkey") == 0) {
-			rc |= curl_easy_setopt(c, CURLOPT_PINNEDPUBLICKEY, v);
-		} else if (strcmp(name, "min_tls") == 0) {
-			long ver = strcmp(v, "1.3") == 0 ? CURL_SSLVERSION_TLSv1_3 : CURL_SSLVERSION_TLSv1_2;
-			rc |= curl_easy_setopt(c, CURLOPT_SSLVERSION, ver);
-		}
-	}
-	/* A layer's CA replaces, never adds to, the global bundle and libcurl's
-	 * built-in file and directory (NULL switches those off): a layer
-	 * saying "the hub is signed by this CA" must not also trust every
-	 * public CA. */
-	if (layer_file || layer_path) {
-		rc |= curl_easy_setopt(c, CURLOPT_CAINFO, layer_file);
-		rc |= curl_easy_setopt(c, CURLOPT_CAPATH, layer_path);
-	}
-	if (rc != CURLE_OK)
-		return ac_error(APICRED_ERR_TLS, "libcurl refused the TLS settings (is it built with "
-		                "OpenSSL and new enough for in-memory certificates?)");
+	if ((rc = s_items(cred, &t)) != APICRED_OK)
+		return rc;
+	if ((cc = curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L)) != CURLE_OK ||
+	    (cc = curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L)) != CURLE_OK ||
+	    (cc = curl_easy_setopt(c, CURLOPT_SSLVERSION, s_tls13(&t) ? (long)CURL_SSLVERSION_TLSv1_3
+	                                                              : (long)CURL_SSLVERSION_TLSv1_2))
+	    != CURLE_OK ||
+	    (cc = s_curl_cert_key(c, &t)) != CURLE_OK ||
+	    (t.pins && (cc = curl_easy_setopt(c, CURLOPT_PINNEDPUBLICKEY, t.pins)) != CURLE_OK) ||
+	    (cc = s_curl_ca(c, &t, ca_file, ca_path)) != CURLE_OK)
+		return ac_error(APICRED_ERR_TLS, "libcurl refused the TLS settings: %s (is it built "
+		                "with OpenSSL and new enough for in-memory certificates?)",
+		                curl_easy_strerror(cc));
 	return APICRED_OK;
 }

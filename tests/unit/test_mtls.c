@@ -612,6 +612,9 @@ static fx *s_ssl_fx(void)
 	           "  key = \"certs/client.key\"; ca = \"certs/ca.pem\"; });\n");
 	fx_service(f, "nocert", 0600,
 	           "stack = ({ provider = \"mtls\"; ca = \"certs/ca.pem\"; });\n");
+	fx_service(f, "noca", 0600,
+	           "stack = ({ provider = \"mtls\"; cert = \"certs/client.pem\";\n"
+	           "  key = \"certs/client.key\"; });\n");
 	free(pin);
 	free(stray);
 	fx_open(f);
@@ -698,6 +701,31 @@ static void test_ssl_ctx_refusals(void **state)
 	fx_free(f);
 }
 
+/* A layer's CA replaces the trust the SSL_CTX had, as it replaces
+ * http.ca_file and libcurl's bundle for apicred_curl_apply (mtls.sh);
+ * without one, the application's trust stays. */
+static void test_ssl_ctx_ca_replaces(void **state)
+{
+	fx *f = s_ssl_fx();
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+
+	/* The application trusts the server's CA; the layer names another. */
+	assert_true(X509_STORE_add_cert(SSL_CTX_get_cert_store(ctx), s_pki.ca));
+	assert_true(s_handshake(ctx, 0).client_verify == X509_V_OK);
+	assert_int_equal(fx_get(f, "otherca"), APICRED_OK);
+	assert_int_equal(apicred_ssl_ctx_apply(f->cred, ctx), APICRED_OK);
+	assert_false(s_handshake(ctx, 0).client_ok);
+	SSL_CTX_free(ctx);
+
+	ctx = SSL_CTX_new(TLS_client_method());
+	assert_true(X509_STORE_add_cert(SSL_CTX_get_cert_store(ctx), s_pki.ca));
+	assert_int_equal(fx_get(f, "noca"), APICRED_OK);
+	assert_int_equal(apicred_ssl_ctx_apply(f->cred, ctx), APICRED_OK);
+	assert_true(s_handshake(ctx, 0).client_ok);
+	SSL_CTX_free(ctx);
+	fx_free(f);
+}
+
 /* min_tls is only ever raised; bad arguments are refused. */
 static void test_ssl_ctx_edges(void **state)
 {
@@ -737,6 +765,7 @@ int main(void)
 		cmocka_unit_test(test_ssl_ctx_handshake),
 		cmocka_unit_test(test_ssl_ctx_refusals),
 		cmocka_unit_test(test_ssl_ctx_edges),
+		cmocka_unit_test(test_ssl_ctx_ca_replaces),
 	};
 
 	return cmocka_run_group_tests_name("mtls", tests, s_setup_pki, s_teardown_pki);
