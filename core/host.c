@@ -432,7 +432,21 @@ static int s_no_session(const apicred_host *h)
 static int s_http(const apicred_host *h, const apicred_http_request *req,
                   apicred_http_response *resp)
 {
-	return ac_http(s_layer(h), req, resp);
+	struct ac_layer *L = s_layer(h);
+	apicred_cred *carried = NULL;
+	int rc;
+
+	/* What the layers above add goes along when this request may carry it
+	 * (and may go there at all: their sessions are not fetched for nothing). */
+	memset(resp, 0, sizeof(*resp));
+	resp->retry_after_ms = -1;
+	if (req && req->url && req->method &&
+	    ((rc = ac_url_allowed(L, req->url)) != APICRED_OK ||
+	     (rc = ac_stack_carried(L, req->method, req->url, &carried)) != APICRED_OK))
+		return rc;
+	rc = ac_http(L, req, carried, resp);
+	apicred_cred_free(carried);
+	return rc;
 }
 
 static void s_http_free(const apicred_host *h, apicred_http_response *resp)

@@ -318,30 +318,6 @@ static CURLcode s_fuzz_perform(const apicred_http_request *req, const char *url,
 }
 #endif
 
-/* Collects what the layers above add, when this request may carry it. */
-static int s_carried(struct ac_layer *L, const char *method, const char *url,
-                     apicred_cred **out)
-{
-	struct ac_stack *st = L->stack;
-	apicred_request r = APICRED_REQUEST_INIT;
-	int rc;
-
-	*out = NULL;
-	if (L->carry == AC_CARRY_NEVER ||
-	    (L->carry == AC_CARRY_SAME_ORIGIN && !ac_url_same_origin(st->origin, url)))
-		return APICRED_OK;
-	if ((rc = apicred_cred_new(out)) != APICRED_OK)
-		return rc;
-	r.method = method;
-	r.url = url;
-	rc = ac_stack_apply(st, (size_t)L->index, &r, *out, ac_now_fast(st->ctx));
-	if (rc != APICRED_OK) {
-		apicred_cred_free(*out);
-		*out = NULL;
-	}
-	return rc;
-}
-
 /* After a failed server verification: which CA was trusted, and where
  * another one is set. */
 static const char *s_ca_hint(struct ac_ctx *ctx, const apicred_cred *carried, CURLcode cc)
@@ -362,12 +338,12 @@ static const char *s_ca_hint(struct ac_ctx *ctx, const apicred_cred *carried, CU
 	return hint;
 }
 
-int ac_http(struct ac_layer *L, const apicred_http_request *req, apicred_http_response *resp)
+int ac_http(struct ac_layer *L, const apicred_http_request *req, const apicred_cred *carried,
+            apicred_http_response *resp)
 {
 	struct ac_ctx *ctx = L->stack->ctx;
 	struct s_body body = { .max = ctx->http.max_body, .retry_after_ms = -1 };
 	struct curl_slist *hdrs = NULL;
-	apicred_cred *carried = NULL;
 	char errbuf[CURL_ERROR_SIZE] = "", *url = NULL, *shown = NULL;
 	const char *proxy;
 	CURL *c = NULL;
@@ -385,9 +361,6 @@ int ac_http(struct ac_layer *L, const apicred_http_request *req, apicred_http_re
 		return rc;
 	shown = ac_url_redact(req->url);
 
-	rc = s_carried(L, req->method, req->url, &carried);
-	if (rc != APICRED_OK)
-		goto out;
 	if (carried && apicred_cred_count(carried, APICRED_QUERY)) {
 		if ((rc = apicred_cred_url(carried, req->url, &url)) != APICRED_OK)
 			goto out;
@@ -543,7 +516,6 @@ out:
 		OPENSSL_cleanse(url, strlen(url));
 		free(url);
 	}
-	apicred_cred_free(carried);
 	free(shown);
 	if (rc != APICRED_OK)
 		ac_http_free(resp);

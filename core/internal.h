@@ -352,6 +352,11 @@ const apicred_schema *ac_schema_find(const apicred_schema *schema, const char *n
  * clock reading (ac_now_fast), for the layers' sessions. */
 int ac_stack_apply(struct ac_stack *st, size_t upto, const apicred_request *req,
                    apicred_cred *cred, int64_t now);
+/* The output of the layers above L for L's own request (method, url), when
+ * L's carry rule lets it go there; else *out is NULL. Free with
+ * apicred_cred_free. */
+int ac_stack_carried(struct ac_layer *L, const char *method, const char *url,
+                     apicred_cred **out);
 
 /* ---- cache (cache.c) ----------------------------------------------------- */
 
@@ -469,7 +474,10 @@ bool ac_tls_pin(const char *pin, size_t len, unsigned char sha256[32]);
 
 /* ---- HTTP (http.c) ------------------------------------------------------- */
 
-int ac_http(struct ac_layer *L, const apicred_http_request *req, apicred_http_response *resp);
+/* A provider's request for layer L, with carried (may be NULL): the output
+ * of the layers above that this request may carry (ac_stack_carried). */
+int ac_http(struct ac_layer *L, const apicred_http_request *req, const apicred_cred *carried,
+            apicred_http_response *resp);
 void ac_http_free(apicred_http_response *resp);
 int ac_http_error(struct ac_layer *L, const apicred_http_response *resp, const char *what);
 char *ac_url_origin(const char *url); /* "scheme://host:port" lowercased; NULL if bad */

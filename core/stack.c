@@ -98,6 +98,29 @@ int ac_stack_apply(struct ac_stack *st, size_t upto, const apicred_request *req,
 	return rc;
 }
 
+int ac_stack_carried(struct ac_layer *L, const char *method, const char *url,
+                     apicred_cred **out)
+{
+	struct ac_stack *st = L->stack;
+	apicred_request r = APICRED_REQUEST_INIT;
+	int rc;
+
+	*out = NULL;
+	if (L->carry == AC_CARRY_NEVER ||
+	    (L->carry == AC_CARRY_SAME_ORIGIN && !ac_url_same_origin(st->origin, url)))
+		return APICRED_OK;
+	if ((rc = apicred_cred_new(out)) != APICRED_OK)
+		return rc;
+	r.method = method;
+	r.url = url;
+	rc = ac_stack_apply(st, (size_t)L->index, &r, *out, ac_now_fast(st->ctx));
+	if (rc != APICRED_OK) {
+		apicred_cred_free(*out);
+		*out = NULL;
+	}
+	return rc;
+}
+
 /* Same origin as the service's url: a prefix test first, so the common
  * case parses nothing; anything unusual goes through libcurl's parser. */
 static bool s_origin_ok(const struct ac_stack *st, const char *url)
