@@ -338,17 +338,202 @@ static const char *s_ca_hint(struct ac_ctx *ctx, const apicred_cred *carried, CU
 	return hint;
 }
 
+/* One request in flight: what is sent, and what came back. */
+struct s_xfer {
+	CURL *c;
+	struct curl_slist *hdrs;
+	char *url;      /* with the carried query parameters: a secret */
+	char *shown;    /* for messages: without the query */
+	struct s_body body;
+	char errbuf[CURL_ERROR_SIZE];
+#ifdef APICRED_FUZZING
+	struct ac_fuzz_reply fz;
+#endif
+};
+
+static void s_xfer_free(struct s_xfer *x)
+{
+	if (x->c)
+		curl_easy_cleanup(x->c);
+	ac_slist_free(x->hdrs);
+	if (x->body.data) {
+		OPENSSL_cleanse(x->body.data, x->body.len);
+		free(x->body.data);
+	}
+	if (x->url) {
+		OPENSSL_cleanse(x->url, strlen(x->url));
+		free(x->url);
+	}
+	free(x->shown);
+}
+
+/* The URL and the header lines: the request's, then the carried ones. */
+static int s_build_target(const apicred_http_request *req, const apicred_cred *carried,
+                          struct s_xfer *x)
+{
+	const char *lines[2] = { NULL, NULL };
+	char *ct = NULL;
+	int rc;
+
+	if (carried && apicred_cred_count(carried, APICRED_QUERY)) {
+		if ((rc = apicred_cred_url(carried, req->url, &x->url)) != APICRED_OK)
+			return rc;
+	} else if (!(x->url = ac_strdup(req->url))) {
+		return ac_error(APICRED_ERR_NOMEM, "out of memory");
+	}
+	if (req->content_type && asprintf(&ct, "Content-Type: %s", req->content_type) < 0)
+		return ac_error(APICRED_ERR_NOMEM, "out of memory");
+	lines[0] = ct;
+	rc = ac_slist_headers(&x->hdrs, req->headers, NULL);
+	if (rc == APICRED_OK)
+		rc = ac_slist_headers(&x->hdrs, lines, carried);
+	free(ct);
+	return rc;
+}
+
+static void s_build_method(CURL *c, const apicred_http_request *req)
+{
+	if (strcmp(req->method, "GET") == 0) {
+		curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
+		return;
+	}
+	if (strcmp(req->method, "POST") != 0)
+		curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, req->method);
+	if (req->body || strcmp(req->method, "POST") == 0) {
+		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, req->body ? req->body : "");
+	}
+}
+
+/* The handle: time-outs within what is left of http.deadline, no
+ * redirects, the callbacks, the proxy rule and the TLS items. */
+static int s_build_handle(struct ac_layer *L, const apicred_http_request *req,
+                          const apicred_cred *carried, struct s_xfer *x)
+{
+	struct ac_ctx *ctx = L->stack->ctx;
+	int64_t left = ac_deadline_left();
+	const char *proxy;
+	CURL *c;
+	int rc;
+
+	if (left <= 0)
+		return ac_layer_error(L, APICRED_ERR_HTTP, "%s %s: http.deadline of %lld ms reached",
+		                      req->method, x->shown, (long long)s_deadline_len_ms);
+	ac_http_global_init();
+	if (!(c = x->c = curl_easy_init()))
+		return ac_error(APICRED_ERR_NOMEM, "out of memory");
+	curl_easy_setopt(c, CURLOPT_URL, x->url);
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "https,http");
+	curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
+	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS,
+	                 (long)(left < ctx->http.connect_timeout_ms ? left : ctx->http.connect_timeout_ms));
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS,
+	                 (long)(left < ctx->http.timeout_ms ? left : ctx->http.timeout_ms));
+	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, x->errbuf);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, s_write);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &x->body);
+	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, s_header);
+	curl_easy_setopt(c, CURLOPT_HEADERDATA, &x->body);
+	curl_easy_setopt(c, CURLOPT_USERAGENT, "apicred/" PACKAGE_VERSION);
+	/* A handle per request resumes no TLS session anyway, and libcurl 7.88's
+	 * session-ID cache frees twice when one of its allocations fails. */
+	curl_easy_setopt(c, CURLOPT_SSL_SESSIONID_CACHE, 0L);
+	if ((proxy = ac_proxy_for(ctx->http.proxy, ac_secure())))
+		curl_easy_setopt(c, CURLOPT_PROXY, proxy);
+	if (x->hdrs)
+		curl_easy_setopt(c, CURLOPT_HTTPHEADER, x->hdrs);
+	s_build_method(c, req);
+	rc = ac_curl_tls(c, carried, ctx->http.ca_file, ctx->http.ca_path);
+	if (rc != APICRED_OK)
+		return ac_layer_error(L, rc, "%s", apicred_errmsg());
+	return APICRED_OK;
+}
+
+static CURLcode s_perform(const apicred_http_request *req, struct s_xfer *x)
+{
+#ifdef APICRED_FUZZING
+	if (ac_fuzz_http)
+		return s_fuzz_perform(req, x->url, x->hdrs, &x->body, &x->fz);
+#endif
+	(void)req;
+	return curl_easy_perform(x->c);
+}
+
+/* A transfer that did not complete: TLS failures get their own code. */
+static int s_map_error(struct ac_layer *L, const apicred_http_request *req,
+                       const apicred_cred *carried, struct s_xfer *x, CURLcode cc)
+{
+	int code = APICRED_ERR_HTTP;
+
+	if (x->body.too_big)
+		return ac_layer_error(L, APICRED_ERR_PROTOCOL, "%s %s: reply larger than %zu bytes",
+		                      req->method, x->shown, x->body.max);
+	switch (cc) {
+	case CURLE_SSL_CONNECT_ERROR: case CURLE_PEER_FAILED_VERIFICATION:
+	case CURLE_SSL_CERTPROBLEM: case CURLE_SSL_CIPHER: case CURLE_SSL_CACERT_BADFILE:
+	case CURLE_SSL_PINNEDPUBKEYNOTMATCH: case CURLE_SSL_ISSUER_ERROR:
+	case CURLE_SSL_CRL_BADFILE: case CURLE_SSL_ENGINE_INITFAILED:
+	case CURLE_SSL_CLIENTCERT: case CURLE_USE_SSL_FAILED:
+		code = APICRED_ERR_TLS;
+		break;
+	default:
+		break;
+	}
+	code = ac_layer_error(L, code, "%s %s: %s%s%s%s", req->method, x->shown,
+	                      curl_easy_strerror(cc), *x->errbuf ? ": " : "", x->errbuf,
+	                      s_ca_hint(L->stack->ctx, carried, cc));
+	AC_TRACE(L, "%s %s -> no answer", req->method, x->shown);
+	return code;
+}
+
+/* The reply, handed over to resp: status, content type, body, Retry-After
+ * and the one header the request asked for. */
+static int s_response(struct ac_layer *L, const apicred_http_request *req, struct s_xfer *x,
+                      apicred_http_response *resp)
+{
+	char *ct = NULL;
+
+	curl_easy_getinfo(x->c, CURLINFO_RESPONSE_CODE, &resp->status);
+	if (req->size >= offsetof(apicred_http_request, resp_header_value) + sizeof(char **) &&
+	    req->resp_header && req->resp_header_value) {
+		struct curl_header *h = NULL;
+
+		/* The final response's header (not a 100 Continue's). */
+		*req->resp_header_value = NULL;
+		if (curl_easy_header(x->c, req->resp_header, 0, CURLH_HEADER, -1, &h) == CURLHE_OK &&
+		    !(*req->resp_header_value = ac_strdup(h->value)))
+			return ac_error(APICRED_ERR_NOMEM, "out of memory");
+	}
+	curl_easy_getinfo(x->c, CURLINFO_CONTENT_TYPE, &ct);
+#ifdef APICRED_FUZZING
+	if (ac_fuzz_http) {
+		resp->status = x->fz.status;
+		ct = (char *)(uintptr_t)x->fz.content_type;
+	}
+#endif
+	resp->content_type = ac_strdup(ct);
+	resp->body = x->body.data ? x->body.data : calloc(1, 1);
+	resp->body_len = x->body.len;
+	resp->retry_after_ms = x->body.retry_after_ms;
+	x->body.data = NULL;
+	if (!resp->body)
+		return ac_error(APICRED_ERR_NOMEM, "out of memory");
+	if (L->stack->ctx->log_level >= LOG_DEBUG) {
+		double secs = 0;
+
+		curl_easy_getinfo(x->c, CURLINFO_TOTAL_TIME, &secs);
+		AC_TRACE(L, "%s %s -> HTTP %ld, %zu bytes, %.0f ms", req->method, x->shown,
+		         resp->status, resp->body_len, secs * 1000);
+	}
+	return APICRED_OK;
+}
+
 int ac_http(struct ac_layer *L, const apicred_http_request *req, const apicred_cred *carried,
             apicred_http_response *resp)
 {
-	struct ac_ctx *ctx = L->stack->ctx;
-	struct s_body body = { .max = ctx->http.max_body, .retry_after_ms = -1 };
-	struct curl_slist *hdrs = NULL;
-	char errbuf[CURL_ERROR_SIZE] = "", *url = NULL, *shown = NULL;
-	const char *proxy;
-	CURL *c = NULL;
+	struct s_xfer x = { .body = { .max = L->stack->ctx->http.max_body, .retry_after_ms = -1 } };
 	CURLcode cc;
-	long status = 0;
 	int rc;
 
 	memset(resp, 0, sizeof(*resp));
@@ -356,167 +541,17 @@ int ac_http(struct ac_layer *L, const apicred_http_request *req, const apicred_c
 	if (!req || !req->url || !req->method)
 		return ac_layer_error(L, APICRED_ERR_INVALID, "HTTP request without method or URL");
 	if (req->size >= offsetof(apicred_http_request, max_body) + sizeof(size_t) && req->max_body)
-		body.max = req->max_body;
+		x.body.max = req->max_body;
 	if ((rc = ac_url_allowed(L, req->url)) != APICRED_OK)
 		return rc;
-	shown = ac_url_redact(req->url);
-
-	if (carried && apicred_cred_count(carried, APICRED_QUERY)) {
-		if ((rc = apicred_cred_url(carried, req->url, &url)) != APICRED_OK)
-			goto out;
-	} else if (!(url = ac_strdup(req->url))) {
-		rc = ac_error(APICRED_ERR_NOMEM, "out of memory");
-		goto out;
+	x.shown = ac_url_redact(req->url);
+	if ((rc = s_build_target(req, carried, &x)) == APICRED_OK &&
+	    (rc = s_build_handle(L, req, carried, &x)) == APICRED_OK) {
+		cc = s_perform(req, &x);
+		rc = cc != CURLE_OK || x.body.too_big ? s_map_error(L, req, carried, &x, cc)
+		                                      : s_response(L, req, &x, resp);
 	}
-
-	{
-		char *ct = NULL;
-		const char *lines[2] = { NULL, NULL };
-		if (req->content_type && asprintf(&ct, "Content-Type: %s", req->content_type) < 0)
-			goto nomem;
-		lines[0] = ct;
-		rc = ac_slist_headers(&hdrs, req->headers, NULL);
-		if (rc == APICRED_OK)
-			rc = ac_slist_headers(&hdrs, lines, carried);
-		free(ct);
-		if (rc != APICRED_OK)
-			goto out;
-	}
-
-	ac_http_global_init();
-	if (!(c = curl_easy_init()))
-		goto nomem;
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "https,http");
-	curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
-	{
-		int64_t left = ac_deadline_left();
-		if (left <= 0) {
-			rc = ac_layer_error(L, APICRED_ERR_HTTP, "%s %s: http.deadline of %lld ms "
-			                    "reached", req->method, shown,
-			                    (long long)s_deadline_len_ms);
-			goto out;
-		}
-		curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS,
-		                 (long)(left < ctx->http.connect_timeout_ms ? left
-		                                                            : ctx->http.connect_timeout_ms));
-		curl_easy_setopt(c, CURLOPT_TIMEOUT_MS,
-		                 (long)(left < ctx->http.timeout_ms ? left : ctx->http.timeout_ms));
-	}
-	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, s_write);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, &body);
-	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, s_header);
-	curl_easy_setopt(c, CURLOPT_HEADERDATA, &body);
-	curl_easy_setopt(c, CURLOPT_USERAGENT, "apicred/" PACKAGE_VERSION);
-	/* A handle per request resumes no TLS session anyway, and libcurl 7.88's
-	 * session-ID cache frees twice when one of its allocations fails. */
-	curl_easy_setopt(c, CURLOPT_SSL_SESSIONID_CACHE, 0L);
-	if ((proxy = ac_proxy_for(ctx->http.proxy, ac_secure())))
-		curl_easy_setopt(c, CURLOPT_PROXY, proxy);
-	if (hdrs)
-		curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
-	if (strcmp(req->method, "GET") == 0) {
-		curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
-	} else {
-		if (strcmp(req->method, "POST") != 0)
-			curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, req->method);
-		if (req->body || strcmp(req->method, "POST") == 0) {
-			curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)req->body_len);
-			curl_easy_setopt(c, CURLOPT_POSTFIELDS, req->body ? req->body : "");
-		}
-	}
-	rc = ac_curl_tls(c, carried, ctx->http.ca_file, ctx->http.ca_path);
-	if (rc != APICRED_OK) {
-		rc = ac_layer_error(L, rc, "%s", apicred_errmsg());
-		goto out;
-	}
-
-#ifdef APICRED_FUZZING
-	struct ac_fuzz_reply fz = { 0 };
-	if (ac_fuzz_http)
-		cc = s_fuzz_perform(req, url, hdrs, &body, &fz);
-	else
-#endif
-	cc = curl_easy_perform(c);
-	if (body.too_big) {
-		rc = ac_layer_error(L, APICRED_ERR_PROTOCOL, "%s %s: reply larger than %zu bytes",
-		                    req->method, shown, body.max);
-		goto out;
-	}
-	if (cc != CURLE_OK) {
-		int code = APICRED_ERR_HTTP;
-		switch (cc) {
-		case CURLE_SSL_CONNECT_ERROR: case CURLE_PEER_FAILED_VERIFICATION:
-		case CURLE_SSL_CERTPROBLEM: case CURLE_SSL_CIPHER: case CURLE_SSL_CACERT_BADFILE:
-		case CURLE_SSL_PINNEDPUBKEYNOTMATCH: case CURLE_SSL_ISSUER_ERROR:
-		case CURLE_SSL_CRL_BADFILE: case CURLE_SSL_ENGINE_INITFAILED:
-		case CURLE_SSL_CLIENTCERT: case CURLE_USE_SSL_FAILED:
-			code = APICRED_ERR_TLS;
-			break;
-		default:
-			break;
-		}
-		rc = ac_layer_error(L, code, "%s %s: %s%s%s%s", req->method, shown,
-		                    curl_easy_strerror(cc), *errbuf ? ": " : "", errbuf,
-		                    s_ca_hint(ctx, carried, cc));
-		AC_TRACE(L, "%s %s -> no answer", req->method, shown);
-		goto out;
-	}
-	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-	if (req->size >= offsetof(apicred_http_request, resp_header_value) + sizeof(char **) &&
-	    req->resp_header && req->resp_header_value) {
-		struct curl_header *h = NULL;
-
-		/* The final response's header (not a 100 Continue's). */
-		*req->resp_header_value = NULL;
-		if (curl_easy_header(c, req->resp_header, 0, CURLH_HEADER, -1, &h) == CURLHE_OK &&
-		    !(*req->resp_header_value = ac_strdup(h->value)))
-			goto nomem;
-	}
-	{
-		char *ct = NULL;
-		curl_easy_getinfo(c, CURLINFO_CONTENT_TYPE, &ct);
-#ifdef APICRED_FUZZING
-		if (ac_fuzz_http) {
-			status = fz.status;
-			ct = (char *)(uintptr_t)fz.content_type;
-		}
-#endif
-		resp->content_type = ac_strdup(ct);
-	}
-	resp->status = status;
-	resp->body = body.data ? body.data : calloc(1, 1);
-	resp->body_len = body.len;
-	resp->retry_after_ms = body.retry_after_ms;
-	body.data = NULL;
-	if (!resp->body)
-		goto nomem;
-	if (ctx->log_level >= LOG_DEBUG) {
-		double secs = 0;
-
-		curl_easy_getinfo(c, CURLINFO_TOTAL_TIME, &secs);
-		AC_TRACE(L, "%s %s -> HTTP %ld, %zu bytes, %.0f ms", req->method, shown, status,
-		         resp->body_len, secs * 1000);
-	}
-	rc = APICRED_OK;
-	goto out;
-nomem:
-	rc = ac_error(APICRED_ERR_NOMEM, "out of memory");
-out:
-	if (c)
-		curl_easy_cleanup(c);
-	ac_slist_free(hdrs);
-	if (body.data) {
-		OPENSSL_cleanse(body.data, body.len);
-		free(body.data);
-	}
-	if (url) {
-		OPENSSL_cleanse(url, strlen(url));
-		free(url);
-	}
-	free(shown);
+	s_xfer_free(&x);
 	if (rc != APICRED_OK)
 		ac_http_free(resp);
 	return rc;
