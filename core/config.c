@@ -657,13 +657,14 @@ static int s_static_header(struct ac_stack *st, const config_setting_t *s, size_
 	return APICRED_OK;
 }
 
-static int s_parse_service(struct ac_stack *st)
+/* The types of the top-level keys: nonzero if one is wrong, and the values
+ * cannot be read. */
+static int s_check_top(struct ac_stack *st, config_setting_t *root)
 {
-	config_setting_t *root = config_root_setting(&st->cfg), *s;
-	int n = config_setting_length(root), b, bad_type = 0;
+	int n = config_setting_length(root), bad_type = 0;
 
 	for (int i = 0; i < n; i++) {
-		s = config_setting_get_elem(root, (unsigned)i);
+		config_setting_t *s = config_setting_get_elem(root, (unsigned)i);
 		const char *name = config_setting_name(s);
 		if (strcmp(name, "insecure_http") == 0) {
 			if (config_setting_type(s) != CONFIG_TYPE_BOOL)
@@ -689,15 +690,17 @@ static int s_parse_service(struct ac_stack *st)
 			       best ? "; did you mean '" : "", best ? best : "", best ? "'?" : "");
 		}
 	}
-	/* Wrong types above: the values below cannot be read. */
-	if (bad_type)
-		return st->fail_code;
+	return bad_type;
+}
 
-	if ((s = config_setting_get_member(root, "description")))
-		st->description = ac_strdup(config_setting_get_string(s));
-	/* Without an origin, credentials would go wherever the application
-	 * says; over plain http, to whoever listens. */
-	if (!(s = config_setting_get_member(root, "url"))) {
+/* Without an origin, credentials would go wherever the application says;
+ * over plain http, to whoever listens. */
+static void s_parse_url(struct ac_stack *st, config_setting_t *root)
+{
+	config_setting_t *s = config_setting_get_member(root, "url");
+	int b;
+
+	if (!s) {
 		s_fail(st, APICRED_ERR_CONFIG, root, "missing 'url': the origin "
 		       "(https://host[:port]/) the credentials may be sent to");
 	} else if (!(st->origin = ac_url_origin(config_setting_get_string(s)))) {
@@ -718,18 +721,12 @@ static int s_parse_service(struct ac_stack *st)
 			st->origin_short_len = st->origin_short ? olen - strlen(def) : 0;
 		}
 	}
-	if ((s = config_setting_get_member(root, "headers"))) {
-		bool one = config_setting_type(s) == CONFIG_TYPE_STRING;
-		st->nheaders = one ? 1 : (size_t)config_setting_length(s);
-		st->headers = calloc(2 * st->nheaders + 1, sizeof(char *));
-		st->header_lens = calloc(2 * st->nheaders, sizeof(size_t));
-		if (!st->headers || !st->header_lens)
-			return s_fail(st, APICRED_ERR_NOMEM, s, "out of memory");
-		for (size_t i = 0; i < st->nheaders; i++)
-			s_static_header(st, one ? s : config_setting_get_elem(s, (unsigned)i), i);
-	}
+}
 
-	s = config_setting_get_member(root, "stack");
+static int s_parse_layers(struct ac_stack *st, config_setting_t *root)
+{
+	config_setting_t *s = config_setting_get_member(root, "stack");
+
 	if (!s)
 		return s_fail(st, APICRED_ERR_CONFIG, root,
 		              "missing 'stack': a service needs at least one layer");
@@ -755,6 +752,29 @@ static int s_parse_service(struct ac_stack *st)
 		if (s_layer_setup(st, &st->layers[i]) == APICRED_OK)
 			st->layers[i].setup_ok = true;
 	return st->fail_code;
+}
+
+static int s_parse_service(struct ac_stack *st)
+{
+	config_setting_t *root = config_root_setting(&st->cfg), *s;
+
+	/* Wrong types: the values below cannot be read. */
+	if (s_check_top(st, root))
+		return st->fail_code;
+	if ((s = config_setting_get_member(root, "description")))
+		st->description = ac_strdup(config_setting_get_string(s));
+	s_parse_url(st, root);
+	if ((s = config_setting_get_member(root, "headers"))) {
+		bool one = config_setting_type(s) == CONFIG_TYPE_STRING;
+		st->nheaders = one ? 1 : (size_t)config_setting_length(s);
+		st->headers = calloc(2 * st->nheaders + 1, sizeof(char *));
+		st->header_lens = calloc(2 * st->nheaders, sizeof(size_t));
+		if (!st->headers || !st->header_lens)
+			return s_fail(st, APICRED_ERR_NOMEM, s, "out of memory");
+		for (size_t i = 0; i < st->nheaders; i++)
+			s_static_header(st, one ? s : config_setting_get_elem(s, (unsigned)i), i);
+	}
+	return s_parse_layers(st, root);
 }
 
 /* The line a provider's complaint is about: the earliest key of the layer
