@@ -746,7 +746,6 @@ static int s_parse_layers(struct ac_stack *st, config_setting_t *root)
 		L->stack = st;
 		L->index = (int)i;
 		L->cfg = config_setting_get_elem(s, (unsigned)i);
-		ac_layer_cache_init(L);
 	}
 	for (size_t i = 0; i < st->nlayers; i++)
 		if (s_layer_setup(st, &st->layers[i]) == APICRED_OK)
@@ -804,6 +803,11 @@ static const config_setting_t *s_blame(const struct ac_layer *L, const char *msg
 	return best;
 }
 
+void ac_problem_layer(struct ac_layer *L, const char *msg)
+{
+	s_problem(L->stack, s_blame(L, msg), "%s", msg);
+}
+
 int ac_problem_line(const struct ac_stack *st, const char *msg)
 {
 	const char *p = strstr(msg, "layer ");
@@ -812,38 +816,6 @@ int ac_problem_line(const struct ac_stack *st, const char *msg)
 	if (n < 1 || (size_t)n > st->nlayers)
 		return 1;
 	return config_setting_source_line(s_blame(&st->layers[n - 1], p));
-}
-
-/* Creates each layer's provider state. A layer that cannot be created fails
- * closed: it keeps the reason and fails every request that reaches it. */
-static void s_init_layers(struct ac_stack *st)
-{
-	for (size_t i = 0; i < st->nlayers; i++) {
-		struct ac_layer *L = &st->layers[i];
-
-		if (!L->setup_ok)
-			continue; /* already a problem of the file */
-		ac_host_setup(L);
-		ac_error_clear();
-		int rc = L->mod->vt.init(&L->host, &L->state);
-		if (rc != APICRED_OK) {
-			L->state = NULL;
-			L->fail_code = rc;
-			L->fail_msg = ac_strdup(*apicred_errmsg() ? apicred_errmsg() : apicred_strerror(rc));
-			/* fail_msg already names service and layer. */
-			ac_log(st->ctx, LOG_ERR, NULL, "%s", L->fail_msg ? L->fail_msg : "layer failed");
-			if (L->fail_msg && L->control == AC_REQUIRED) {
-				size_t n = strlen(st->svc->name);
-				const char *m = L->fail_msg;
-
-				if (strncmp(m, st->svc->name, n) == 0 && m[n] == ':' && m[n + 1] == ' ')
-					m += n + 2;
-				s_problem(st, s_blame(L, m), "%s", m);
-			}
-			continue;
-		}
-		ac_store_layer_init(L); /* its name and key in the shared store */
-	}
 }
 
 /* Settings pulled in by @include come from files that decide as much as
@@ -878,7 +850,7 @@ static int s_check_includes(struct ac_stack *st, const config_setting_t *s)
 }
 
 /* In the order of the file (stable: one line's problems keep theirs). */
-static void s_sort_problems(struct ac_stack *st)
+void ac_problems_sort(struct ac_stack *st)
 {
 	size_t skip = strlen(st->svc->name) + 2 + strlen(st->svc->path) + 1;
 
@@ -961,15 +933,13 @@ static void s_syntax_error(struct ac_stack *st)
 	st->fail_msg = st->nproblems ? ac_strdup(st->problems[st->nproblems - 1]) : NULL;
 }
 
-struct ac_stack *ac_stack_load(struct ac_ctx *ctx, struct ac_service *svc)
+bool ac_config_service(struct ac_stack *st)
 {
-	struct ac_stack *st = calloc(1, sizeof(*st));
+	struct ac_ctx *ctx = st->ctx;
+	struct ac_service *svc = st->svc;
+	bool parsed = false;
 	struct stat sb;
 
-	if (!st)
-		return NULL;
-	st->ctx = ctx;
-	st->svc = svc;
 	ac_watch_add(st, svc->path);
 	config_init(&st->cfg);
 	st->cfg_loaded = true;
@@ -994,62 +964,10 @@ struct ac_stack *ac_stack_load(struct ac_ctx *ctx, struct ac_service *svc)
 		 * from an unsafe included file are not used at all. */
 		if (s_check_includes(st, config_root_setting(&st->cfg)) == APICRED_OK) {
 			s_parse_service(st);
-			s_init_layers(st);
+			parsed = true;
 		}
-		s_sort_problems(st);
 	}
-	if (st->fail_code)
-		ac_log(ctx, LOG_ERR, NULL, "%s",
-		       st->fail_msg ? st->fail_msg : apicred_strerror(st->fail_code));
-	return st;
-}
-
-int ac_stack_error(struct ac_stack *st)
-{
-	if (st->fail_code)
-		return ac_error(st->fail_code, "%s", st->fail_msg ? st->fail_msg : "out of memory");
-	for (size_t i = 0; i < st->nlayers; i++) {
-		struct ac_layer *L = &st->layers[i];
-		if (L->fail_code && L->control == AC_REQUIRED)
-			return ac_error(L->fail_code, "%s", L->fail_msg ? L->fail_msg : "layer failed");
-	}
-	return APICRED_OK;
-}
-
-void ac_stack_free(void *p)
-{
-	struct ac_stack *st = p;
-
-	if (!st)
-		return;
-	for (size_t i = 0; i < st->nlayers; i++) {
-		struct ac_layer *L = &st->layers[i];
-		ac_layer_cache_fini(L);
-		if (L->state)
-			L->mod->vt.fini(L->state);
-		free(L->fail_msg);
-	}
-	free(st->layers);
-	for (size_t i = 0; st->headers && i < 2 * st->nheaders; i++)
-		free(st->headers[i]);
-	free(st->headers);
-	free(st->header_lens);
-	while (st->watches) {
-		struct ac_watch *w = st->watches;
-		st->watches = w->next;
-		free(w->path);
-		free(w);
-	}
-	if (st->cfg_loaded)
-		config_destroy(&st->cfg);
-	free(st->description);
-	free(st->origin);
-	free(st->origin_short);
-	free(st->fail_msg);
-	for (size_t i = 0; i < st->nproblems; i++)
-		free(st->problems[i]);
-	free(st->problems);
-	free(st);
+	return parsed;
 }
 
 /* ---- describing schemas (apicred providers -v) --------------------------- */

@@ -108,31 +108,6 @@ static void s_scan_problem(struct ac_ctx *ctx, int code, const char *fmt, ...)
 	ctx->scan_code = code;
 }
 
-/* Publishes st's description, keeping every earlier text until close. */
-static void s_describe_inlock(struct ac_service *svc, const struct ac_stack *st)
-{
-	const char *cur = atomic_load(&svc->desc);
-	struct ac_desc *d;
-	size_t len;
-
-	if (!st->description) {
-		atomic_store(&svc->desc, NULL);
-		return;
-	}
-	if (cur && strcmp(cur, st->description) == 0)
-		return;
-	len = strlen(st->description);
-	d = malloc(sizeof(*d) + len + 1);
-	if (!d) {
-		atomic_store(&svc->desc, NULL);
-		return;
-	}
-	memcpy(d->text, st->description, len + 1);
-	d->next = svc->descs;
-	svc->descs = d;
-	atomic_store(&svc->desc, d->text);
-}
-
 /* A hash of a service name from its length and its first and last eight
  * bytes: a few instructions whatever the length; the lookup compares the
  * whole name anyway. */
@@ -288,61 +263,6 @@ struct ac_service *ac_service_find(struct ac_ctx *ctx, const char *name)
 		ac_error(APICRED_ERR_NO_SERVICE, "%s: no such service (no %s/conf.d/%s.conf)", name,
 		         ctx->confdir, name);
 	return NULL;
-}
-
-int ac_service_load(struct ac_ctx *ctx, struct ac_service *svc)
-{
-	struct ac_stack *st;
-
-	if (atomic_load_explicit(&svc->stack, memory_order_acquire))
-		return APICRED_OK;
-	pthread_mutex_lock(&svc->reload_mu);
-	st = atomic_load_explicit(&svc->stack, memory_order_relaxed);
-	if (!st && (st = ac_stack_load(ctx, svc))) {
-		s_describe_inlock(svc, st);
-		atomic_store(&svc->next_check_ms, ac_now_mono(ctx) + ctx->check_interval_ms);
-		atomic_store_explicit(&svc->stack, st, memory_order_release);
-	}
-	pthread_mutex_unlock(&svc->reload_mu);
-	return st ? APICRED_OK : ac_error(APICRED_ERR_NOMEM, "%s: out of memory", svc->name);
-}
-
-void ac_service_maybe_reload(struct ac_ctx *ctx, struct ac_service *svc, bool force)
-{
-	int64_t now = ac_now_mono(ctx), next = atomic_load_explicit(&svc->next_check_ms,
-	                                                            memory_order_relaxed);
-	struct ac_stack *old, *st;
-
-	if (!force && (now < next ||
-	               !atomic_compare_exchange_strong(&svc->next_check_ms, &next,
-	                                               now + ctx->check_interval_ms)))
-		return;
-	pthread_mutex_lock(&svc->reload_mu);
-	old = atomic_load(&svc->stack);
-	if (!old || (!force && !ac_watch_changed(old))) { /* not loaded: its first use reads it */
-		pthread_mutex_unlock(&svc->reload_mu);
-		return;
-	}
-	st = ac_stack_load(ctx, svc);
-	if (st) {
-		s_describe_inlock(svc, st);
-		atomic_store_explicit(&svc->stack, st, memory_order_release);
-		ac_stack_retire(ctx, old);
-		ac_log(ctx, LOG_INFO, svc->name, "configuration reloaded (a file changed)");
-	}
-	pthread_mutex_unlock(&svc->reload_mu);
-	ac_ebr_collect(); /* the old stack's fini runs under no lock of ours */
-}
-
-static void s_stack_reclaim(struct ac_ebr_node *n)
-{
-	ac_stack_free((char *)n - offsetof(struct ac_stack, ebr));
-}
-
-void ac_stack_retire(struct ac_ctx *ctx, struct ac_stack *st)
-{
-	ac_bg_dequeue_stack(ctx, st);
-	ac_ebr_retire(&st->ebr, ctx, s_stack_reclaim);
 }
 
 /* ---- the public functions ------------------------------------------------ */

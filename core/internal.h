@@ -326,10 +326,6 @@ static inline int64_t ac_now_fast(struct ac_ctx *ctx)
 }
 
 struct ac_service *ac_service_find(struct ac_ctx *ctx, const char *name);
-/* Loads svc on first use (once, whichever threads ask): APICRED_OK, or
- * APICRED_ERR_NOMEM. A service that fails to load is still loaded: its
- * stack fails every call with the reason, until its files change. */
-int ac_service_load(struct ac_ctx *ctx, struct ac_service *svc);
 void ac_fork_check(struct ac_ctx *ctx);
 
 /* ---- config and stacks (config.c, stack.c) ------------------------------- */
@@ -338,13 +334,30 @@ void ac_config_defaults(struct ac_ctx *ctx); /* of the settings of apicred.conf 
 /* Reads $confdir/apicred.conf, if any, into ctx (its moduledir: *moduledir). */
 int ac_config_global(struct ac_ctx *ctx, char **moduledir);
 
-struct ac_stack *ac_stack_load(struct ac_ctx *ctx, struct ac_service *svc);
-void ac_stack_free(void *stack);
-void ac_stack_retire(struct ac_ctx *ctx, struct ac_stack *st);
-int ac_stack_error(struct ac_stack *st); /* sets the detail; APICRED_OK if fine */
+/* Parses st->svc's file into st (its settings, layers and problems):
+ * whether its layers may be created. */
+bool ac_config_service(struct ac_stack *st);
 /* The line of st's file a message about "layer N" is most likely about. */
 int ac_problem_line(const struct ac_stack *st, const char *msg);
+void ac_problem_layer(struct ac_layer *L, const char *msg); /* at the line it blames */
+void ac_problems_sort(struct ac_stack *st); /* in the order of the file */
+
+/* ---- a stack's lifecycle (lifecycle.c) ------------------------------------ */
+
+/* Parses svc's file and creates its layers: NULL only without memory; a
+ * stack that failed says why (ac_stack_error). */
+struct ac_stack *ac_stack_load(struct ac_ctx *ctx, struct ac_service *svc);
+int ac_stack_error(struct ac_stack *st); /* sets the detail; APICRED_OK if fine */
+void ac_stack_free(void *stack);
+void ac_stack_retire(struct ac_ctx *ctx, struct ac_stack *st); /* freed when unread */
+/* Loads svc on first use (once, whichever threads ask): APICRED_OK, or
+ * APICRED_ERR_NOMEM. A service that fails to load is still loaded: its
+ * stack fails every call with the reason, until its files change. */
+int ac_service_load(struct ac_ctx *ctx, struct ac_service *svc);
+/* Reloads svc if one of its files changed (checked at most every
+ * cache.check_interval), or anyway with force. */
 void ac_service_maybe_reload(struct ac_ctx *ctx, struct ac_service *svc, bool force);
+
 const apicred_schema *ac_schema_find(const apicred_schema *schema, const char *name);
 
 /* Adds the service's static headers, then walks layers [0, upto) adding
