@@ -360,6 +360,13 @@ void ac_service_maybe_reload(struct ac_ctx *ctx, struct ac_service *svc, bool fo
 
 const apicred_schema *ac_schema_find(const apicred_schema *schema, const char *name);
 
+/* ---- walking a stack (stack.c) ------------------------------------------ */
+
+const char *ac_control_name(enum ac_control c); /* "required"... */
+/* One layer's output (its session's, if it fetches) added to cred. */
+struct ac_request;
+int ac_layer_apply(struct ac_layer *L, struct ac_request *req, apicred_cred *cred,
+                   int64_t now);
 /* Adds the service's static headers, then walks layers [0, upto) adding
  * their output to cred; now is the call's
  * clock reading (ac_now_fast), for the layers' sessions. */

@@ -200,24 +200,3 @@ int ac_module_names(struct ac_ctx *ctx, char ***out, size_t *nout)
 	*nout = n;
 	return APICRED_OK;
 }
-
-API int apicred_providers(apicred_ctx *ctx, apicred_provider_fn fn, void *user)
-{
-	char **names = NULL;
-	size_t n = 0;
-	int rc;
-
-	if (!ctx || !fn)
-		return ac_error(APICRED_ERR_INVALID, "apicred_providers: NULL argument");
-	ac_fork_check(&ctx->c);
-	if ((rc = ac_module_names(&ctx->c, &names, &n)) != APICRED_OK)
-		return rc;
-	for (size_t i = 0; i < n; i++) {
-		struct ac_module *m = ac_module_get(&ctx->c, names[i]);
-		if (m)
-			fn(user, m->name, m->path, m->code, m->why ? m->why : "");
-		free(names[i]);
-	}
-	free(names);
-	return APICRED_OK;
-}
