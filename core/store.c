@@ -47,14 +47,6 @@
 
 static const char s_salt[] = "apicred shared store v1";
 
-int64_t ac_store_now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void s_sleep_ms(int64_t ms)
 {
 	struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000 };
@@ -67,7 +59,7 @@ static void s_sleep_ms(int64_t ms)
  * clears the detail: the get goes on without the store. */
 static void s_warn(struct ac_store *st, const char *service)
 {
-	int64_t now = ac_store_now_ms(), last = atomic_load(&st->warned_ms);
+	int64_t now = ac_real_ms(), last = atomic_load(&st->warned_ms);
 	bool loud = last == 0 || now - last >= S_WARN_EVERY_MS;
 
 	if (loud && !atomic_compare_exchange_strong(&st->warned_ms, &last, now))
@@ -490,7 +482,7 @@ int ac_store_fetch(struct ac_layer *L, struct ac_session *cur, bool refresh, ac_
 	if (!st || !L->store.on)
 		return fetch(L, prev, out, retry_after_ms);
 	lock_ms = s_lock_ms(ctx);
-	deadline = ac_store_now_ms() + lock_ms;
+	deadline = ac_real_ms() + lock_ms;
 	for (;;) {
 		rc = s_load(L, cur, refresh, out);
 		if (rc == APICRED_OK)
@@ -504,7 +496,7 @@ int ac_store_fetch(struct ac_layer *L, struct ac_session *cur, bool refresh, ac_
 			goto local;
 		if (refresh)
 			return AC_STORE_BUSY; /* another process refreshes; we keep ours */
-		if (ac_store_now_ms() >= deadline) {
+		if (ac_real_ms() >= deadline) {
 			ac_error(APICRED_ERR_UNAVAILABLE, "an entry's lock was held for more "
 			         "than %lld ms", (long long)lock_ms);
 			goto local;

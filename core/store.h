@@ -55,8 +55,7 @@ struct ac_store {
 int ac_store_file_open(struct ac_ctx *ctx, const char *dir, struct ac_store **out);
 int ac_store_redis_open(struct ac_ctx *ctx, const char *url, struct ac_store **out);
 
-/* Monotonic milliseconds of the real clock: store time-outs are real time
- * even when a test drives the cache's clock. */
-int64_t ac_store_now_ms(void);
+/* Store time-outs are real time (ac_real_ms) even when a test drives the
+ * cache's clock. */
 
 #endif /* APICRED_STORE_H */

@@ -162,7 +162,7 @@ static bool s_leased(int fd)
 {
 	char buf[32];
 	ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
-	int64_t now = ac_store_now_ms();
+	int64_t now = ac_real_ms();
 	long long until;
 
 	if (n <= 0)
@@ -206,7 +206,7 @@ static void s_unlock(struct ac_store *st, const char *name, struct ac_store_lock
 		if (hold_ms > 0) {
 			char buf[32];
 			int n = snprintf(buf, sizeof(buf), "%lld\n",
-			                 (long long)(ac_store_now_ms() + hold_ms));
+			                 (long long)(ac_real_ms() + hold_ms));
 			/* At worst no lease: the next fetch comes sooner. */
 			if (pwrite(lk->fd, buf, (size_t)n, 0) != n || ftruncate(lk->fd, n) != 0)
 				ac_error_clear();

@@ -77,7 +77,7 @@ static int s_fail_inlock(struct s_redis *r, const char *what, const char *why)
 		wait = S_BACKOFF_MAX_MS;
 
 	r->failures++;
-	r->down_until_ms = ac_store_now_ms() + wait;
+	r->down_until_ms = ac_real_ms() + wait;
 	/* why may be the context's own errstr: use it before freeing that. */
 	rc = ac_error(APICRED_ERR_UNAVAILABLE, "%s: %s (next attempt in %lld ms)", what,
 	              why && *why ? why : "no answer", (long long)wait);
@@ -110,9 +110,9 @@ static int s_connect_inlock(struct s_redis *r)
 
 	if (r->c)
 		return APICRED_OK;
-	if (ac_store_now_ms() < r->down_until_ms)
+	if (ac_real_ms() < r->down_until_ms)
 		return ac_error(APICRED_ERR_UNAVAILABLE, "down; next attempt in %lld ms",
-		                (long long)(r->down_until_ms - ac_store_now_ms()));
+		                (long long)(r->down_until_ms - ac_real_ms()));
 	r->c = redisConnectWithTimeout(r->host, r->port, ct);
 	if (!r->c || r->c->err)
 		return s_fail_inlock(r, "cannot connect", r->c ? r->c->errstr : "out of memory");
