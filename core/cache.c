@@ -34,7 +34,6 @@
 
 #define S_BACKOFF_BASE_MS 1000
 #define S_WAIT_MAX_MS 5000 /* longest a cold caller sleeps between retries */
-#define S_LIFE_MAX_MS (INT64_C(100) * 366 * 24 * 3600 * 1000) /* a century */
 #define S_STORE_POLL_MS 250 /* while another process refreshes a shared session */
 #define S_CLOCK_POLL_MS 50  /* an injected clock may be virtual: look at it this often */
 
@@ -164,28 +163,6 @@ static int64_t s_backoff(struct ac_ctx *ctx, int failures, int64_t retry_after_m
 	full = full - span + (span * (r[0] << 8 | r[1])) / 65535;
 	retry_after_ms = s_retry_after(ctx, retry_after_ms);
 	return retry_after_ms > full ? retry_after_ms : full;
-}
-
-struct ac_session *ac_session_new(struct ac_layer *L, void *data, int64_t mono_start,
-                                  int64_t wall_start, int64_t life_ms)
-{
-	struct ac_session *s = calloc(1, sizeof(*s));
-
-	if (!s)
-		return NULL;
-	/* Saturated so that no sum below overflows. */
-	if (life_ms > S_LIFE_MAX_MS)
-		life_ms = S_LIFE_MAX_MS;
-	s->data = data;
-	s->layer = L;
-	s->expires_ms = mono_start + life_ms;
-	s->refresh_at_ms = s->expires_ms - (L->refresh_ahead_ms < life_ms / 2 ? L->refresh_ahead_ms
-	                                                                      : life_ms / 2);
-	s->wall_expires_s = (wall_start + life_ms) / 1000;
-	s->wall_issued_ms = wall_start;
-	s->wall_expires_ms = wall_start + life_ms;
-	atomic_init(&s->invalid, false);
-	return s;
 }
 
 /* One fetch by the provider, timed from when it started. */

@@ -142,6 +142,11 @@ struct ac_session {
 	unsigned char sid[13];   /* then: the entry's version and nonce */
 };
 
+/* A session of L from a fetch or the store (session.c): lifetime life_ms
+ * from mono_start (the monotonic clock) and wall_start (the wall clock). */
+struct ac_session *ac_session_new(struct ac_layer *L, void *data, int64_t mono_start,
+                                  int64_t wall_start, int64_t life_ms);
+
 /* A layer's place in the shared store (store.c). */
 struct ac_layer_store {
 	bool on;                  /* sessions travel through ctx->store */
@@ -388,10 +393,6 @@ void ac_layer_invalidate(struct ac_layer *L, uint64_t gen);
 void ac_bg_dequeue_stack(struct ac_ctx *ctx, struct ac_stack *st);
 void ac_bg_stop(struct ac_ctx *ctx);
 void ac_bg_after_fork(struct ac_ctx *ctx);
-/* A session of L from a fetch or the store: lifetime life_ms from mono_start
- * (the monotonic clock) and wall_start (the wall clock). */
-struct ac_session *ac_session_new(struct ac_layer *L, void *data, int64_t mono_start,
-                                  int64_t wall_start, int64_t life_ms);
 
 /* ---- the shared store (store.c, store_file.c, store_redis.c) ------------- */
 
