@@ -417,6 +417,10 @@ int ac_store_fetch(struct ac_layer *L, struct ac_session *cur, bool refresh, ac_
 #define AC_ATTEMPT_GAP_MS 1000
 /* Deletes s's entry if it still holds s (a 401 on a shared session). */
 void ac_store_invalidate(struct ac_layer *L, const struct ac_session *s);
+/* L's entry in the shared store, described in e (apicred_cache_list) or,
+ * with cleared, deleted and counted (apicred_cache_clear); errors name
+ * the store. */
+int ac_store_entry(struct ac_layer *L, apicred_cache_entry *e, size_t *cleared);
 
 /* ---- credentials (cred.c) ------------------------------------------------ */
 

@@ -622,3 +622,62 @@ API int apicred_providers(apicred_ctx *ctx, apicred_provider_fn fn, void *user)
 	free(names);
 	return APICRED_OK;
 }
+
+/* ---- apicred cache list | clear ------------------------------------------ */
+
+static int s_cache_walk(apicred_ctx *c, const char *service, apicred_cache_fn fn, void *user,
+                        size_t *cleared)
+{
+	struct ac_ctx *ctx = &c->c;
+	int rc = APICRED_OK;
+
+	if (!ctx->store)
+		return ac_error(APICRED_ERR_UNSUPPORTED, "cache.store is \"none\": no shared store");
+	if (service && !ac_service_find(ctx, service))
+		return ac_name_valid(service) ? APICRED_ERR_NO_SERVICE : APICRED_ERR_BAD_NAME;
+	ac_fork_check(ctx);
+	for (size_t i = 0; i < ctx->nservices && rc == APICRED_OK; i++) {
+		struct ac_service *svc = &ctx->services[i];
+		struct ac_stack *stk;
+
+		if (service && strcmp(service, svc->name) != 0)
+			continue;
+		if ((rc = ac_service_load(ctx, svc)) != APICRED_OK) /* its entries' names */
+			break;
+		ac_ebr_enter();
+		stk = atomic_load(&svc->stack);
+		for (size_t k = 0; k < stk->nlayers && rc == APICRED_OK; k++) {
+			struct ac_layer *L = &stk->layers[k];
+			apicred_cache_entry e;
+
+			if (!L->store.on)
+				continue;
+			rc = ac_store_entry(L, &e, cleared);
+			if (rc == APICRED_OK && !cleared)
+				fn(user, &e);
+		}
+		ac_ebr_leave();
+	}
+	return rc;
+}
+
+API int apicred_cache_list(apicred_ctx *ctx, const char *service, apicred_cache_fn fn,
+                           void *user)
+{
+	if (!ctx || !fn)
+		return ac_error(APICRED_ERR_INVALID, "apicred_cache_list: NULL argument");
+	return s_cache_walk(ctx, service, fn, user, NULL);
+}
+
+API int apicred_cache_clear(apicred_ctx *ctx, const char *service, size_t *cleared)
+{
+	size_t n = 0;
+	int rc;
+
+	if (!ctx)
+		return ac_error(APICRED_ERR_INVALID, "apicred_cache_clear: NULL argument");
+	rc = s_cache_walk(ctx, service, NULL, NULL, &n);
+	if (cleared)
+		*cleared = n;
+	return rc;
+}

@@ -533,90 +533,43 @@ void ac_store_invalidate(struct ac_layer *L, const struct ac_session *s)
 		s_warn(st, L->stack->svc->name);
 }
 
-/* ---- apicred cache list | clear -------------------------------------------- */
+/* ---- apicred cache list | clear: one layer's entry ------------------------- */
 
-static int s_walk(apicred_ctx *c, const char *service, apicred_cache_fn fn, void *user,
-                  size_t *cleared)
+int ac_store_entry(struct ac_layer *L, apicred_cache_entry *e, size_t *cleared)
 {
-	struct ac_ctx *ctx = &c->c;
+	struct ac_ctx *ctx = L->stack->ctx;
 	struct ac_store *st = ctx->store;
-	int rc = APICRED_OK;
+	unsigned char *b = NULL, *pt = NULL;
+	size_t len = 0, ptlen = 0;
+	int rc = APICRED_OK, got;
 
-	if (!st)
-		return ac_error(APICRED_ERR_UNSUPPORTED, "cache.store is \"none\": no shared store");
-	if (service && !ac_service_find(ctx, service))
-		return ac_name_valid(service) ? APICRED_ERR_NO_SERVICE : APICRED_ERR_BAD_NAME;
-	ac_fork_check(ctx);
-	for (size_t i = 0; i < ctx->nservices; i++) {
-		struct ac_service *svc = &ctx->services[i];
-		struct ac_stack *stk;
-
-		if (service && strcmp(service, svc->name) != 0)
-			continue;
-		if ((rc = ac_service_load(ctx, svc)) != APICRED_OK) /* its entries' names */
-			break;
-		ac_ebr_enter();
-		stk = atomic_load(&svc->stack);
-		for (size_t k = 0; k < stk->nlayers && rc == APICRED_OK; k++) {
-			struct ac_layer *L = &stk->layers[k];
-			apicred_cache_entry e = { sizeof(e), svc->name, (int)k + 1, L->provider,
-			                          st->desc, APICRED_ENTRY_ABSENT, 0 };
-			unsigned char *b = NULL, *pt = NULL;
-			size_t len = 0, ptlen = 0;
-			int got;
-
-			if (!L->store.on)
-				continue;
-			if (cleared) {
-				got = st->ops->del(st, L->store.name, NULL, 0);
-				if (got == APICRED_OK)
-					(*cleared)++;
-				else if (got != AC_STORE_MISS)
-					rc = got;
-				continue;
-			}
-			got = st->ops->get(st, L->store.name, &b, &len);
-			if (got == APICRED_OK && s_open(L, b, len, &pt, &ptlen)) {
-				e.expires_at = s_get64(pt + 8) / 1000;
-				e.state = s_get64(pt + 8) > ac_now_wall(ctx) ? APICRED_ENTRY_VALID
-				                                             : APICRED_ENTRY_EXPIRED;
-			} else if (got == APICRED_OK) {
-				e.state = APICRED_ENTRY_UNREADABLE;
-			} else if (got != AC_STORE_MISS) {
-				rc = got;
-			}
-			s_wipe_free(pt, ptlen);
-			s_wipe_free(b, len);
-			if (rc == APICRED_OK)
-				fn(user, &e);
-		}
-		ac_ebr_leave();
+	if (cleared) {
+		got = st->ops->del(st, L->store.name, NULL, 0);
+		if (got == APICRED_OK)
+			(*cleared)++;
+		else if (got != AC_STORE_MISS)
+			rc = got;
+		goto out;
 	}
+	*e = (apicred_cache_entry){ sizeof(*e), L->stack->svc->name, L->index + 1, L->provider,
+	                            st->desc, APICRED_ENTRY_ABSENT, 0 };
+	got = st->ops->get(st, L->store.name, &b, &len);
+	if (got == APICRED_OK && s_open(L, b, len, &pt, &ptlen)) {
+		e->expires_at = s_get64(pt + 8) / 1000;
+		e->state = s_get64(pt + 8) > ac_now_wall(ctx) ? APICRED_ENTRY_VALID
+		                                              : APICRED_ENTRY_EXPIRED;
+	} else if (got == APICRED_OK) {
+		e->state = APICRED_ENTRY_UNREADABLE;
+	} else if (got != AC_STORE_MISS) {
+		rc = got;
+	}
+	s_wipe_free(pt, ptlen);
+	s_wipe_free(b, len);
+out:
 	if (rc != APICRED_OK) {
 		char msg[512];
 		snprintf(msg, sizeof(msg), "%s", apicred_errmsg());
 		rc = ac_error(rc, "shared store %s: %s", st->desc, msg);
 	}
-	return rc;
-}
-
-API int apicred_cache_list(apicred_ctx *ctx, const char *service, apicred_cache_fn fn,
-                           void *user)
-{
-	if (!ctx || !fn)
-		return ac_error(APICRED_ERR_INVALID, "apicred_cache_list: NULL argument");
-	return s_walk(ctx, service, fn, user, NULL);
-}
-
-API int apicred_cache_clear(apicred_ctx *ctx, const char *service, size_t *cleared)
-{
-	size_t n = 0;
-	int rc;
-
-	if (!ctx)
-		return ac_error(APICRED_ERR_INVALID, "apicred_cache_clear: NULL argument");
-	rc = s_walk(ctx, service, NULL, NULL, &n);
-	if (cleared)
-		*cleared = n;
 	return rc;
 }
