@@ -382,3 +382,26 @@ void ac_slist_free(struct curl_slist *list)
 		OPENSSL_cleanse(l->data, strlen(l->data));
 	curl_slist_free_all(list);
 }
+
+static bool s_tchar(int c)
+{
+	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+	       (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+bool ac_header_name_ok(const char *s, size_t len)
+{
+	if (len == 0)
+		return false;
+	for (size_t i = 0; i < len; i++)
+		if (!s_tchar((unsigned char)s[i]))
+			return false;
+	return true;
+}
+
+bool ac_header_line_ok(const char *s)
+{
+	const char *colon = strchr(s, ':');
+
+	return colon && ac_header_name_ok(s, (size_t)(colon - s)) && !strpbrk(colon, "\r\n");
+}

@@ -220,6 +220,20 @@ bool ac_url_loopback(const char *url)
 	return lo;
 }
 
+bool ac_http_url_ok(const char *s)
+{
+	CURLU *u;
+	bool ok;
+
+	if (strncasecmp(s, "https://", 8) != 0 && strncasecmp(s, "http://", 7) != 0)
+		return false;
+	if (!(u = curl_url()))
+		return false;
+	ok = curl_url_set(u, CURLUPART_URL, s, 0) == CURLUE_OK;
+	curl_url_cleanup(u);
+	return ok;
+}
+
 /* ---- requests ------------------------------------------------------------ */
 
 struct s_body {

@@ -127,3 +127,52 @@ int ac_stack_carried(struct ac_layer *L, const char *method, const char *url,
 	}
 	return rc;
 }
+
+const char *ac_content_type(const apicred_request *req, bool *in_headers)
+{
+	const char *const *h = req->size >= sizeof(*req) ? req->headers : NULL;
+	const unsigned char *b = req->body;
+	size_t i = 0;
+
+	if (in_headers)
+		*in_headers = false;
+	for (; h && *h; h++) {
+		if (strncasecmp(*h, "Content-Type:", 13) == 0) {
+			if (in_headers)
+				*in_headers = true;
+			return *h + 13 + strspn(*h + 13, " \t");
+		}
+	}
+	if (req->content_type || !b || !req->body_len)
+		return req->content_type;
+	/* What libcurl would send: a form, unless the body looks like JSON. */
+	while (i < req->body_len && b[i] && strchr(" \t\r\n", b[i]))
+		i++;
+	return i < req->body_len && (b[i] == '{' || b[i] == '[')
+	       ? "application/json" : "application/x-www-form-urlencoded";
+}
+
+void ac_request_init(struct ac_request *R, const apicred_request *req)
+{
+	R->r = *req;
+	R->self = R;
+	R->parsed = false;
+	R->items = NULL;
+	R->nitems = 0;
+	if (req->body && req->body_len)
+		R->r.content_type = ac_content_type(req, NULL);
+}
+
+void ac_request_set_url(struct ac_request *R, const char *url)
+{
+	ac_request_fini(R);
+	R->r.url = url;
+}
+
+void ac_request_fini(struct ac_request *R)
+{
+	if (R->items != R->inline_items)
+		free(R->items);
+	R->items = NULL;
+	R->parsed = false;
+}
