@@ -149,6 +149,46 @@ static int s_index(struct ac_ctx *ctx)
 	return APICRED_OK;
 }
 
+/* One file of conf.d: a service if it is NAME.conf with a valid name. */
+static int s_scan_entry(struct ac_ctx *ctx, const char *dir, const char *file, size_t *cap)
+{
+	size_t len = strlen(file);
+	char *name;
+	struct ac_service *svc;
+
+	if (len <= 5 || strcmp(file + len - 5, ".conf") != 0)
+		return APICRED_OK;
+	name = strndup(file, len - 5);
+	if (!name)
+		return APICRED_ERR_NOMEM;
+	if (!ac_name_valid(name)) {
+		ac_log(ctx, LOG_WARNING, NULL, "ignoring %s/%s: not a valid service name",
+		       dir, file);
+		s_scan_problem(ctx, APICRED_ERR_BAD_NAME, "%s/%s: not a valid service name "
+		               "([A-Za-z0-9][A-Za-z0-9._-]*.conf)", dir, file);
+		free(name);
+		return APICRED_OK;
+	}
+	if (ctx->nservices == *cap) {
+		struct ac_service *p = realloc(ctx->services,
+		                               (*cap = *cap ? 2 * *cap : 16) * sizeof(*p));
+		if (!p) {
+			free(name);
+			return APICRED_ERR_NOMEM;
+		}
+		ctx->services = p;
+	}
+	svc = &ctx->services[ctx->nservices];
+	memset(svc, 0, sizeof(*svc));
+	svc->name = name;
+	if (asprintf(&svc->path, "%s/%s", dir, file) < 0) {
+		free(name);
+		return APICRED_ERR_NOMEM;
+	}
+	ctx->nservices++;
+	return APICRED_OK;
+}
+
 static int s_scan(struct ac_ctx *ctx)
 {
 	char *dir;
@@ -174,42 +214,9 @@ static int s_scan(struct ac_ctx *ctx)
 		free(dir);
 		return APICRED_OK;
 	}
-	while ((de = readdir(d))) {
-		size_t len = strlen(de->d_name);
-		char *name;
-		struct ac_service *svc;
-
-		if (len <= 5 || strcmp(de->d_name + len - 5, ".conf") != 0)
-			continue;
-		name = strndup(de->d_name, len - 5);
-		if (!name)
+	while ((de = readdir(d)))
+		if (s_scan_entry(ctx, dir, de->d_name, &cap) != APICRED_OK)
 			goto nomem;
-		if (!ac_name_valid(name)) {
-			ac_log(ctx, LOG_WARNING, NULL, "ignoring %s/%s: not a valid service name",
-			       dir, de->d_name);
-			s_scan_problem(ctx, APICRED_ERR_BAD_NAME, "%s/%s: not a valid service name "
-			               "([A-Za-z0-9][A-Za-z0-9._-]*.conf)", dir, de->d_name);
-			free(name);
-			continue;
-		}
-		if (ctx->nservices == cap) {
-			struct ac_service *p = realloc(ctx->services,
-			                               (cap = cap ? 2 * cap : 16) * sizeof(*p));
-			if (!p) {
-				free(name);
-				goto nomem;
-			}
-			ctx->services = p;
-		}
-		svc = &ctx->services[ctx->nservices];
-		memset(svc, 0, sizeof(*svc));
-		svc->name = name;
-		if (asprintf(&svc->path, "%s/%s", dir, de->d_name) < 0) {
-			free(name);
-			goto nomem;
-		}
-		ctx->nservices++;
-	}
 	closedir(d);
 	if (ctx->nservices)
 		qsort(ctx->services, ctx->nservices, sizeof(*ctx->services), s_svc_cmp);
