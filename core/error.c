@@ -90,7 +90,7 @@ void ac_text_clean(char *s)
 	ac_text_copy(s, len + 1, s, len); /* never longer: in place is fine */
 }
 
-int ac_verror(int code, const char *prefix, const char *fmt, va_list ap)
+static int s_verror(int code, const char *prefix, const char *fmt, va_list ap)
 {
 	char tmp[sizeof(s_msg)];
 	const char *colon = prefix ? strstr(prefix, ": ") : NULL;
@@ -113,7 +113,7 @@ int ac_error(int code, const char *fmt, ...)
 	va_list ap;
 
 	va_start(ap, fmt);
-	ac_verror(code, NULL, fmt, ap);
+	s_verror(code, NULL, fmt, ap);
 	va_end(ap);
 	return code;
 }
@@ -125,7 +125,7 @@ int ac_layer_verror(const struct ac_layer *L, int code, const char *fmt, va_list
 
 	snprintf(prefix, sizeof(prefix), "%s: layer %d (%s): ", L->stack->svc->name,
 	         L->index + 1, L->provider);
-	return ac_verror(code, prefix, fmt, ap);
+	return s_verror(code, prefix, fmt, ap);
 }
 
 int ac_layer_error(const struct ac_layer *L, int code, const char *fmt, ...)

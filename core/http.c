@@ -173,7 +173,7 @@ bool ac_url_same_origin(const char *origin, const char *url)
 	return same;
 }
 
-char *ac_url_redact(const char *url)
+static char *s_url_redact(const char *url)
 {
 	struct s_url u;
 	char *r;
@@ -558,7 +558,7 @@ int ac_http(struct ac_layer *L, const apicred_http_request *req, const apicred_c
 		x.body.max = req->max_body;
 	if ((rc = ac_url_allowed(L, req->url)) != APICRED_OK)
 		return rc;
-	x.shown = ac_url_redact(req->url);
+	x.shown = s_url_redact(req->url);
 	if ((rc = s_build_target(req, carried, &x)) == APICRED_OK &&
 	    (rc = s_build_handle(L, req, carried, &x)) == APICRED_OK) {
 		cc = s_perform(req, &x);

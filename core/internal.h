@@ -42,7 +42,6 @@ struct ac_stack;
 /* ---- errors and logging (error.c, log.c) --------------------------------- */
 
 int ac_error(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-int ac_verror(int code, const char *prefix, const char *fmt, va_list ap);
 void ac_error_clear(void);
 struct ac_layer;
 /* The same about one layer: "service: layer N (provider): ..." */
@@ -354,7 +353,6 @@ void ac_problems_sort(struct ac_stack *st); /* in the order of the file */
 struct ac_stack *ac_stack_load(struct ac_ctx *ctx, struct ac_service *svc);
 int ac_stack_error(struct ac_stack *st); /* sets the detail; APICRED_OK if fine */
 void ac_stack_free(void *stack);
-void ac_stack_retire(struct ac_ctx *ctx, struct ac_stack *st); /* freed when unread */
 /* Loads svc on first use (once, whichever threads ask): APICRED_OK, or
  * APICRED_ERR_NOMEM. A service that fails to load is still loaded: its
  * stack fails every call with the reason, until its files change. */
@@ -508,7 +506,6 @@ int ac_http_error(struct ac_layer *L, const apicred_http_response *resp, const c
 char *ac_url_origin(const char *url); /* "scheme://host:port" lowercased; NULL if bad */
 bool ac_url_same_origin(const char *origin, const char *url);
 bool ac_url_loopback(const char *url); /* its host is 127.0.0.1, ::1 or localhost */
-char *ac_url_redact(const char *url); /* scheme://host[:port]/path without query */
 /* APICRED_OK for an https URL, or http to a loopback host with the layer's
  * insecure_http; else the error, detail set. */
 int ac_url_allowed(struct ac_layer *L, const char *url);

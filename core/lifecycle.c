@@ -157,6 +157,17 @@ int ac_service_load(struct ac_ctx *ctx, struct ac_service *svc)
 	return st ? APICRED_OK : ac_error(APICRED_ERR_NOMEM, "%s: out of memory", svc->name);
 }
 
+static void s_stack_reclaim(struct ac_ebr_node *n)
+{
+	ac_stack_free((char *)n - offsetof(struct ac_stack, ebr));
+}
+
+static void s_stack_retire(struct ac_ctx *ctx, struct ac_stack *st)
+{
+	ac_bg_dequeue_stack(ctx, st);
+	ac_ebr_retire(&st->ebr, ctx, s_stack_reclaim);
+}
+
 void ac_service_maybe_reload(struct ac_ctx *ctx, struct ac_service *svc, bool force)
 {
 	int64_t now = ac_now_mono(ctx), next = atomic_load_explicit(&svc->next_check_ms,
@@ -177,20 +188,9 @@ void ac_service_maybe_reload(struct ac_ctx *ctx, struct ac_service *svc, bool fo
 	if (st) {
 		s_describe_inlock(svc, st);
 		atomic_store_explicit(&svc->stack, st, memory_order_release);
-		ac_stack_retire(ctx, old);
+		s_stack_retire(ctx, old);
 		ac_log(ctx, LOG_INFO, svc->name, "configuration reloaded (a file changed)");
 	}
 	pthread_mutex_unlock(&svc->reload_mu);
 	ac_ebr_collect(); /* the old stack's fini runs under no lock of ours */
-}
-
-static void s_stack_reclaim(struct ac_ebr_node *n)
-{
-	ac_stack_free((char *)n - offsetof(struct ac_stack, ebr));
-}
-
-void ac_stack_retire(struct ac_ctx *ctx, struct ac_stack *st)
-{
-	ac_bg_dequeue_stack(ctx, st);
-	ac_ebr_retire(&st->ebr, ctx, s_stack_reclaim);
 }
