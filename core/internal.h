@@ -123,7 +123,7 @@ void ac_modules_free(struct ac_ctx *ctx);
 /* The modules of the module directory, sorted: free each and the array. */
 int ac_module_names(struct ac_ctx *ctx, char ***names, size_t *n);
 
-/* ---- sessions and layers (cache.c, stack.c) ------------------------------ */
+/* ---- sessions, layers, stacks, services ---------------------------------- */
 
 struct ac_session {
 	void *data;
@@ -332,7 +332,7 @@ static inline int64_t ac_now_fast(struct ac_ctx *ctx)
 struct ac_service *ac_service_find(struct ac_ctx *ctx, const char *name);
 void ac_fork_check(struct ac_ctx *ctx);
 
-/* ---- config and stacks (config.c, stack.c) ------------------------------- */
+/* ---- configuration files (config.c) -------------------------------------- */
 
 void ac_config_defaults(struct ac_ctx *ctx); /* of the settings of apicred.conf */
 /* Reads $confdir/apicred.conf, if any, into ctx (its moduledir: *moduledir). */
@@ -345,6 +345,7 @@ bool ac_config_service(struct ac_stack *st);
 int ac_problem_line(const struct ac_stack *st, const char *msg);
 void ac_problem_layer(struct ac_layer *L, const char *msg); /* at the line it blames */
 void ac_problems_sort(struct ac_stack *st); /* in the order of the file */
+const apicred_schema *ac_schema_find(const apicred_schema *schema, const char *name);
 
 /* ---- a stack's lifecycle (lifecycle.c) ------------------------------------ */
 
@@ -360,8 +361,6 @@ int ac_service_load(struct ac_ctx *ctx, struct ac_service *svc);
 /* Reloads svc if one of its files changed (checked at most every
  * cache.check_interval), or anyway with force. */
 void ac_service_maybe_reload(struct ac_ctx *ctx, struct ac_service *svc, bool force);
-
-const apicred_schema *ac_schema_find(const apicred_schema *schema, const char *name);
 
 /* ---- walking a stack (stack.c) ------------------------------------------ */
 
@@ -542,7 +541,7 @@ extern int (*ac_fuzz_http)(const char *method, const char *url,
                            size_t body_len, struct ac_fuzz_reply *reply);
 #endif
 
-/* ---- secrets and host services (secret.c, host.c) ------------------------ */
+/* ---- secrets (secret.c) and host services (host.c) ------------------------ */
 
 int ac_secret_resolve(struct ac_layer *L, const char *key, const char *ref,
                       char **value, size_t *len);
