@@ -364,9 +364,30 @@ void ac_service_maybe_reload(struct ac_ctx *ctx, struct ac_service *svc, bool fo
 
 /* ---- walking a stack (stack.c) ------------------------------------------ */
 
+/* The request as apply receives it (host->request_query): the
+ * application's, with its content type resolved, and its query parsed on
+ * the first request_query of a walk of the stack. */
+struct ac_request {
+	apicred_request r;             /* first: apply gets &r */
+	const struct ac_request *self; /* marks one the core made */
+	bool parsed;                   /* query, query_len found */
+	const char *query;
+	size_t query_len;
+	apicred_query_item *items;     /* once split: inline_items or malloc'ed */
+	size_t nitems;
+	apicred_query_item inline_items[16];
+};
+/* The body's Content-Type as the server gets it: a Content-Type among
+ * req->headers (*in_headers set, may be NULL), else req->content_type, else
+ * the guess for a body (JSON when it starts with '{' or '[', else a form:
+ * what libcurl sends), else NULL. */
+const char *ac_content_type(const apicred_request *req, bool *in_headers);
+void ac_request_init(struct ac_request *R, const apicred_request *req);
+void ac_request_set_url(struct ac_request *R, const char *url); /* drops the parse */
+void ac_request_fini(struct ac_request *R);
+
 const char *ac_control_name(enum ac_control c); /* "required"... */
 /* One layer's output (its session's, if it fetches) added to cred. */
-struct ac_request;
 int ac_layer_apply(struct ac_layer *L, struct ac_request *req, apicred_cred *cred,
                    int64_t now);
 /* Adds the service's static headers, then walks layers [0, upto) adding
@@ -483,6 +504,7 @@ int ac_slist_headers(struct curl_slist **list, const char *const *lines,
                      const apicred_cred *cred);
 /* Frees a header list, wiping it first: it holds credentials. */
 void ac_slist_free(struct curl_slist *list);
+/* The checks of APICRED_T_HEADER_NAME and _HEADERS (one line). */
 
 /* ---- TLS material (tls.c) ------------------------------------------------ */
 
@@ -540,6 +562,8 @@ extern int (*ac_fuzz_http)(const char *method, const char *url,
                            const struct curl_slist *headers, const void *body,
                            size_t body_len, struct ac_fuzz_reply *reply);
 #endif
+/* The check of APICRED_T_URL: http:// or https:// with a host. */
+bool ac_http_url_ok(const char *s);
 
 /* ---- secrets (secret.c) and host services (host.c) ------------------------ */
 
@@ -560,28 +584,6 @@ void ac_host_setup(struct ac_layer *L);
 bool ac_http_url_ok(const char *s);
 bool ac_header_name_ok(const char *s, size_t len);
 bool ac_header_line_ok(const char *s);
-
-/* The request as apply receives it (host->request_query): the
- * application's, with its content type resolved, and its query parsed on
- * the first request_query of a walk of the stack. */
-struct ac_request {
-	apicred_request r;             /* first: apply gets &r */
-	const struct ac_request *self; /* marks one the core made */
-	bool parsed;                   /* query, query_len found */
-	const char *query;
-	size_t query_len;
-	apicred_query_item *items;     /* once split: inline_items or malloc'ed */
-	size_t nitems;
-	apicred_query_item inline_items[16];
-};
-/* The body's Content-Type as the server gets it: a Content-Type among
- * req->headers (*in_headers set, may be NULL), else req->content_type, else
- * the guess for a body (JSON when it starts with '{' or '[', else a form:
- * what libcurl sends), else NULL. */
-const char *ac_content_type(const apicred_request *req, bool *in_headers);
-void ac_request_init(struct ac_request *R, const apicred_request *req);
-void ac_request_set_url(struct ac_request *R, const char *url); /* drops the parse */
-void ac_request_fini(struct ac_request *R);
 
 /* ---- who may change what (path.c) ---------------------------------------- */
 
