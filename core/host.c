@@ -586,6 +586,13 @@ static void s_header_free(const apicred_host *h, apicred_header *hdr)
 	ac_header_free(hdr);
 }
 
+/* One pin rule for the core's appliers and for providers (mtls). */
+static int s_tls_pin_ok(const apicred_host *h, const char *pin, size_t len)
+{
+	(void)h;
+	return ac_tls_pin(pin, len, NULL);
+}
+
 static const apicred_host s_template = {
 	.size = sizeof(apicred_host),
 	.cfg_str = s_cfg_str,
@@ -626,6 +633,7 @@ static const apicred_host s_template = {
 	.header_new = s_header_new,
 	.add_prepared = s_add_prepared,
 	.header_free = s_header_free,
+	.tls_pin_ok = s_tls_pin_ok,
 };
 
 void ac_host_setup(struct ac_layer *L)

@@ -472,22 +472,7 @@ static int s_add_ca(const apicred_host *h, struct s_state *st, struct s_load *l)
 
 /* pinned_pubkey: a list of pins, each item also allowed to be curl's
  * "sha256//A;sha256//B", joined into curl's form. A pin is the SHA-256 of
- * the server's SubjectPublicKeyInfo: 32 bytes, 44 base64 characters. */
-static int s_pin_ok(const char *pin, size_t len)
-{
-	static const char prefix[] = "sha256//";
-	const size_t plen = sizeof(prefix) - 1;
-	unsigned char raw[48];
-	int ok;
-
-	if (len != plen + 44 || strncmp(pin, prefix, plen) != 0 || pin[len - 1] != '='
-	    || pin[len - 2] == '=')
-		return 0;
-	ok = EVP_DecodeBlock(raw, (const unsigned char *)pin + plen, 44) == 33;
-	ERR_clear_error();
-	return ok;
-}
-
+ * the server's SubjectPublicKeyInfo, checked by the core's rule. */
 static int s_add_pins(const apicred_host *h, struct s_state *st)
 {
 	size_t n = h->cfg_count(h, "pinned_pubkey"), size = 1, used = 0;
@@ -508,7 +493,7 @@ static int s_add_pins(const apicred_host *h, struct s_state *st)
 		for (const char *p = item; ; ) {
 			size_t len = strcspn(p, ";");
 
-			if (!s_pin_ok(p, len)) {
+			if (!h->tls_pin_ok(h, p, len)) {
 				free(joined);
 				return h->error(h, APICRED_ERR_CONFIG,
 				                "pinned_pubkey \"%.*s\": want sha256// and the "

@@ -330,6 +330,10 @@ struct apicred_host {
 	                  apicred_header **out);
 	int (*add_prepared)(const apicred_host *h, apicred_out *out, const apicred_header *hdr);
 	void (*header_free)(const apicred_host *h, apicred_header *hdr);
+	/* Whether len bytes at pin are one public-key pin as the core applies
+	 * it (libcurl's CURLOPT_PINNEDPUBLICKEY, apicred_ssl_ctx_apply):
+	 * "sha256//" and the base64 of a 32-byte SHA-256 digest. 1 or 0. */
+	int (*tls_pin_ok)(const apicred_host *h, const char *pin, size_t len);
 	/* minor 1 ends here */
 };
 
