@@ -18,6 +18,7 @@
  *    error names it on every call until it is fixed; check_all finds it.
  */
 #include <curl/curl.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <pthread.h>
 #include <sched.h>
@@ -279,6 +280,18 @@ static void test_fork_while_hammering(void **state)
 	int rc = 0;
 	bool failed = false;
 
+#ifdef __SANITIZE_ADDRESS__
+	/* An AddressSanitizer without a fork interceptor (gcc 12's) leaves its
+	 * allocator's locks as the parent's threads held them, so the child's
+	 * first malloc may wait forever whatever apicred does (seen in gdb:
+	 * SizeClassAllocator64::GetFromAllocator). The plain and the
+	 * ThreadSanitizer runs (.ci/run has both) keep this case. */
+	if (!dlsym(RTLD_DEFAULT, "__interceptor_fork")) {
+		fprintf(stderr, "# not run here: this AddressSanitizer does not make fork "
+		        "safe (cmocka's TAP would count a skip() as a failure)\n");
+		return;
+	}
+#endif
 	atomic_store(&s_ctl->delay_ms, 1);
 	l.ctx = s_open(0);
 	for (int i = 0; i < 4; i++)
