@@ -615,10 +615,7 @@ int ac_layer_session(struct ac_layer *L, int64_t now, struct ac_session **out)
 {
 	struct ac_session *s = atomic_load_explicit(&L->session, memory_order_acquire);
 
-	if (s && !atomic_load_explicit(&s->invalid, memory_order_relaxed) &&
-	    (now < s->refresh_at_ms ||
-	     (now < s->expires_ms &&
-	      now < atomic_load_explicit(&L->quiet_until_ms, memory_order_relaxed)))) {
+	if (s && ac_session_fresh(L, s, now)) {
 		*out = s;
 		AC_TRACE(L, "cache hit, %lld s left", (long long)((s->expires_ms - now) / 1000));
 		return APICRED_OK;

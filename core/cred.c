@@ -42,9 +42,8 @@ API void apicred_cred_free(apicred_cred *cred)
 
 void ac_cred_reset(apicred_cred *cred)
 {
-	if (cred->hused)
-		explicit_bzero(cred->hlines, cred->hused);
-	cred->hused = 0;
+	ac_cred_reset_lines(cred);
+	cred->snap_serial = 0;
 	/* Every get: glibc's vectorised memset, where OPENSSL_cleanse goes a
 	 * byte at a time; both are kept by the compiler. */
 	if (cred->used) /* a new cred has no arena yet */
@@ -118,6 +117,57 @@ int ac_cred_add(apicred_cred *cred, apicred_kind kind, const char *name, size_t 
 	cred->used += len + 1;
 	cred->nquery += kind == APICRED_QUERY;
 	return APICRED_OK;
+}
+
+/* ---- snapshots: a stack's output kept for the next gets (stack.c) ---- */
+
+struct ac_snap *ac_snap_new(const apicred_cred *cred)
+{
+	size_t items = cred->nitems * sizeof(struct ac_item);
+	struct ac_snap *sn = malloc(sizeof(*sn) + items + cred->used);
+
+	if (!sn)
+		return NULL;
+	static _Atomic uint64_t serials;
+
+	memset(sn, 0, sizeof(*sn));
+	sn->serial = atomic_fetch_add_explicit(&serials, 1, memory_order_relaxed) + 1;
+	memcpy(sn->items, cred->items, items);
+	memcpy((char *)sn->items + items, cred->arena, cred->used);
+	sn->used = cred->used;
+	sn->nitems = cred->nitems;
+	sn->nquery = cred->nquery;
+	sn->nlayers = cred->nlayers;
+	memcpy(sn->layers, cred->layers, cred->nlayers * sizeof(cred->layers[0]));
+	sn->expires_at = cred->expires_at;
+	return sn;
+}
+
+void ac_snap_free(struct ac_snap *sn)
+{
+	if (sn) {
+		OPENSSL_cleanse(sn->items + sn->nitems, sn->used);
+		free(sn);
+	}
+}
+
+bool ac_cred_from_snap(apicred_cred *cred, const struct ac_snap *sn)
+{
+	ac_cred_reset(cred);
+	if ((sn->used > cred->cap && s_grow((void **)&cred->arena, &cred->cap, sn->used, 1)) ||
+	    (sn->nitems > cred->capitems &&
+	     s_grow((void **)&cred->items, &cred->capitems, sn->nitems, sizeof(*cred->items))))
+		return false;
+	memcpy(cred->arena, sn->items + sn->nitems, sn->used);
+	memcpy(cred->items, sn->items, sn->nitems * sizeof(struct ac_item));
+	memcpy(cred->layers, sn->layers, sn->nlayers * sizeof(cred->layers[0]));
+	cred->used = sn->used;
+	cred->nitems = sn->nitems;
+	cred->nquery = sn->nquery;
+	cred->nlayers = sn->nlayers;
+	cred->expires_at = sn->expires_at;
+	cred->snap_serial = sn->serial;
+	return true;
 }
 
 /* Appends one line (a, then b if not NULL, joined by ": ") to hlines. */

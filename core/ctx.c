@@ -244,14 +244,22 @@ static _Thread_local __attribute__((tls_model("initial-exec"))) struct {
 	struct ac_service *svc;
 } t_last;
 
-struct ac_service *ac_service_find(struct ac_ctx *ctx, const char *name)
+/* a == b, for a service name: a few bytes, where a call to strcmp costs
+ * more than the loop. */
+static inline bool s_same_name(const char *a, const char *b)
+{
+	for (; *a == *b; a++, b++)
+		if (!*a)
+			return true;
+	return false;
+}
+
+__attribute__((noinline)) static struct ac_service *s_find(struct ac_ctx *ctx,
+                                                          const char *name)
 {
 	size_t len;
 	uint64_t h;
 
-	if (t_last.ctx_id == ctx->id && t_last.name == name &&
-	    strncmp(name, t_last.svc->name, t_last.svc->name_len + 1) == 0)
-		return t_last.svc;
 	len = strlen(name);
 	h = s_name_hash(name, len);
 	for (size_t k = h & ctx->hmask; ctx->htab && ctx->htab[k]; k = (k + 1) & ctx->hmask) {
@@ -270,6 +278,13 @@ struct ac_service *ac_service_find(struct ac_ctx *ctx, const char *name)
 		ac_error(APICRED_ERR_NO_SERVICE, "%s: no such service (no %s/conf.d/%s.conf)", name,
 		         ctx->confdir, name);
 	return NULL;
+}
+
+struct ac_service *ac_service_find(struct ac_ctx *ctx, const char *name)
+{
+	if (t_last.ctx_id == ctx->id && t_last.name == name && s_same_name(name, t_last.svc->name))
+		return t_last.svc;
+	return s_find(ctx, name);
 }
 
 /* ---- the public functions ------------------------------------------------ */

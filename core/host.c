@@ -339,6 +339,15 @@ static int s_no_session(const apicred_host *h)
 	return APICRED_OK;
 }
 
+static int s_apply_static(const apicred_host *h, int64_t until_wall_ms)
+{
+	struct ac_layer *L = s_layer(h);
+
+	L->apply_static = true;
+	L->static_until_wall_ms = until_wall_ms;
+	return APICRED_OK;
+}
+
 /* ---- HTTP, JSON, encodings ----------------------------------------------- */
 
 static int s_http(const apicred_host *h, const apicred_http_request *req,
@@ -634,6 +643,7 @@ static const apicred_host s_template = {
 	.add_prepared = s_add_prepared,
 	.header_free = s_header_free,
 	.tls_pin_ok = s_tls_pin_ok,
+	.apply_static = s_apply_static,
 };
 
 void ac_host_setup(struct ac_layer *L)

@@ -21,6 +21,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <syslog.h>
@@ -172,6 +173,8 @@ struct ac_layer {
 	int64_t refresh_ahead_ms;
 	bool setup_ok;              /* its keys are valid: init may run */
 	bool no_session;            /* init said so (host->no_session): no fetch */
+	bool apply_static;          /* init said so (host->apply_static): ac_snap */
+	int64_t static_until_wall_ms; /* its until_wall_ms; 0: for ever */
 	int fail_code;              /* fail closed: a layer that could not init */
 	char *fail_msg;
 	struct ac_layer_store store;
@@ -233,6 +236,7 @@ struct ac_stack {
 	struct ac_layer *layers;
 	struct ac_watch *watches;
 	bool literal_ok;           /* the service file is private */
+	_Atomic(struct ac_snap *) snap; /* its output, kept (stack.c); or NULL */
 	bool retired;              /* under ctx->bg.mu: never queue its layers again */
 };
 
@@ -395,6 +399,14 @@ int ac_layer_apply(struct ac_layer *L, struct ac_request *req, apicred_cred *cre
  * clock reading (ac_now_fast), for the layers' sessions. */
 int ac_stack_apply(struct ac_stack *st, size_t upto, const apicred_request *req,
                    apicred_cred *cred, int64_t now);
+/* A get of st at now that copies the stack's kept output (ac_snap_keep)
+ * into cred, reset, when it is still what the layers would add; false:
+ * walk the stack (cred is left reset). */
+bool ac_snap_get(struct ac_stack *st, apicred_cred *cred, int64_t now);
+/* ac_stack_apply for apicred_get: the whole stack, then its output kept
+ * for the next gets when every layer's apply is static. */
+int ac_stack_get(struct ac_stack *st, const apicred_request *req, apicred_cred *cred,
+                 int64_t now);
 /* The output of the layers above L for L's own request (method, url), when
  * L's carry rule lets it go there; else *out is NULL. Free with
  * apicred_cred_free. */
@@ -403,6 +415,16 @@ int ac_stack_carried(struct ac_layer *L, const char *method, const char *url,
 
 /* ---- cache (cache.c) ----------------------------------------------------- */
 
+/* Whether s, L's current session, serves a call made at now as it is:
+ * valid, and not due for a refresh this caller must see to. */
+static inline bool ac_session_fresh(const struct ac_layer *L, struct ac_session *s,
+                                    int64_t now)
+{
+	return !atomic_load_explicit(&s->invalid, memory_order_relaxed) &&
+	       (now < s->refresh_at_ms ||
+	        (now < s->expires_ms &&
+	         now < atomic_load_explicit(&L->quiet_until_ms, memory_order_relaxed)));
+}
 /* L's session for a call made at now (ac_now_fast): lock-free when fresh. */
 int ac_layer_session(struct ac_layer *L, int64_t now, struct ac_session **out);
 void ac_layer_cache_init(struct ac_layer *L);
@@ -461,6 +483,7 @@ struct apicred_cred {
 	struct ac_used layers[AC_MAX_LAYERS];
 	size_t nlayers;
 	int64_t expires_at;
+	uint64_t snap_serial;     /* the ac_snap it is a copy of, untouched; or 0 */
 	/* The header list of apicred_curl_apply: nodes and "Name: value"
 	 * lines in memory kept from call to call (lines wiped by each reset),
 	 * so a loop builds it without allocating. */
@@ -475,7 +498,35 @@ struct apicred_out {
 	struct ac_layer *layer; /* for messages; NULL for static headers */
 };
 
+/* A copy of a cred's items, kept by a stack for the next gets (stack.c):
+ * the sessions it came from and how long it holds, then the cred's
+ * arena, items and layers in one block. */
+struct ac_snap {
+	struct ac_ebr_node ebr;
+	uint64_t serial;               /* unique: a cred that holds it needs no copy */
+	int64_t until_wall_ms;         /* the layers' static_until; INT64_MAX: none */
+	size_t nsess;
+	struct ac_used sess[AC_MAX_LAYERS]; /* while these are current and fresh */
+	size_t used, nitems, nquery, nlayers;
+	int64_t expires_at;
+	struct ac_used layers[AC_MAX_LAYERS];
+	struct ac_item items[];        /* nitems, then the arena's used bytes */
+};
+
 void ac_cred_reset(apicred_cred *cred);
+/* The curl header lines only (ac_cred_slist's). */
+static inline void ac_cred_reset_lines(apicred_cred *cred)
+{
+	if (cred->hused)
+		explicit_bzero(cred->hlines, cred->hused);
+	cred->hused = 0;
+}
+/* A snapshot of cred's items (NULL: out of memory); free with ac_snap_free. */
+struct ac_snap *ac_snap_new(const apicred_cred *cred);
+void ac_snap_free(struct ac_snap *sn);
+/* cred, reset first, becomes a copy of sn's items; false when out of
+ * memory. */
+bool ac_cred_from_snap(apicred_cred *cred, const struct ac_snap *sn);
 int ac_cred_add(apicred_cred *cred, apicred_kind kind, const char *name, size_t name_len,
                 const void *value, size_t len);
 void ac_cred_truncate(apicred_cred *cred, size_t nitems);

@@ -50,7 +50,8 @@ static const apicred_request *s_request(const apicred_request *req, apicred_requ
 
 /* The service, loaded on first use, its files looked at again when due
  * (now: ac_now_fast). */
-static int s_service(struct ac_ctx *ctx, const char *name, int64_t now, struct ac_service **out)
+__attribute__((always_inline)) static inline int s_service(struct ac_ctx *ctx, const char *name,
+                                                           int64_t now, struct ac_service **out)
 {
 	struct ac_service *svc;
 	int rc;
@@ -68,10 +69,35 @@ static int s_service(struct ac_ctx *ctx, const char *name, int64_t now, struct a
 	return APICRED_OK;
 }
 
+/* Whether apicred_get may answer req from the kept output: a request of
+ * this version whose URL, if any, is within the service's origin. */
+static inline bool s_fast_request_ok(const struct ac_stack *st, const apicred_request *req)
+{
+	return !req || (req->size >= sizeof(*req) &&
+	                (!req->url || !st->origin || s_origin_ok(st, req->url)));
+}
+
+/* Everything but the kept output's copy: a request to check or walk. */
+__attribute__((noinline)) static int s_get_walk(struct ac_stack *st, const char *service,
+                                                const apicred_request *req,
+                                                apicred_cred *cred, int64_t now)
+{
+	apicred_request tmp;
+
+	req = s_request(req, &tmp);
+	ac_cred_reset(cred);
+	if (st->fail_code)
+		return ac_error(st->fail_code, "%s", st->fail_msg ? st->fail_msg : "service failed");
+	if (st->origin && req->url && !s_origin_ok(st, req->url))
+		return ac_error(APICRED_ERR_ORIGIN, "%s: refusing to send credentials outside the "
+		                "service's origin %s", service,
+		                st->origin_short ? st->origin_short : st->origin);
+	return ac_stack_get(st, req, cred, now);
+}
+
 API int apicred_get(apicred_ctx *ctx, const char *service, const apicred_request *req,
                     apicred_cred *cred)
 {
-	apicred_request tmp;
 	struct ac_service *svc;
 	struct ac_stack *st;
 	int64_t now;
@@ -79,22 +105,18 @@ API int apicred_get(apicred_ctx *ctx, const char *service, const apicred_request
 
 	if (!ctx || !service || !cred)
 		return ac_error(APICRED_ERR_INVALID, "apicred_get: NULL argument");
-	req = s_request(req, &tmp);
 	now = ac_now_fast(&ctx->c); /* the call's one clock reading */
-	if ((rc = s_service(&ctx->c, service, now, &svc)) != APICRED_OK)
+	if ((rc = s_service(&ctx->c, service, now, &svc)) != APICRED_OK) {
+		ac_cred_reset(cred);
 		return rc;
-	ac_cred_reset(cred);
-
+	}
 	ac_ebr_enter();
 	st = atomic_load_explicit(&svc->stack, memory_order_acquire);
-	if (st->fail_code)
-		rc = ac_error(st->fail_code, "%s", st->fail_msg ? st->fail_msg : "service failed");
-	else if (st->origin && req->url && !s_origin_ok(st, req->url))
-		rc = ac_error(APICRED_ERR_ORIGIN, "%s: refusing to send credentials outside the "
-		              "service's origin %s", service,
-		              st->origin_short ? st->origin_short : st->origin);
+	/* The common case: a copy of the output the stack keeps (stack.c). */
+	if (!st->fail_code && s_fast_request_ok(st, req) && ac_snap_get(st, cred, now))
+		rc = APICRED_OK;
 	else
-		rc = ac_stack_apply(st, st->nlayers, req, cred, now);
+		rc = s_get_walk(st, service, req, cred, now);
 	ac_ebr_leave();
 	if (rc != APICRED_OK)
 		ac_cred_reset(cred);

@@ -54,8 +54,9 @@ static void s_url_free(char *url)
 	}
 }
 
-int ac_stack_apply(struct ac_stack *st, size_t upto, const apicred_request *req,
-                   apicred_cred *cred, int64_t now)
+/* Walks layers [0, upto); *skipped counts the optional layers skipped. */
+static int s_walk(struct ac_stack *st, size_t upto, const apicred_request *req,
+                  apicred_cred *cred, int64_t now, size_t *skipped)
 {
 	struct ac_request R;
 	char *url = NULL;
@@ -98,10 +99,113 @@ int ac_stack_apply(struct ac_stack *st, size_t upto, const apicred_request *req,
 		/* Never a silent skip: say which layer and why. */
 		ac_log(st->ctx, LOG_NOTICE, st->svc->name, "%s layer %d (%s) skipped: %s",
 		       s_control_name[L->control], L->index + 1, L->provider, apicred_errmsg());
+		++*skipped;
 		rc = APICRED_OK;
 	}
 	ac_request_fini(&R);
 	s_url_free(url);
+	return rc;
+}
+
+int ac_stack_apply(struct ac_stack *st, size_t upto, const apicred_request *req,
+                   apicred_cred *cred, int64_t now)
+{
+	size_t skipped = 0;
+
+	return s_walk(st, upto, req, cred, now, &skipped);
+}
+
+/* ---- the stack's output, kept -----------------------------------------------
+ * When every layer's apply depends on its state and session alone
+ * (host->apply_static), what a get adds changes only with a session: a get
+ * copies the output the last walk kept for as long as the sessions it came
+ * from are current and fresh, without calling a provider. Each snapshot is
+ * immutable, replaced whole and reclaimed through EBR like the stack. */
+
+/* Whether the sessions a snapshot came from still serve a get at now. */
+static bool s_sessions_fresh(const struct ac_used *sess, size_t n, int64_t now)
+{
+	for (size_t i = 0; i < n; i++) {
+		const struct ac_layer *L = sess[i].layer;
+		struct ac_session *s = atomic_load_explicit(&L->session, memory_order_acquire);
+
+		if (!s || s->gen != sess[i].gen || !ac_session_fresh(L, s, now))
+			return false;
+	}
+	return true;
+}
+
+bool ac_snap_get(struct ac_stack *st, apicred_cred *cred, int64_t now)
+{
+	struct ac_snap *sn = atomic_load_explicit(&st->snap, memory_order_acquire);
+
+	if (!sn || !s_sessions_fresh(sn->sess, sn->nsess, now))
+		return false;
+	/* The wall clock, as apply reads it: it may jump (mtls's expiry). */
+	if (sn->until_wall_ms != INT64_MAX && ac_now_wall(st->ctx) >= sn->until_wall_ms)
+		return false;
+	/* A loop that hands the same cred back gets the same bytes: nothing
+	 * to wipe, nothing to copy. */
+	if (cred->snap_serial == sn->serial) {
+		ac_cred_reset_lines(cred);
+		return true;
+	}
+	return ac_cred_from_snap(cred, sn);
+}
+
+static void s_snap_reclaim(struct ac_ebr_node *n)
+{
+	ac_snap_free((struct ac_snap *)(void *)((char *)n - offsetof(struct ac_snap, ebr)));
+}
+
+/* A snapshot of cred, the output of a whole walk at now that skipped no
+ * layer; NULL when a layer's output may change without its session, when
+ * a session was replaced or fell due meanwhile (it would never serve), or
+ * when debug traces are on (they show each layer's decisions). */
+static struct ac_snap *s_snap_make(struct ac_stack *st, const apicred_cred *cred,
+                                   int64_t now)
+{
+	struct ac_used sess[AC_MAX_LAYERS];
+	struct ac_snap *sn;
+	int64_t until = INT64_MAX;
+	size_t nsess = 0;
+
+	if (st->ctx->log_level >= LOG_DEBUG)
+		return NULL;
+	for (size_t i = 0; i < st->nlayers; i++) {
+		const struct ac_layer *L = &st->layers[i];
+
+		if (!L->apply_static || L->fail_code)
+			return NULL;
+		if (L->static_until_wall_ms && L->static_until_wall_ms < until)
+			until = L->static_until_wall_ms;
+	}
+	for (size_t k = 0; k < cred->nlayers; k++) {
+		const struct ac_layer *L = cred->layers[k].layer;
+		if (L->mod->vt.fetch && !L->no_session)
+			sess[nsess++] = cred->layers[k];
+	}
+	if (!s_sessions_fresh(sess, nsess, now) || !(sn = ac_snap_new(cred)))
+		return NULL;
+	sn->until_wall_ms = until;
+	sn->nsess = nsess;
+	memcpy(sn->sess, sess, nsess * sizeof(sess[0]));
+	return sn;
+}
+
+int ac_stack_get(struct ac_stack *st, const apicred_request *req, apicred_cred *cred,
+                 int64_t now)
+{
+	struct ac_snap *sn, *old;
+	size_t skipped = 0;
+	int rc = s_walk(st, st->nlayers, req, cred, now, &skipped);
+
+	if (rc != APICRED_OK || skipped || !(sn = s_snap_make(st, cred, now)))
+		return rc;
+	if ((old = atomic_exchange_explicit(&st->snap, sn, memory_order_acq_rel))) {
+		ac_ebr_retire(&old->ebr, st->ctx, s_snap_reclaim);
+		ac_ebr_collect();
+	}
 	return rc;
 }
 

@@ -76,7 +76,8 @@ static int s_init(const apicred_host *host, void **state)
 		return rc;
 	}
 	*state = st;
-	return APICRED_OK;
+	/* The key, as it is, on every request: the core may keep the output. */
+	return APICRED_HOST_HAS(host, apply_static) ? host->apply_static(host, 0) : APICRED_OK;
 }
 
 /* ---- apply ----------------------------------------------------------- */

@@ -598,7 +598,10 @@ static int s_init(const apicred_host *host, void **state)
 		return rc;
 	}
 	*state = st;
-	return APICRED_OK;
+	/* The same items until the certificate expires (apply then refuses). */
+	if (!APICRED_HOST_HAS(host, apply_static))
+		return APICRED_OK;
+	return host->apply_static(host, st->cert_path ? ((int64_t)st->not_after + 1) * 1000 : 0);
 }
 
 /* ---- apply ----------------------------------------------------------- */

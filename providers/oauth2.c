@@ -942,7 +942,10 @@ static int s_init(const apicred_host *host, void **state)
 		goto fail;
 	}
 	*state = st;
-	return APICRED_OK;
+	/* The session's token alone, unless a DPoP proof is made per request. */
+	if (st->dpop || !APICRED_HOST_HAS(host, apply_static))
+		return APICRED_OK;
+	return host->apply_static(host, 0);
 fail:
 	s_fini(st);
 	return rc;

@@ -108,7 +108,8 @@ static int s_init(const apicred_host *host, void **state)
 		return rc;
 	}
 	*state = st;
-	return APICRED_OK;
+	/* Which token goes out is the session's (its backup flag) alone. */
+	return APICRED_HOST_HAS(host, apply_static) ? host->apply_static(host, 0) : APICRED_OK;
 }
 
 /* ---- fetch ----------------------------------------------------------- */

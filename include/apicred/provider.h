@@ -334,6 +334,14 @@ struct apicred_host {
 	 * it (libcurl's CURLOPT_PINNEDPUBLICKEY, apicred_ssl_ctx_apply):
 	 * "sha256//" and the base64 of a 32-byte SHA-256 digest. 1 or 0. */
 	int (*tls_pin_ok)(const apicred_host *h, const char *pin, size_t len);
+	/* During init: what this layer's apply adds depends on its state and
+	 * session alone, never on the request, the clock or random bytes, up
+	 * to until_wall_ms (now_wall_ms time; 0: for ever). The core then
+	 * keeps the stack's output while its sessions stay the same and hands
+	 * a copy to the next gets without calling apply: a cached get costs a
+	 * copy. A layer that signs the request, or makes a fresh value per
+	 * request, never says so. APICRED_OK. */
+	int (*apply_static)(const apicred_host *h, int64_t until_wall_ms);
 	/* minor 1 ends here */
 };
 

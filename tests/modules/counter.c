@@ -2,7 +2,8 @@
 /*
  * counter: a test provider with a session, steered by the test through an
  * exported control block, so the core's cache can be tested without a
- * network: fetches are counted, can fail, can block until released.
+ * network: fetches are counted, can fail, can block until released; its
+ * apply is counted, and may say it is static (host->apply_static).
  */
 #include <pthread.h>
 #include <sched.h>
@@ -24,6 +25,8 @@ struct counter_control {
 	atomic_int delay_ms;    /* real sleep inside fetch, to make callers overlap */
 	atomic_int finis;       /* states finalised */
 	atomic_int reason;      /* host->fetch_reason of the last fetch */
+	atomic_bool static_apply; /* init says host->apply_static */
+	atomic_int applies;     /* apply calls */
 };
 
 __attribute__((visibility("default"))) struct counter_control counter_control;
@@ -43,7 +46,8 @@ static int s_init(const apicred_host *host, void **state)
 		return APICRED_ERR_NOMEM;
 	st->label = host->cfg_str(host, "label");
 	*state = st;
-	return APICRED_OK;
+	return atomic_load(&counter_control.static_apply) ? host->apply_static(host, 0)
+	                                                   : APICRED_OK;
 }
 
 static int s_fetch(void *state, const apicred_host *host, const void *previous,
@@ -85,6 +89,7 @@ static void s_session_free(void *state, void *data)
 static int s_apply(void *state, const apicred_host *host, const void *session,
                    const apicred_request *req, apicred_out *out)
 {
+	atomic_fetch_add(&counter_control.applies, 1);
 	return host->add_header(out, "Authorization", session);
 }
 

@@ -135,6 +135,8 @@ struct counter_control {
 	atomic_int delay_ms;    /* real sleep inside fetch, to make callers overlap */
 	atomic_int finis;       /* states finalised */
 	atomic_int reason;      /* host->fetch_reason of the last fetch */
+	atomic_bool static_apply; /* init says host->apply_static */
+	atomic_int applies;     /* apply calls */
 };
 
 /* The control block of the counter module fx_module(f, "counter") links:

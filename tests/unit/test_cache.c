@@ -4,7 +4,9 @@
  * and an injected clock: single flight, refresh ahead without waiting (a
  * late background refresh taken over by a caller), lifetime rules,
  * stale-if-error with back-off, one attempt a second through an outage,
- * 401 reports, reloads under load, fork.
+ * 401 reports, reloads under load, fork. Every case runs twice: the second
+ * time the provider says its apply is static, so gets copy the output the
+ * core keeps (stack.c) instead of calling apply, and must see the same.
  */
 #define _GNU_SOURCE /* RUSAGE_THREAD */
 #include <pthread.h>
@@ -90,6 +92,14 @@ static int s_setup(void **state)
 	                                 "http = { retries = 0; };\n");
 	fx_replace(s_fx, "conf.d/svc.conf", "url = \"https://127.0.0.1/\";\n"
 	                                    "stack = ( { provider = \"counter\"; } );\n");
+	return 0;
+}
+
+/* The same, with the provider's apply static (host->apply_static). */
+static int s_setup_static(void **state)
+{
+	s_setup(state);
+	atomic_store(&s_ctl->static_apply, true);
 	return 0;
 }
 
@@ -760,29 +770,125 @@ static void test_provider_without_export_stays_in_process(void **state)
 	apicred_close(b);
 }
 
+/* ---- a static apply's output, kept ----------------------------------------- */
+
+/* The kept output stands for apply while the session lasts, and only
+ * then: a refresh, a 401 and a reload each show through at once. */
+static void test_static_output_kept(void **state)
+{
+	apicred_ctx *ctx = s_open(APICRED_OPEN_NO_BACKGROUND);
+	apicred_cred *cred;
+	int retry = 0, n;
+
+	apicred_cred_new(&cred);
+	for (int i = 0; i < 1000; i++)
+		assert_string_equal(s_get(ctx, cred), "tok-1");
+	assert_int_equal(atomic_load(&s_ctl->applies), 1);
+	assert_int_equal(apicred_cred_expires_at(cred), (FX_WALL0 + 600000) / 1000);
+	/* Due for a refresh: the caller that notices refreshes, and the new
+	 * token shows from the next get on, kept again. */
+	fx_advance(301 * 1000);
+	assert_string_equal(s_get(ctx, cred), "tok-1");
+	for (int i = 0; i < 10; i++)
+		assert_string_equal(s_get(ctx, cred), "tok-2");
+	n = atomic_load(&s_ctl->applies);
+	assert_int_equal(n, 3);
+	assert_int_equal(apicred_report(ctx, "svc", cred, 401, NULL, 0, &retry), APICRED_OK);
+	assert_int_equal(retry, 1);
+	for (int i = 0; i < 10; i++)
+		assert_string_equal(s_get(ctx, cred), "tok-3");
+	assert_int_equal(atomic_load(&s_ctl->applies), n + 1);
+	/* A new file: a new stack, its own fetch. */
+	fx_replace(s_fx, "conf.d/svc.conf", "url = \"https://127.0.0.1/\";\n"
+	                                    "stack = ( { provider = \"counter\"; label = \"new\"; } );\n");
+	assert_string_equal(s_get(ctx, cred), "new-4");
+	apicred_cred_free(cred);
+	apicred_close(ctx);
+}
+
+/* Without apply_static, every get calls apply; with it, one cred going
+ * from service to service always holds the one it was last asked for. */
+static void test_static_cred_between_services(void **state)
+{
+	apicred_ctx *ctx;
+	apicred_cred *cred;
+
+	fx_replace(s_fx, "conf.d/two.conf", "url = \"https://127.0.0.1/\";\n"
+	                                    "stack = ( { provider = \"counter\"; label = \"two\"; } );\n");
+	ctx = s_open(APICRED_OPEN_NO_BACKGROUND);
+	apicred_cred_new(&cred);
+	for (int i = 0; i < 10; i++)
+		assert_string_equal(s_get(ctx, cred), "tok-1");
+	assert_int_equal(atomic_load(&s_ctl->applies), 10);
+	apicred_close(ctx);
+
+	atomic_store(&s_ctl->static_apply, true);
+	atomic_store(&s_ctl->applies, 0);
+	atomic_store(&s_ctl->fetches, 0);
+	ctx = s_open(APICRED_OPEN_NO_BACKGROUND);
+	for (int i = 0; i < 10; i++) {
+		assert_string_equal(s_get(ctx, cred), "tok-1");
+		assert_string_equal(s_get_svc(ctx, "two", cred), "two-2");
+		assert_int_equal(apicred_cred_count(cred, APICRED_HEADER), 1);
+	}
+	/* A failed get leaves the cred empty, and the next one fills it. */
+	assert_int_equal(apicred_get(ctx, "none", NULL, cred), APICRED_ERR_NO_SERVICE);
+	assert_int_equal(apicred_cred_count(cred, APICRED_HEADER), 0);
+	assert_string_equal(s_get(ctx, cred), "tok-1");
+	assert_int_equal(atomic_load(&s_ctl->applies), 2);
+	apicred_cred_free(cred);
+	apicred_close(ctx);
+}
+
+/* A URL outside the origin is refused even when the output is kept. */
+static void test_static_origin_still_checked(void **state)
+{
+	apicred_ctx *ctx = s_open(APICRED_OPEN_NO_BACKGROUND);
+	apicred_request req = APICRED_REQUEST_INIT;
+	apicred_cred *cred;
+
+	apicred_cred_new(&cred);
+	req.url = "https://127.0.0.1/api";
+	assert_int_equal(apicred_get(ctx, "svc", &req, cred), APICRED_OK);
+	assert_int_equal(apicred_get(ctx, "svc", &req, cred), APICRED_OK);
+	assert_int_equal(atomic_load(&s_ctl->applies), 1);
+	req.url = "https://127.0.0.2/api";
+	assert_int_equal(apicred_get(ctx, "svc", &req, cred), APICRED_ERR_ORIGIN);
+	assert_int_equal(apicred_cred_count(cred, APICRED_HEADER), 0);
+	apicred_cred_free(cred);
+	apicred_close(ctx);
+}
+
+/* Each case of the file, then each again with a static apply. */
+#define S_CASE(f) cmocka_unit_test_setup_teardown(f, s_setup, s_teardown), \
+	{ "static: " #f, f, s_setup_static, s_teardown, NULL }
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test_setup_teardown(test_provider_without_export_stays_in_process, s_setup, s_teardown),
-		cmocka_unit_test_setup_teardown(test_cold_64_threads_one_fetch, s_setup, s_teardown),
-		cmocka_unit_test_setup_teardown(test_fresh_cache_does_not_fetch, s_setup, s_teardown),
-		cmocka_unit_test_setup_teardown(test_refresh_ahead_nobody_waits, s_setup, s_teardown),
-		cmocka_unit_test_setup_teardown(test_refresh_ahead_without_thread, s_setup, s_teardown),
-		cmocka_unit_test_setup_teardown(test_fetch_reason, s_setup, s_teardown),
-		cmocka_unit_test_setup_teardown(test_short_token_refreshes_at_half_life, s_setup, s_teardown),
-		cmocka_unit_test_setup_teardown(test_no_lifetime_gets_default_ttl, s_setup, s_teardown),
-		cmocka_unit_test_setup_teardown(test_stale_if_error, s_setup, s_teardown),
-		cmocka_unit_test_setup_teardown(test_retry_after_honoured, s_setup, s_teardown),
-		cmocka_unit_test_setup_teardown(test_retry_after_capped, s_setup, s_teardown),
-		cmocka_unit_test_setup_teardown(test_stalled_refresh_nobody_waits, s_setup, s_teardown),
-		cmocka_unit_test_setup_teardown(test_late_refresh_taken_over, s_setup, s_teardown),
-		cmocka_unit_test_setup_teardown(test_outage_one_attempt_a_second, s_setup, s_teardown),
-		cmocka_unit_test_setup_teardown(test_refresh_backs_off_while_nobody_waits, s_setup, s_teardown),
-		cmocka_unit_test_setup_teardown(test_waiter_gives_up_at_its_deadline, s_setup, s_teardown),
-		cmocka_unit_test_setup_teardown(test_auth_failure_not_retried_in_background, s_setup, s_teardown),
-		cmocka_unit_test_setup_teardown(test_report_401_drops_only_the_failed_token, s_setup, s_teardown),
-		cmocka_unit_test_setup_teardown(test_reload_while_in_use, s_setup, s_teardown),
-		cmocka_unit_test_setup_teardown(test_fork_child_keeps_working, s_setup, s_teardown),
+		S_CASE(test_provider_without_export_stays_in_process),
+		S_CASE(test_cold_64_threads_one_fetch),
+		S_CASE(test_fresh_cache_does_not_fetch),
+		S_CASE(test_refresh_ahead_nobody_waits),
+		S_CASE(test_refresh_ahead_without_thread),
+		S_CASE(test_fetch_reason),
+		S_CASE(test_short_token_refreshes_at_half_life),
+		S_CASE(test_no_lifetime_gets_default_ttl),
+		S_CASE(test_stale_if_error),
+		S_CASE(test_retry_after_honoured),
+		S_CASE(test_retry_after_capped),
+		S_CASE(test_stalled_refresh_nobody_waits),
+		S_CASE(test_late_refresh_taken_over),
+		S_CASE(test_outage_one_attempt_a_second),
+		S_CASE(test_refresh_backs_off_while_nobody_waits),
+		S_CASE(test_waiter_gives_up_at_its_deadline),
+		S_CASE(test_auth_failure_not_retried_in_background),
+		S_CASE(test_report_401_drops_only_the_failed_token),
+		S_CASE(test_reload_while_in_use),
+		S_CASE(test_fork_child_keeps_working),
+		cmocka_unit_test_setup_teardown(test_static_output_kept, s_setup_static, s_teardown),
+		cmocka_unit_test_setup_teardown(test_static_cred_between_services, s_setup, s_teardown),
+		cmocka_unit_test_setup_teardown(test_static_origin_still_checked, s_setup_static, s_teardown),
 	};
 
 	return cmocka_run_group_tests_name("cache", tests, NULL, NULL);
