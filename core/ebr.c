@@ -32,31 +32,22 @@
 
 #include "internal.h"
 
-struct s_slot {
-	_Atomic uint64_t epoch;
-	atomic_bool in_use;
-	struct s_slot *next;
-} __attribute__((aligned(64)));
-
 static struct {
 	pthread_once_t once;
 	pthread_key_t key;
 	pthread_mutex_t mu;
-	_Atomic uint64_t epoch;
-	_Atomic(struct s_slot *) slots;
+	_Atomic(struct ac_ebr_slot *) slots;
 	struct ac_ebr_node *retired;
-	bool asym;  /* membarrier registered: readers skip their fence */
-} gl = { PTHREAD_ONCE_INIT, 0, PTHREAD_MUTEX_INITIALIZER, 1, NULL, NULL, false };
+} gl = { PTHREAD_ONCE_INIT, 0, PTHREAD_MUTEX_INITIALIZER, NULL, NULL };
 
-/* initial-exec: a plain %fs-relative access, not a __tls_get_addr call
- * on every enter and leave (a few bytes of the static TLS surplus). */
-#define S_TLS _Thread_local __attribute__((tls_model("initial-exec")))
-static S_TLS struct s_slot *t_slot;
-static S_TLS unsigned t_depth;
+/* What ac_ebr_enter and ac_ebr_leave (internal.h, inline) read. */
+struct ac_ebr_reader ac_ebr = { 1, false };
+AC_EBR_TLS struct ac_ebr_slot *ac_ebr_t_slot;
+AC_EBR_TLS unsigned ac_ebr_t_depth;
 
 static void s_thread_exit(void *p)
 {
-	struct s_slot *slot = p;
+	struct ac_ebr_slot *slot = p;
 
 	atomic_store_explicit(&slot->epoch, 0, memory_order_release);
 	atomic_store_explicit(&slot->in_use, false, memory_order_release);
@@ -73,14 +64,13 @@ static void s_once(void)
 {
 	pthread_key_create(&gl.key, s_thread_exit);
 #ifdef S_MEMBARRIER
-	gl.asym = s_membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED);
+	ac_ebr.asym = s_membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED);
 #endif
 }
 
-/* Out of line: ac_ebr_enter stays a few instructions. */
-__attribute__((noinline)) static struct s_slot *s_slot_acquire(void)
+struct ac_ebr_slot *ac_ebr_slot_acquire(void)
 {
-	struct s_slot *slot;
+	struct ac_ebr_slot *slot;
 
 	pthread_once(&gl.once, s_once);
 	for (slot = atomic_load(&gl.slots); slot; slot = slot->next) {
@@ -99,52 +89,27 @@ __attribute__((noinline)) static struct s_slot *s_slot_acquire(void)
 		;
 found:
 	pthread_setspecific(gl.key, slot);
-	t_slot = slot;
+	ac_ebr_t_slot = slot;
 	return slot;
-}
-
-void ac_ebr_enter(void)
-{
-	struct s_slot *slot;
-
-	if (t_depth++ > 0)
-		return;
-	slot = t_slot ? t_slot : s_slot_acquire();
-	atomic_store_explicit(&slot->epoch,
-	                      atomic_load_explicit(&gl.epoch, memory_order_relaxed),
-	                      memory_order_relaxed);
-	/* gl.asym is set once, before this thread's first enter (pthread_once
-	 * in s_slot_acquire). */
-	if (gl.asym)
-		atomic_signal_fence(memory_order_seq_cst); /* ac_ebr_safe's membarrier */
-	else
-		atomic_thread_fence(memory_order_seq_cst);
-}
-
-void ac_ebr_leave(void)
-{
-	if (--t_depth > 0)
-		return;
-	atomic_store_explicit(&t_slot->epoch, 0, memory_order_release);
 }
 
 uint64_t ac_ebr_advance(void)
 {
-	return atomic_fetch_add(&gl.epoch, 1);
+	return atomic_fetch_add(&ac_ebr.epoch, 1);
 }
 
 uint64_t ac_ebr_safe(void)
 {
 	uint64_t min = UINT64_MAX;
 
-	pthread_once(&gl.once, s_once); /* gl.asym as the readers see it */
+	pthread_once(&gl.once, s_once); /* ac_ebr.asym as the readers see it */
 #ifdef S_MEMBARRIER
 	/* Should it ever fail, nothing is safe: a leak, never a use after free. */
-	if (gl.asym && !s_membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED))
+	if (ac_ebr.asym && !s_membarrier(MEMBARRIER_CMD_PRIVATE_EXPEDITED))
 		return 0;
 #endif
 	atomic_thread_fence(memory_order_seq_cst);
-	for (struct s_slot *s = atomic_load(&gl.slots); s; s = s->next) {
+	for (struct ac_ebr_slot *s = atomic_load(&gl.slots); s; s = s->next) {
 		uint64_t e = atomic_load_explicit(&s->epoch, memory_order_acquire);
 		if (e && e < min)
 			min = e;
@@ -240,11 +205,11 @@ void ac_ebr_postfork_child(void)
 {
 	pthread_mutex_init(&gl.mu, NULL);
 #ifdef S_MEMBARRIER
-	if (gl.asym) /* the child is a new process for membarrier */
+	if (ac_ebr.asym) /* the child is a new process for membarrier */
 		s_membarrier(MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED);
 #endif
-	for (struct s_slot *s = atomic_load(&gl.slots); s; s = s->next) {
-		if (s == t_slot)
+	for (struct ac_ebr_slot *s = atomic_load(&gl.slots); s; s = s->next) {
+		if (s == ac_ebr_t_slot)
 			continue;
 		atomic_store(&s->epoch, 0);
 		atomic_store(&s->in_use, false);

@@ -93,8 +93,48 @@ struct ac_ebr_node {
 	uint64_t tag;
 };
 
-void ac_ebr_enter(void);
-void ac_ebr_leave(void);
+/* The readers' side, inline: apicred_get enters and leaves on every call.
+ * Each thread owns a slot (its own cache line) holding the epoch it
+ * entered at, or 0 when outside (ebr.c says how writers use them). */
+struct ac_ebr_slot {
+	_Atomic uint64_t epoch;
+	atomic_bool in_use;
+	struct ac_ebr_slot *next;
+} __attribute__((aligned(64)));
+extern struct ac_ebr_reader {
+	_Atomic uint64_t epoch;
+	bool asym; /* membarrier(2) registered: readers skip their fence */
+} ac_ebr;
+/* initial-exec: a plain %fs-relative access, not a __tls_get_addr call
+ * (a few bytes of the static TLS surplus). */
+#define AC_EBR_TLS _Thread_local __attribute__((tls_model("initial-exec")))
+extern AC_EBR_TLS struct ac_ebr_slot *ac_ebr_t_slot;
+extern AC_EBR_TLS unsigned ac_ebr_t_depth;
+struct ac_ebr_slot *ac_ebr_slot_acquire(void); /* the thread's first enter */
+
+static inline void ac_ebr_enter(void)
+{
+	struct ac_ebr_slot *slot;
+
+	if (ac_ebr_t_depth++ > 0)
+		return;
+	slot = ac_ebr_t_slot ? ac_ebr_t_slot : ac_ebr_slot_acquire();
+	atomic_store_explicit(&slot->epoch, atomic_load_explicit(&ac_ebr.epoch, memory_order_relaxed),
+	                      memory_order_relaxed);
+	/* ac_ebr.asym is set once, before this thread's first enter
+	 * (pthread_once in ac_ebr_slot_acquire). */
+	if (ac_ebr.asym)
+		atomic_signal_fence(memory_order_seq_cst); /* ac_ebr_safe's membarrier */
+	else
+		atomic_thread_fence(memory_order_seq_cst);
+}
+
+static inline void ac_ebr_leave(void)
+{
+	if (--ac_ebr_t_depth > 0)
+		return;
+	atomic_store_explicit(&ac_ebr_t_slot->epoch, 0, memory_order_release);
+}
 /* Tags an object just unpublished: it may be freed once tag < ac_ebr_safe(). */
 uint64_t ac_ebr_advance(void);
 uint64_t ac_ebr_safe(void);
