@@ -123,21 +123,9 @@ int fx_logged(fx *f, const char *s);
 
 /* ---- the counter test module -------------------------------------------- */
 
-/* tests/modules/counter.c's control block (the same layout): the test
- * counts, fails, delays and blocks the module's fetches through it. */
-struct counter_control {
-	atomic_int fetches;     /* fetches started */
-	atomic_int fail;        /* apicred_err to return, 0 = succeed */
-	atomic_llong lifetime_ms;
-	atomic_llong retry_after_ms;
-	atomic_bool block;      /* fetch waits until cleared */
-	atomic_int blocked;     /* fetches currently waiting */
-	atomic_int delay_ms;    /* real sleep inside fetch, to make callers overlap */
-	atomic_int finis;       /* states finalised */
-	atomic_int reason;      /* host->fetch_reason of the last fetch */
-	atomic_bool static_apply; /* init says host->apply_static */
-	atomic_int applies;     /* apply calls */
-};
+/* tests/modules/counter.c's control block (counter.h): the test counts,
+ * fails, delays and blocks the module's fetches through it. */
+#include "../modules/counter.h"
 
 /* The control block of the counter module fx_module(f, "counter") links:
  * one copy, as the core's dlopen of the link finds the module loaded. Its
