@@ -256,7 +256,7 @@ static void test_fifo_secret(void **state)
 static void test_symlink_secret(void **state)
 {
 	fx *f = *state;
-	char path[700], target[700], dir[700];
+	char dir[700], path[sizeof(dir) + sizeof("/link")], target[700];
 
 	fx_module(f, "apikey");
 	fx_secret(f, "k", "sb-link-good", 0600);

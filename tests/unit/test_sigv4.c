@@ -471,8 +471,6 @@ static void test_host_port(void **state)
 static void test_day_rollover(void **state)
 {
 	struct t *f = *state;
-	const char *tail = "x-amz-content-sha256:" EMPTY_SHA256 "\nx-amz-date:%s\n\n"
-	                   "host;x-amz-content-sha256;x-amz-date\n" EMPTY_SHA256;
 	static const struct { int64_t wall_ms, mono_ms; const char *stamp; } steps[] = {
 		{ 1441065599999LL, 0, "20150831T235959Z" },
 		{ 1441065600000LL, 0, "20150901T000000Z" },
@@ -480,7 +478,7 @@ static void test_day_rollover(void **state)
 		{ 1441238400000LL, 3 * 86400000LL, "20150903T000000Z" }, /* refreshed */
 		{ 1441324799000LL, 3 * 86400000LL, "20150903T235959Z" },
 	};
-	char creq[512], fmt[512];
+	char creq[512];
 
 	fx_wall_ms = 1441065599000LL; /* 2015-08-31 23:59:59 */
 	s_svc(f, "api", "https://api.example.com/", "us-east-1", "execute-api", "");
@@ -491,8 +489,9 @@ static void test_day_rollover(void **state)
 		assert_int_equal(s_get(f->ctx, "api", "GET", "https://api.example.com/", NULL, NULL),
 		                 APICRED_OK);
 		assert_string_equal(fx_header(s_fx, "X-Amz-Date"), steps[i].stamp);
-		snprintf(fmt, sizeof(fmt), "GET\n/\n\nhost:api.example.com\n%s", tail);
-		snprintf(creq, sizeof(creq), fmt, steps[i].stamp);
+		snprintf(creq, sizeof(creq), "GET\n/\n\nhost:api.example.com\n"
+		         "x-amz-content-sha256:" EMPTY_SHA256 "\nx-amz-date:%s\n\n"
+		         "host;x-amz-content-sha256;x-amz-date\n" EMPTY_SHA256, steps[i].stamp);
 		s_assert_auth("us-east-1", "execute-api", steps[i].stamp,
 		              "host;x-amz-content-sha256;x-amz-date", creq);
 	}
