@@ -501,6 +501,21 @@ static int s_check_value(struct ac_stack *st, int layer, const config_setting_t 
 	return APICRED_OK;
 }
 
+/* A third-party schema is data the core indexes by type: a type it does
+ * not know (a newer minor, a typo) fails the layer closed, before any key
+ * of the file is read against it. */
+static int s_check_schema(struct ac_stack *st, struct ac_layer *L)
+{
+	for (const apicred_schema *e = L->mod->vt.schema; e->name; e++)
+		if (e->type < APICRED_T_STRING || e->type > APICRED_T_HEADERS)
+			return s_fail(st, APICRED_ERR_PROVIDER,
+			              config_setting_get_member(L->cfg, "provider"),
+			              "layer %d: provider '%s' (%s) declares key '%s' with unknown "
+			              "type %d", L->index + 1, L->provider, L->mod->path, e->name,
+			              (int)e->type);
+	return APICRED_OK;
+}
+
 /* Checks every key of a layer group against the core's keys and the
  * provider's schema. */
 static int s_check_layer(struct ac_stack *st, struct ac_layer *L)
@@ -606,6 +621,8 @@ static int s_layer_setup(struct ac_stack *st, struct ac_layer *L)
 		 * missing or will not load is a broken installation, not an
 		 * optional credential that happens to be absent. */
 		s_provider_fail(st, L);
+	else if ((rc = s_check_schema(st, L)) != APICRED_OK)
+		return rc;
 	rc = s_check_layer(st, L);
 	if (rc || L->mod->code != APICRED_OK)
 		return rc ? rc : L->mod->code;

@@ -332,6 +332,26 @@ static void test_init_failure(void **state)
 	              "initfail refuses to start on purpose", NULL);
 }
 
+/* A schema key of a type the core does not know fails the layer closed,
+ * whether the file sets that key or not: the reason names provider and key. */
+static void test_module_unknown_key_type(void **state)
+{
+	fx *f = *state;
+	char path[400];
+
+	fx_module(f, "badtype");
+	fx_service(f, "unset", 0600, "stack = ( { provider = \"badtype\"; label = \"x\"; } );\n");
+	fx_service(f, "set", 0600, "stack = ( { provider = \"badtype\"; mode = \"x\"; } );\n");
+	fx_open(f);
+	snprintf(path, sizeof(path), "%s/badtype.so", f->mod);
+	assert_service_fails(f, "unset", APICRED_ERR_PROVIDER, "provider 'badtype'",
+	                     "key 'mode' with unknown type 99");
+	assert_non_null(strstr(apicred_errmsg(), path));
+	assert_service_fails(f, "set", APICRED_ERR_PROVIDER, "provider 'badtype'",
+	                     "key 'mode' with unknown type 99");
+	assert_null(fx_header(f, "X-Badtype"));
+}
+
 /* A layer whose provider will not load fails like any failing layer (PAM's
  * "must fail" handler): a required one fails the service (see above); an
  * optional one is skipped, never silently: the log says which and why. */
@@ -548,6 +568,7 @@ int main(void)
 		T(test_module_without_initvt),
 		T(test_module_other_abi_major),
 		T(test_init_failure),
+		T(test_module_unknown_key_type),
 		T(test_missing_optional_provider_fails_closed),
 		T(test_bad_service_names),
 		T(test_unknown_service),
