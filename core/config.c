@@ -992,9 +992,9 @@ bool ac_config_service(struct ac_stack *st)
 static const char *const s_type_name[] = {
 	[APICRED_T_STRING] = "string", [APICRED_T_INT] = "integer", [APICRED_T_BOOL] = "boolean",
 	[APICRED_T_LIST] = "list", [APICRED_T_GROUP] = "group",
-	/* What the service file holds; the core checks the rest. */
-	[APICRED_T_URL] = "string", [APICRED_T_HEADER_NAME] = "string",
-	[APICRED_T_HEADERS] = "list",
+	/* Strings the core checks: their own names, so a reader knows what passes. */
+	[APICRED_T_URL] = "url", [APICRED_T_HEADER_NAME] = "header-name",
+	[APICRED_T_HEADERS] = "headers",
 };
 
 API int apicred_provider_keys(apicred_ctx *c, const char *provider, apicred_key_fn fn, void *user)

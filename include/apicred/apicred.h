@@ -276,7 +276,8 @@ int apicred_providers(apicred_ctx *ctx, apicred_provider_fn fn, void *user);
 typedef struct apicred_key {
 	size_t size;          /* sizeof(apicred_key); fields are only appended */
 	const char *name;
-	const char *type;     /* "string", "integer", "boolean", "list", "group" */
+	const char *type;     /* "string", "integer", "boolean", "list", "group", "url",
+	                       * "header-name", "headers" (or "unknown") */
 	int required;
 	int secret;           /* a literal only in a private service file */
 	const char *def;      /* the default as text, or NULL */

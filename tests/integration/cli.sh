@@ -159,9 +159,11 @@ ok "list --json: names and descriptions" json_check "$T/list.json" \
 run providers --json
 printf '%s' "$OUT" >"$T/prov.json"
 ok "providers --json: apikey with its keys" json_check "$T/prov.json" \
-	"[k for p in j['providers'] if p['name'] == 'apikey' and p['ok'] for k in p['keys'] if k['name'] == 'header' and k['type'] == 'string' and not k['required'] and not k['secret'] and k['default'] == 'X-API-Key' and k['choices'] is None and k['help']]"
+	"[k for p in j['providers'] if p['name'] == 'apikey' and p['ok'] for k in p['keys'] if k['name'] == 'header' and k['type'] == 'header-name' and not k['required'] and not k['secret'] and k['default'] == 'X-API-Key' and k['choices'] is None and k['help']]"
 ok "providers --json: the keys of every layer" json_check "$T/prov.json" \
 	"[k for k in j['layer_keys'] if k['name'] == 'control' and k['choices'] == ['required', 'optional', 'sufficient']]"
+ok "providers --json: oauth2's url and header types" json_check "$T/prov.json" \
+	"{k['name']: k['type'] for p in j['providers'] if p['name'] == 'oauth2' for k in p['keys']}.items() >= {'token_url': 'url', 'headers': 'headers', 'header': 'header-name', 'client_id': 'string'}.items()"
 ok "providers --json: oauth2's client_secret is secret, client_id is not" json_check "$T/prov.json" \
 	"{k['name']: k['secret'] for p in j['providers'] if p['name'] == 'oauth2' for k in p['keys']}.items() >= {'client_id': False, 'client_secret': True}.items()"
 
@@ -171,8 +173,14 @@ like "providers -v: the keys of every layer first" "$OUT" "keys of every layer:*
 like "providers -v: apikey's keys with type, default and help" "$OUT" "*apikey *ok*
     key (string, required, secret)
         ?*
-*    header (string, default X-API-Key)
+*    header (header-name, default X-API-Key)
         ?*"
+like "providers -v: the checked string types by their names" "$OUT" "*oauth2 *ok*
+    token_url (url, required)
+*    headers (headers)
+*    header (header-name, default Authorization)
+*"
+unlike "providers -v: no unknown type" "$OUT" "*(unknown*"
 
 # ---- -v, -vv, APICRED_DEBUG ------------------------------------------------------
 printf 'http = { ca_file = "%s"; };\n' "$SB_CA" >"$CONF/apicred.conf" # no log.level
