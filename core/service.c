@@ -647,40 +647,70 @@ API int apicred_providers(apicred_ctx *ctx, apicred_provider_fn fn, void *user)
 
 /* ---- apicred cache list | clear ------------------------------------------ */
 
+/* One service's layers that share their sessions; a layer that fails does
+ * not stop the others. The first failure's code, its reason naming the
+ * service. */
+static int s_cache_walk_one(struct ac_ctx *ctx, struct ac_service *svc, apicred_cache_fn fn,
+                            void *user, size_t *cleared)
+{
+	struct ac_stack *stk;
+	char msg[512] = "";
+	int first, rc;
+
+	if ((first = ac_service_load(ctx, svc)) != APICRED_OK) /* its entries' names */
+		return first;
+	ac_ebr_enter();
+	stk = atomic_load(&svc->stack);
+	for (size_t k = 0; k < stk->nlayers; k++) {
+		struct ac_layer *L = &stk->layers[k];
+		apicred_cache_entry e;
+
+		if (!L->store.on)
+			continue;
+		rc = ac_store_entry(L, &e, cleared);
+		if (rc == APICRED_OK && !cleared)
+			fn(user, &e);
+		if (rc != APICRED_OK && first == APICRED_OK) {
+			first = rc;
+			snprintf(msg, sizeof(msg), "%s", apicred_errmsg());
+		}
+	}
+	ac_ebr_leave();
+	return first == APICRED_OK ? APICRED_OK : ac_error(first, "%s: %s", svc->name, msg);
+}
+
+/* Every service (or the one named): one that fails is no reason to leave
+ * the others unlisted or uncleared. The first failure's code; the message
+ * gives every failed service with its reason. */
 static int s_cache_walk(apicred_ctx *c, const char *service, apicred_cache_fn fn, void *user,
                         size_t *cleared)
 {
 	struct ac_ctx *ctx = &c->c;
-	int rc = APICRED_OK;
+	char msg[1024] = "";
+	size_t used = 0;
+	int first = APICRED_OK, rc;
 
 	if (!ctx->store)
 		return ac_error(APICRED_ERR_UNSUPPORTED, "cache.store is \"none\": no shared store");
 	if (service && !ac_service_find(ctx, service))
 		return ac_name_valid(service) ? APICRED_ERR_NO_SERVICE : APICRED_ERR_BAD_NAME;
 	ac_fork_check(ctx);
-	for (size_t i = 0; i < ctx->nservices && rc == APICRED_OK; i++) {
+	for (size_t i = 0; i < ctx->nservices; i++) {
 		struct ac_service *svc = &ctx->services[i];
-		struct ac_stack *stk;
 
 		if (service && strcmp(service, svc->name) != 0)
 			continue;
-		if ((rc = ac_service_load(ctx, svc)) != APICRED_OK) /* its entries' names */
-			break;
-		ac_ebr_enter();
-		stk = atomic_load(&svc->stack);
-		for (size_t k = 0; k < stk->nlayers && rc == APICRED_OK; k++) {
-			struct ac_layer *L = &stk->layers[k];
-			apicred_cache_entry e;
-
-			if (!L->store.on)
-				continue;
-			rc = ac_store_entry(L, &e, cleared);
-			if (rc == APICRED_OK && !cleared)
-				fn(user, &e);
-		}
-		ac_ebr_leave();
+		if ((rc = s_cache_walk_one(ctx, svc, fn, user, cleared)) == APICRED_OK)
+			continue;
+		if (first == APICRED_OK)
+			first = rc;
+		if (used < sizeof(msg))
+			used += (size_t)snprintf(msg + used, sizeof(msg) - used, "%s%s",
+			                         used ? "; " : "", apicred_errmsg());
 	}
-	return rc;
+	if (first == APICRED_OK)
+		ac_error_clear();
+	return first == APICRED_OK ? APICRED_OK : ac_error(first, "%s", msg);
 }
 
 API int apicred_cache_list(apicred_ctx *ctx, const char *service, apicred_cache_fn fn,

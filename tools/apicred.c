@@ -1334,14 +1334,30 @@ static void s_cache_cb(void *user, const apicred_cache_entry *e)
 	       e->state >= 0 && e->state <= 3 ? s_entry_state[e->state] : "?", when);
 }
 
-/* cache list|clear [SERVICE]: the shared store, seen through this confdir. */
+/* One service's entries (NULL: the library's walk of every service);
+ * *cleared adds up the entries deleted. */
+static int s_cache_one(apicred_ctx *ctx, int list, const char *svc, size_t *cleared)
+{
+	size_t n = 0;
+	int rc;
+
+	if (list)
+		return apicred_cache_list(ctx, svc, s_cache_cb, NULL);
+	rc = apicred_cache_clear(ctx, svc, &n);
+	*cleared += n;
+	return rc;
+}
+
+/* cache list|clear [SERVICE]: the shared store, seen through this confdir.
+ * Service by service, as check goes: each failure is said with its
+ * service's name and the others are still listed or cleared. */
 static int s_cmd_cache(const struct s_cmd *cmd, int argc, char **argv)
 {
 	apicred_ctx *ctx;
 	char **pos;
 	const char *op, *svc;
-	size_t cleared = 0;
-	int npos, rc;
+	size_t cleared = 0, n, nok = 0;
+	int npos, rc, list, failed = 0;
 
 	if ((rc = s_parse(cmd, argc, argv, NULL, NULL, &pos, &npos)) != S_GO)
 		return rc;
@@ -1351,19 +1367,37 @@ static int s_cmd_cache(const struct s_cmd *cmd, int argc, char **argv)
 	if (npos > 2)
 		return s_usage_error(cmd, "at most one SERVICE");
 	svc = npos == 2 ? pos[1] : NULL;
+	list = strcmp(op, "list") == 0;
 	if (s_open(&ctx) != APICRED_OK)
 		return EXIT_FAILURE;
-	if (strcmp(op, "list") == 0) {
-		rc = apicred_cache_list(ctx, svc, s_cache_cb, NULL);
-	} else {
-		rc = apicred_cache_clear(ctx, svc, &cleared);
-		if (rc == APICRED_OK)
-			printf("%zu %s deleted\n", cleared, cleared == 1 ? "entry" : "entries");
+	n = svc ? 1 : apicred_service_count(ctx);
+	if (n == 0) { /* still says when there is no store ("none") */
+		if ((rc = s_cache_one(ctx, list, NULL, &cleared)) == APICRED_OK)
+			nok++;
+		else
+			s_fail("cache", rc);
+		failed = rc != APICRED_OK;
 	}
-	if (rc != APICRED_OK)
-		s_fail(svc ? svc : "cache", rc);
+	for (size_t i = 0; i < n; i++) {
+		const char *name = svc ? svc : apicred_service_name(ctx, i);
+
+		if (!name)
+			continue;
+		if ((rc = s_cache_one(ctx, list, name, &cleared)) == APICRED_OK) {
+			nok++;
+			continue;
+		}
+		failed = 1;
+		if (rc == APICRED_ERR_UNSUPPORTED) { /* the store, not this service */
+			s_fail("cache", rc);
+			break;
+		}
+		s_fail(name, rc);
+	}
+	if (!list && nok)
+		printf("%zu %s deleted\n", cleared, cleared == 1 ? "entry" : "entries");
 	apicred_close(ctx);
-	return rc == APICRED_OK ? EXIT_SUCCESS : EXIT_FAILURE;
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }
 
 static const struct s_cmd *s_cmd_find(const char *name)

@@ -327,12 +327,15 @@ typedef void (*apicred_cache_fn)(void *user, const apicred_cache_entry *entry);
 
 /* Calls fn for each layer of service (NULL: of every service) whose
  * sessions go through the shared store. APICRED_ERR_UNSUPPORTED when
- * cache.store is "none"; a store error returns its code and detail. */
+ * cache.store is "none". A layer the store fails on stops nothing: the
+ * walk goes on, then returns the first failure's code, and apicred_errmsg()
+ * gives each failed service with its reason ("svc: ...; svc2: ..."). */
 int apicred_cache_list(apicred_ctx *ctx, const char *service, apicred_cache_fn fn,
                        void *user);
 
-/* Deletes those entries; *cleared (may be NULL) counts the ones that were
- * there. Processes keep the sessions they hold until these expire. */
+/* Deletes those entries (going on past failures likewise); *cleared (may
+ * be NULL) counts the ones that were there. Processes keep the sessions
+ * they hold until these expire. */
 int apicred_cache_clear(apicred_ctx *ctx, const char *service, size_t *cleared);
 
 #ifdef __cplusplus

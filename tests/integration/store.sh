@@ -121,6 +121,62 @@ run cache clear nosuch
 ok "cache clear of an unknown service: fails" [ "$RC" = 1 ]
 like "cache clear of an unknown service: says so" "$ERR" '*nosuch*'
 
+# ---- cache list/clear: one broken entry among good ones ----------------------
+# Three services, three entries (their headers differ, so their entries do);
+# walk2's entry and its lock file become symlinks, which the store refuses
+# to follow. Both walks (the tool's, service by service, and the library's)
+# go on past walk2, name it, and fail at the end.
+WALK=$top_builddir/tests/drivers/cache_walk
+gen_conf "file:$T/s8"
+rm "$CONF/conf.d/gen.conf" # its secrets only
+for n in 1 2 3; do
+	service_file walk$n <<EOF
+url = "$SB/";
+stack = ( { provider = "oauth2"; token_url = "$SB/oauth2/token"; header = "X-Token-$n";
+            client_id = "file:secrets/gen.id"; client_secret = "file:secrets/gen.secret"; } );
+EOF
+done
+entries() {
+	find "$T/s8" -maxdepth 1 -type f -name '????????????????????????????????????????????????????????????????' | sort
+}
+walk_fill() { # the three entries, walk2's named by $e2
+	run get walk1
+	entries >"$T/before"
+	run get walk2
+	entries >"$T/after"
+	e2=$(comm -13 "$T/before" "$T/after")
+	run get walk3
+}
+walk_fill
+is "three services, three entries" "$(entries | grep -c .)" 3
+ok "walk2's entry found" [ -n "$e2" ] && [ -f "$e2" ] && [ -f "$e2.lock" ]
+rm -f "$e2" "$e2.lock"
+ln -s "$T/nowhere" "$e2"
+ln -s "$T/nowhere" "$e2.lock"
+run cache list
+is "a broken entry: cache list exits 1" "$RC" 1
+like "a broken entry: the services before and after it listed" "$OUT" "walk1	1	oauth2	file:$T/s8	valid	*
+walk3	1	oauth2	file:$T/s8	valid	*"
+is "a broken entry: one error, naming its service" "$ERR" \
+	"apicred: walk2: shared store file:$T/s8: cannot read an entry: Too many levels of symbolic links"
+run cache clear
+is "a broken entry: cache clear exits 1" "$RC" 1
+is "a broken entry: the other two deleted" "$OUT" "2 entries deleted"
+like "a broken entry: cache clear names its service" "$ERR" "apicred: walk2: shared store file:$T/s8: *lock file*"
+is "a broken entry: cache clear, one error" "$(printf '%s\n' "$ERR" | wc -l)" 1
+is "a broken entry: only it is left" "$(entries)" ""
+walk_fill
+out=$("$WALK" "$CONF" "$APICRED_TEST_MODULEDIR" list) && RC=0 || RC=$?
+is "library walk, a broken entry: fails" "$RC" 1
+like "library walk, a broken entry: every other entry, then walk2's error" "$out" "walk1 1 1
+walk3 1 1
+rc * walk2: shared store file:$T/s8: cannot read an entry: *"
+out=$("$WALK" "$CONF" "$APICRED_TEST_MODULEDIR" clear) && RC=0 || RC=$?
+is "library clear, a broken entry: fails" "$RC" 1
+like "library clear, a broken entry: the others deleted, walk2 named" "$out" "cleared 2
+rc * walk2: shared store file:$T/s8: *lock file*"
+is "library clear, a broken entry: only it is left" "$(entries)" ""
+
 # ---- a broken store never fails a get ----------------------------------------
 ctl reset
 mkdir "$T/open" && chmod 777 "$T/open"
