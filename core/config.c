@@ -950,11 +950,13 @@ static void s_syntax_error(struct ac_stack *st)
 	st->fail_msg = st->nproblems ? ac_strdup(st->problems[st->nproblems - 1]) : NULL;
 }
 
-bool ac_config_service(struct ac_stack *st)
+/* Reads st->svc's file after the checks every file that decides where
+ * secrets go passes (owner, mode, parents; the same of its included files):
+ * whether its settings may be used. */
+static bool s_read_service(struct ac_stack *st)
 {
 	struct ac_ctx *ctx = st->ctx;
 	struct ac_service *svc = st->svc;
-	bool parsed = false;
 	struct stat sb;
 
 	ac_watch_add(st, svc->path);
@@ -966,25 +968,54 @@ bool ac_config_service(struct ac_stack *st)
 	if (ac_path_safe(svc->path, "service file", AC_PATH_FILE) != APICRED_OK ||
 	    stat(svc->path, &sb) != 0) {
 		s_fail(st, APICRED_ERR_CONFIG, NULL, "%s", apicred_errmsg());
-	} else if (!config_read_file(&st->cfg, svc->path)) {
-		if (config_error_type(&st->cfg) == CONFIG_ERR_FILE_IO) {
+		return false;
+	}
+	if (!config_read_file(&st->cfg, svc->path)) {
+		if (config_error_type(&st->cfg) == CONFIG_ERR_FILE_IO)
 			s_fail(st, APICRED_ERR_CONFIG, NULL, "cannot read the service file: %s",
 			       strerror(errno ? errno : EIO));
-		} else {
+		else
 			s_syntax_error(st);
-		}
-	} else {
-		/* Literal secrets are only allowed in a file nobody else can read. */
-		st->literal_ok = (sb.st_mode & (S_IRGRP | S_IROTH)) == 0;
-		/* Layers whose own keys are right are created even when other
-		 * parts of the file are wrong: check reports all at once. Settings
-		 * from an unsafe included file are not used at all. */
-		if (s_check_includes(st, config_root_setting(&st->cfg)) == APICRED_OK) {
-			s_parse_service(st);
-			parsed = true;
-		}
+		return false;
 	}
-	return parsed;
+	/* Literal secrets are only allowed in a file nobody else can read. */
+	st->literal_ok = (sb.st_mode & (S_IRGRP | S_IROTH)) == 0;
+	/* Settings from an unsafe included file are not used at all. */
+	return s_check_includes(st, config_root_setting(&st->cfg)) == APICRED_OK;
+}
+
+bool ac_config_service(struct ac_stack *st)
+{
+	if (!s_read_service(st))
+		return false;
+	/* Layers whose own keys are right are created even when other parts
+	 * of the file are wrong: check reports all at once. */
+	s_parse_service(st);
+	return true;
+}
+
+int ac_config_description(struct ac_ctx *ctx, struct ac_service *svc, char **out)
+{
+	struct ac_stack *st = calloc(1, sizeof(*st));
+	const config_setting_t *s;
+	int rc = APICRED_OK;
+
+	*out = NULL;
+	if (!st)
+		return ac_error(APICRED_ERR_NOMEM, "%s: out of memory", svc->name);
+	st->ctx = ctx;
+	st->svc = svc;
+	if (s_read_service(st) &&
+	    (s = config_setting_get_member(config_root_setting(&st->cfg), "description"))) {
+		if (config_setting_type(s) != CONFIG_TYPE_STRING)
+			s_fail(st, APICRED_ERR_CONFIG, s, "'description' must be a string");
+		else if (!(*out = ac_strdup(config_setting_get_string(s))))
+			s_fail(st, APICRED_ERR_NOMEM, s, "out of memory");
+	}
+	if (st->fail_code)
+		rc = ac_error(st->fail_code, "%s", st->fail_msg ? st->fail_msg : "out of memory");
+	ac_stack_free(st);
+	return rc;
 }
 
 /* ---- describing schemas (apicred providers -v) --------------------------- */

@@ -577,6 +577,21 @@ API int apicred_service_description_copy(apicred_ctx *ctx, const char *service, 
 	return s_description(&ctx->c, service, "apicred_service_description_copy", &d, out);
 }
 
+API int apicred_service_description_read(apicred_ctx *ctx, const char *service, char **out)
+{
+	struct ac_service *svc;
+
+	if (!out)
+		return ac_error(APICRED_ERR_INVALID, "apicred_service_description_read: NULL argument");
+	*out = NULL;
+	if (!ctx || !service)
+		return ac_error(APICRED_ERR_INVALID, "apicred_service_description_read: NULL argument");
+	ac_fork_check(&ctx->c);
+	if (!(svc = ac_service_find(&ctx->c, service)))
+		return ac_name_valid(service) ? APICRED_ERR_NO_SERVICE : APICRED_ERR_BAD_NAME;
+	return ac_config_description(&ctx->c, svc, out);
+}
+
 API int apicred_provision(apicred_ctx *ctx, const char *service, unsigned flags, char **report)
 {
 	struct ac_service *svc;

@@ -1134,7 +1134,7 @@ static int s_cmd_list(const struct s_cmd *cmd, int argc, char **argv)
 	apicred_ctx *ctx;
 	json_t *arr = NULL;
 	char **pos;
-	int npos, ret;
+	int npos, ret, failed = 0;
 	size_t n, width = 0;
 
 	if ((ret = s_parse(cmd, argc, argv, s_flags_opt, &fl, &pos, &npos)) != S_GO)
@@ -1155,24 +1155,37 @@ static int s_cmd_list(const struct s_cmd *cmd, int argc, char **argv)
 		if (s && strlen(s) > width)
 			width = strlen(s);
 	}
+	/* The descriptions alone: no provider loaded, no secret read. A service
+	 * whose file cannot be read is listed with its error. */
 	for (size_t i = 0; i < n; i++) {
-		const char *s = apicred_service_name(ctx, i), *d;
+		const char *s = apicred_service_name(ctx, i);
+		char *d = NULL;
+		int rc;
 
 		if (!s)
 			continue;
-		d = apicred_service_description(ctx, s);
+		rc = apicred_service_description_read(ctx, s, &d);
+		failed |= rc != APICRED_OK;
 		if (arr)
-			json_array_append_new(arr, json_pack("{s:s, s:o}", "name", s,
-			                                     "description", s_jstr(d)));
+			json_array_append_new(arr, json_pack("{s:s, s:o, s:o}", "name", s,
+			                                     "description", s_jstr(d), "error",
+			                                     rc == APICRED_OK
+			                                     ? json_null()
+			                                     : json_string(s_errtext(s, rc))));
 		else if (d && *d)
 			printf("%-*s  %s\n", (int)width, s, d);
 		else
 			printf("%s\n", s);
+		if (rc != APICRED_OK && !arr) {
+			fflush(stdout);
+			s_fail(s, rc);
+		}
+		free(d);
 	}
 	apicred_close(ctx);
 	if (fl.json && s_json_out(arr) != 0)
 		return EXIT_FAILURE;
-	return EXIT_SUCCESS;
+	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }
 
 struct s_prov {

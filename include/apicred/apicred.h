@@ -155,6 +155,14 @@ const char *apicred_service_description(apicred_ctx *ctx, const char *service);
  * is none). APICRED_OK, or the service's error. Since 1.1. */
 int apicred_service_description_copy(apicred_ctx *ctx, const char *service, char **out);
 
+/* The description as the service file gives it, read from that file alone
+ * (`apicred list`): the file passes the same ownership and mode checks and
+ * must parse, but no provider is loaded and no secret resolved, so a
+ * service that would fail for those still has its description. *out
+ * (free(); NULL if the file has none). APICRED_OK, or the file's error,
+ * naming service and file. Since 1.1. */
+int apicred_service_description_read(apicred_ctx *ctx, const char *service, char **out);
+
 /* ---- getting credentials ----------------------------------------------- */
 
 /* What the next request will be; signing schemes need it, others ignore it.

@@ -155,7 +155,18 @@ rm "$CONF/conf.d/broken.conf"
 run list --json
 printf '%s' "$OUT" >"$T/list.json"
 ok "list --json: names and descriptions" json_check "$T/list.json" \
-	"j[1] == {'name': 'keyed', 'description': 'sandbox API-key service'} and j[0]['description'] is None"
+	"j[1] == {'name': 'keyed', 'description': 'sandbox API-key service', 'error': None} and j[0]['description'] is None and j[0]['error'] is None"
+service_file open 666 <<EOF
+description = "anyone may edit this";
+url = "$SB/";
+stack = ( { provider = "apikey"; key = "file:secrets/apikey"; } );
+EOF
+run list --json
+printf '%s' "$OUT" >"$T/list.json"
+is "list --json, an unsafe service file: exit 1" "$RC" 1
+ok "list --json, an unsafe service file: its error, no description" json_check "$T/list.json" \
+	"[e for e in j if e['name'] == 'open' and e['description'] is None and 'writable' in e['error'] and not e['error'].startswith('open:')] and len(j) == 5"
+rm "$CONF/conf.d/open.conf"
 run providers --json
 printf '%s' "$OUT" >"$T/prov.json"
 ok "providers --json: apikey with its keys" json_check "$T/prov.json" \

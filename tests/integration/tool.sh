@@ -173,6 +173,40 @@ ok "list: exit 0" [ "$RC" = 0 ]
 like "list: name and description" "$OUT" "*keyed*sandbox API-key service*"
 like "list: service without description" "$OUT" "*inquery*"
 is "list: one line per service" "$(printf '%s\n' "$OUT" | wc -l)" 4
+# list reads the descriptions alone: a service whose provider module or
+# secret file is missing is listed with its description; one whose file
+# fails its checks, by name with its error on stderr, and list exits 1.
+service_file nomodule <<EOF
+description = "provider not installed";
+url = "$SB/";
+stack = ( { provider = "nosuch"; } );
+EOF
+service_file nosecret <<EOF
+description = "secret file not there";
+url = "$SB/";
+stack = ( { provider = "apikey"; key = "file:secrets/absent"; } );
+EOF
+run list
+is "list, a provider or a secret missing: exit 0" "$RC" 0
+like "list, a provider or a secret missing: their descriptions" "$OUT" \
+	"*nomodule  *provider not installed
+nosecret  *secret file not there*"
+is "list, a provider or a secret missing: nothing on stderr" "$ERR" ""
+service_file open 666 <<EOF
+description = "anyone may edit this";
+url = "$SB/";
+stack = ( { provider = "apikey"; key = "file:secrets/apikey"; } );
+EOF
+run list
+is "list, an unsafe service file: exit 1" "$RC" 1
+like "list, an unsafe service file: listed by name, the others too" "$OUT" \
+	"*keyed *sandbox API-key service*
+open
+prefixed *"
+unlike "list, an unsafe service file: not its description" "$OUT" "*anyone may edit*"
+like "list, an unsafe service file: its error" "$ERR" "apicred: open: *open.conf*writable*"
+is "list, an unsafe service file: one line on stderr" "$(printf '%s\n' "$ERR" | wc -l)" 1
+rm -f "$CONF/conf.d/nomodule.conf" "$CONF/conf.d/nosecret.conf" "$CONF/conf.d/open.conf"
 run providers
 like "providers: apikey loads" "$OUT" "*apikey*$APICRED_TEST_MODULEDIR/apikey.so*ok*"
 

@@ -432,6 +432,70 @@ static void test_service_list(void **state)
 	assert_null(apicred_service_description(f->ctx, "charlie"));
 }
 
+/* apicred list's description: from the file alone, so a service whose
+ * provider or secret is missing still has it (nothing loaded, nothing
+ * read but the file); a file that fails its checks or does not parse
+ * gives its error. */
+static void test_description_read(void **state)
+{
+	fx *f = *state;
+	char *d = (char *)"unset";
+
+	fx_global(f, "log = { level = \"debug\"; };\n");
+	fx_module(f, "apikey");
+	fx_service(f, "nomodule", 0600, "description = \"no module here\";\n"
+	           "stack = ( { provider = \"nosuch\"; } );\n");
+	fx_service(f, "nosecret", 0600, "description = \"no secret here\";\n"
+	           "stack = ( { provider = \"apikey\"; key = \"file:secrets/missing\"; } );\n");
+	fx_service(f, "plain", 0600, "stack = ( { provider = \"apikey\"; key = \"k\"; } );\n");
+	fx_service(f, "open", 0666, "description = \"anyone may edit this\";\n"
+	           "stack = ( { provider = \"apikey\"; key = \"k\"; } );\n");
+	fx_service(f, "syntax", 0600, "description = \"broken\";\nstack = ( {\n");
+	fx_service(f, "number", 0600, "description = 5;\n"
+	           "stack = ( { provider = \"apikey\"; key = \"k\"; } );\n");
+	fx_open(f);
+
+	assert_int_equal(apicred_service_description_read(f->ctx, "nomodule", &d), APICRED_OK);
+	assert_string_equal(d, "no module here");
+	free(d);
+	assert_int_equal(apicred_service_description_read(f->ctx, "nosecret", &d), APICRED_OK);
+	assert_string_equal(d, "no secret here");
+	free(d);
+	assert_int_equal(apicred_service_description_read(f->ctx, "plain", &d), APICRED_OK);
+	assert_null(d);
+	/* No provider was loaded for any of them (the log would say so). */
+	assert_false(fx_logged(f, "loaded provider"));
+
+	fx_assert_err(f, apicred_service_description_read(f->ctx, "open", &d), APICRED_ERR_CONFIG,
+	              "open", "open.conf", "writable", NULL);
+	assert_null(d);
+	fx_assert_err(f, apicred_service_description_read(f->ctx, "syntax", &d), APICRED_ERR_CONFIG,
+	              "syntax", "syntax.conf:", NULL);
+	fx_assert_err(f, apicred_service_description_read(f->ctx, "number", &d), APICRED_ERR_CONFIG,
+	              "number", "number.conf:1", "'description' must be a string", NULL);
+	assert_int_equal(apicred_service_description_read(f->ctx, "nosuch", &d),
+	                 APICRED_ERR_NO_SERVICE);
+	assert_int_equal(apicred_service_description_read(f->ctx, "../x", &d),
+	                 APICRED_ERR_BAD_NAME);
+	assert_int_equal(apicred_service_description_read(f->ctx, NULL, &d), APICRED_ERR_INVALID);
+	assert_int_equal(apicred_service_description_read(NULL, "plain", &d), APICRED_ERR_INVALID);
+	assert_int_equal(apicred_service_description_read(f->ctx, "plain", NULL),
+	                 APICRED_ERR_INVALID);
+
+	/* Loading is another matter: apicred_service_description loads the
+	 * service (the log shows it) and gives a failed one's error. */
+	assert_string_equal(apicred_service_description(f->ctx, "nosecret"), "no secret here");
+	assert_true(fx_logged(f, "loaded provider 'apikey'"));
+	assert_null(apicred_service_description(f->ctx, "nomodule"));
+	fx_assert_err(f, apicred_service_description_copy(f->ctx, "nomodule", &d),
+	              APICRED_ERR_PROVIDER, "nomodule", "nosuch", NULL);
+	assert_null(d);
+	/* Reading the file after a failed load still gives the description. */
+	assert_int_equal(apicred_service_description_read(f->ctx, "nomodule", &d), APICRED_OK);
+	assert_string_equal(d, "no module here");
+	free(d);
+}
+
 /* ---- static headers ----------------------------------------------------- */
 
 static void test_static_headers(void **state)
@@ -573,6 +637,7 @@ int main(void)
 		T(test_bad_service_names),
 		T(test_unknown_service),
 		T(test_service_list),
+		T(test_description_read),
 		T(test_static_headers),
 		T(test_static_header_crlf),
 		T(test_header_name_crlf),
