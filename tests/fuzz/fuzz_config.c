@@ -55,12 +55,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t len)
 		apicred_request req = APICRED_REQUEST_INIT;
 		apicred_cred *cred = NULL;
 		const char *d;
+		char *dr = NULL;
 		int rc;
 
 		rc = apicred_check(ctx, "fz");
 		fz_no_secret("apicred_errmsg", apicred_errmsg());
 		if ((d = apicred_service_description(ctx, "fz")))
 			fz_no_secret("the description", d);
+		if (apicred_service_description_read(ctx, "fz", &dr) == APICRED_OK && dr)
+			fz_no_secret("the description read alone", dr);
+		fz_no_secret("apicred_errmsg", apicred_errmsg());
+		free(dr);
 		req.method = "POST";
 		req.url = "https://api.example/v1/items?page=2";
 		req.body = "{\"name\":\"x\"}";
