@@ -994,17 +994,11 @@ bool ac_config_service(struct ac_stack *st)
 	return true;
 }
 
-int ac_config_description(struct ac_ctx *ctx, struct ac_service *svc, char **out)
+int ac_config_description(struct ac_stack *st, char **out)
 {
-	struct ac_stack *st = calloc(1, sizeof(*st));
 	const config_setting_t *s;
-	int rc = APICRED_OK;
 
 	*out = NULL;
-	if (!st)
-		return ac_error(APICRED_ERR_NOMEM, "%s: out of memory", svc->name);
-	st->ctx = ctx;
-	st->svc = svc;
 	if (s_read_service(st) &&
 	    (s = config_setting_get_member(config_root_setting(&st->cfg), "description"))) {
 		if (config_setting_type(s) != CONFIG_TYPE_STRING)
@@ -1012,10 +1006,9 @@ int ac_config_description(struct ac_ctx *ctx, struct ac_service *svc, char **out
 		else if (!(*out = ac_strdup(config_setting_get_string(s))))
 			s_fail(st, APICRED_ERR_NOMEM, s, "out of memory");
 	}
-	if (st->fail_code)
-		rc = ac_error(st->fail_code, "%s", st->fail_msg ? st->fail_msg : "out of memory");
-	ac_stack_free(st);
-	return rc;
+	if (!st->fail_code)
+		return APICRED_OK;
+	return ac_error(st->fail_code, "%s", st->fail_msg ? st->fail_msg : "out of memory");
 }
 
 /* ---- describing schemas (apicred providers -v) --------------------------- */

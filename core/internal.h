@@ -385,9 +385,10 @@ int ac_config_global(struct ac_ctx *ctx, char **moduledir);
 /* Parses st->svc's file into st (its settings, layers and problems):
  * whether its layers may be created. */
 bool ac_config_service(struct ac_stack *st);
-/* svc's description from its file alone (read and checked as above; no
- * provider loaded, no secret resolved): *out (free()) or NULL if none. */
-int ac_config_description(struct ac_ctx *ctx, struct ac_service *svc, char **out);
+/* The description of st->svc from its file alone, read and checked as
+ * above into a fresh st the caller frees; no provider loaded, no secret
+ * resolved: *out (free()) or NULL if none. */
+int ac_config_description(struct ac_stack *st, char **out);
 /* The line of st's file a message about "layer N" is most likely about. */
 int ac_problem_line(const struct ac_stack *st, const char *msg);
 void ac_problem_layer(struct ac_layer *L, const char *msg); /* at the line it blames */

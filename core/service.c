@@ -580,6 +580,8 @@ API int apicred_service_description_copy(apicred_ctx *ctx, const char *service, 
 API int apicred_service_description_read(apicred_ctx *ctx, const char *service, char **out)
 {
 	struct ac_service *svc;
+	struct ac_stack *st;
+	int rc;
 
 	if (!out)
 		return ac_error(APICRED_ERR_INVALID, "apicred_service_description_read: NULL argument");
@@ -589,7 +591,14 @@ API int apicred_service_description_read(apicred_ctx *ctx, const char *service, 
 	ac_fork_check(&ctx->c);
 	if (!(svc = ac_service_find(&ctx->c, service)))
 		return ac_name_valid(service) ? APICRED_ERR_NO_SERVICE : APICRED_ERR_BAD_NAME;
-	return ac_config_description(&ctx->c, svc, out);
+	/* A stack of the file alone, never published: nobody else sees it. */
+	if (!(st = calloc(1, sizeof(*st))))
+		return ac_error(APICRED_ERR_NOMEM, "%s: out of memory", service);
+	st->ctx = &ctx->c;
+	st->svc = svc;
+	rc = ac_config_description(st, out);
+	ac_stack_free(st);
+	return rc;
 }
 
 API int apicred_provision(apicred_ctx *ctx, const char *service, unsigned flags, char **report)
