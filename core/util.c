@@ -5,11 +5,14 @@
 #include "config.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
 
 #include "internal.h"
@@ -78,13 +81,93 @@ int64_t ac_clock_init(void)
 	return s_coarse_res_ms;
 }
 
+/* RAND_bytes costs about a microsecond whatever the length (its DRBG's
+ * lock, fork check and re-keying), a third of a tcx apply. So each thread
+ * draws a page of bytes at a time and hands out slices of it, wiping each
+ * slice from the page as it goes. The page is MADV_WIPEONFORK: a child
+ * process finds it zeroed, that is empty, so it never hands out its
+ * parent's next bytes however it was forked (fork, _Fork, clone). Where
+ * the kernel cannot wipe on fork, every call goes to RAND_bytes. */
+#define S_RAND_PAGE 8192 /* a refill every 170 tcx nonces */
+#define S_RAND_MAX 256 /* longer requests go to RAND_bytes directly */
+
+struct s_rand {
+	size_t left; /* unread: the last `left` bytes; 0 when new or forked */
+	unsigned char bytes[S_RAND_PAGE - sizeof(size_t)];
+};
+
+static struct {
+	pthread_once_t once;
+	pthread_key_t key;
+	bool key_ok;
+	atomic_bool unbuffered; /* no MADV_WIPEONFORK here */
+} gl = { PTHREAD_ONCE_INIT, 0, false, false };
+
+static _Thread_local __attribute__((tls_model("initial-exec"))) struct s_rand *t_rand;
+
+static void s_rand_exit(void *p)
+{
+	explicit_bzero(p, S_RAND_PAGE);
+	munmap(p, S_RAND_PAGE);
+	t_rand = NULL; /* a later destructor's call maps a new one */
+}
+
+static void s_rand_once(void)
+{
+	gl.key_ok = pthread_key_create(&gl.key, s_rand_exit) == 0;
+}
+
+/* This thread's page, or NULL: no wipe on fork, or no memory. */
+static struct s_rand *s_rand_page(void)
+{
+	void *p;
+
+	pthread_once(&gl.once, s_rand_once);
+	if (!gl.key_ok || atomic_load_explicit(&gl.unbuffered, memory_order_relaxed))
+		return NULL;
+	p = mmap(NULL, S_RAND_PAGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return NULL;
+#ifdef MADV_WIPEONFORK
+	if (madvise(p, S_RAND_PAGE, MADV_WIPEONFORK) != 0) {
+		atomic_store(&gl.unbuffered, true); /* a kernel before 4.14 */
+	} else if (pthread_setspecific(gl.key, p) == 0) {
+#ifdef MADV_DONTDUMP
+		madvise(p, S_RAND_PAGE, MADV_DONTDUMP); /* best effort: no bytes in a core */
+#endif
+		return t_rand = p;
+	}
+#else
+	atomic_store(&gl.unbuffered, true);
+#endif
+	munmap(p, S_RAND_PAGE);
+	return NULL;
+}
+
 int ac_random(struct ac_ctx *ctx, unsigned char *buf, size_t len)
 {
+	struct s_rand *r;
+
+	/* The application's source (tests) is used exactly as asked. */
 	if (ctx->random)
 		return ctx->random(ctx->hook_user, buf, len) == 0 ? APICRED_OK
 		       : ac_error(APICRED_ERR_INTERNAL, "random hook failed");
-	if (len > INT32_MAX || RAND_bytes(buf, (int)len) != 1)
-		return ac_error(APICRED_ERR_INTERNAL, "RAND_bytes failed");
+	if (len > S_RAND_MAX || !(r = t_rand ? t_rand : s_rand_page())) {
+		if (len > INT32_MAX || RAND_bytes(buf, (int)len) != 1)
+			return ac_error(APICRED_ERR_INTERNAL, "RAND_bytes failed");
+		return APICRED_OK;
+	}
+	if (len > r->left) {
+		r->left = 0;
+		if (RAND_bytes(r->bytes, sizeof(r->bytes)) != 1) {
+			OPENSSL_cleanse(r->bytes, sizeof(r->bytes));
+			return ac_error(APICRED_ERR_INTERNAL, "RAND_bytes failed");
+		}
+		r->left = sizeof(r->bytes);
+	}
+	memcpy(buf, r->bytes + sizeof(r->bytes) - r->left, len);
+	explicit_bzero(r->bytes + sizeof(r->bytes) - r->left, len);
+	r->left -= len;
 	return APICRED_OK;
 }
 

@@ -84,6 +84,8 @@ struct s_state {
 	char *reauthorize_url;
 	EVP_MD *sha1;
 	_Atomic(EVP_MD_CTX *) spare; /* a SHA-1 context for the next s_pass */
+	/* The headers known at init, checked once (a core with header_new). */
+	apicred_header *hdr_type, *hdr_id, *hdr_master;
 };
 
 /* A twtc access token; token_b64 is what X-TCX-TOKEN carries. */
@@ -228,6 +230,13 @@ static int s_init(const apicred_host *host, void **state)
 			goto fail;
 	}
 
+	if (APICRED_HOST_HAS(host, header_free) &&
+	    ((rc = host->header_new(host, "X-TCX-TYPE", s_type_hdr[st->type], &st->hdr_type)) ||
+	     (rc = host->header_new(host, "X-TCX-APP-ID", st->app_id, &st->hdr_id)) ||
+	     (st->master_b64 &&
+	      (rc = host->header_new(host, "X-TCX-TOKEN", st->master_b64, &st->hdr_master)))))
+		goto fail;
+
 	st->sha1 = EVP_MD_fetch(NULL, "SHA1", NULL);
 	if (!st->sha1) {
 		rc = host->error(host, APICRED_ERR_INTERNAL, "OpenSSL has no SHA-1");
@@ -271,13 +280,17 @@ static int s_dyn(const apicred_host *host, char dyn[S_DYN_LEN + 1])
 	return APICRED_OK;
 }
 
+/* hex(sha1(...)) ":" dyn, and its base64 */
+#define S_PLAIN_MAX (2 * EVP_MAX_MD_SIZE + 1 + S_DYN_LEN)
+#define S_PASS_MAX (4 * ((S_PLAIN_MAX + 2) / 3) + 1)
+
 /* base64(hex(sha1(J + app_public + dyn)) ":" dyn) */
 static int s_pass(struct s_state *st, const apicred_host *host,
-                  const char *j, size_t jlen, char **pass)
+                  const char *j, size_t jlen, char pass[S_PASS_MAX])
 {
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned int mdlen = 0;
-	char dyn[S_DYN_LEN + 1], plain[2 * EVP_MAX_MD_SIZE + 1 + S_DYN_LEN + 1], *hex = NULL;
+	char dyn[S_DYN_LEN + 1], plain[S_PLAIN_MAX], *hex = NULL;
 	/* A spare context taken with an atomic exchange (apply runs on many
 	 * threads): no allocation per request on the common path. */
 	EVP_MD_CTX *ctx, *none = NULL;
@@ -306,7 +319,8 @@ static int s_pass(struct s_state *st, const apicred_host *host,
 	plain[hlen] = ':';
 	memcpy(plain + hlen + 1, dyn, S_DYN_LEN);
 	free(hex);
-	return host->base64(host, plain, hlen + 1 + S_DYN_LEN, pass);
+	EVP_EncodeBlock((unsigned char *)pass, (unsigned char *)plain, (int)(hlen + 1 + S_DYN_LEN));
+	return APICRED_OK;
 }
 
 /* tcx_datetime: the wall clock as YYYYMMDDHHmmss in UTC. */
@@ -335,8 +349,10 @@ struct s_params {
 	size_t n, cap;
 	char *buf;        /* decoded query and form text, number casts */
 	size_t used, size;
+	char *j;          /* the joined string J: inline_j, or malloc'ed */
 	struct s_kv inline_kv[S_INLINE_KV];
 	char inline_buf[S_INLINE_BUF];
+	char inline_j[S_INLINE_BUF];
 };
 
 static int s_hexval(int c)
@@ -346,25 +362,41 @@ static int s_hexval(int c)
 	     : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
 }
 
-/* urldecode(): '+' is a space, %XX a byte, a stray '%' stays. */
-static size_t s_urldecode(const char *in, size_t len, char *out)
-{
-	size_t i, o = 0;
+/* The bytes s_urldecode looks at; the rest are copied as they are. */
+static const unsigned char s_special[256] = { ['&'] = 1, ['='] = 1, ['+'] = 1, ['%'] = 1 };
 
-	for (i = 0; i < len; i++) {
-		if (in[i] == '+') {
-			out[o++] = ' ';
-		} else if (in[i] == '%' && i + 2 < len &&
-		           s_hexval((unsigned char)in[i + 1]) >= 0 &&
-		           s_hexval((unsigned char)in[i + 2]) >= 0) {
-			out[o++] = (char)(s_hexval((unsigned char)in[i + 1]) * 16 +
-			                  s_hexval((unsigned char)in[i + 2]));
-			i += 2;
+/* urldecode() of s up to end, or up to the first '&' (or '=' too when
+ * stop_eq): '+' is a space, %XX a byte, a stray '%' stays. One pass that
+ * splits and decodes; returns where it stopped. */
+static const char *s_urldecode(const char *s, const char *end, int stop_eq, char *out,
+                               size_t *outlen)
+{
+	char *o = out;
+
+	while (s < end) {
+		unsigned char c = (unsigned char)*s;
+
+		if (!s_special[c]) { /* most bytes */
+			*o++ = (char)c;
+			s++;
+		} else if (c == '&' || (c == '=' && stop_eq)) {
+			break;
+		} else if (c == '+') {
+			*o++ = ' ';
+			s++;
+		} else if (c == '%' && end - s > 2 && s_hexval((unsigned char)s[1]) >= 0 &&
+		           s_hexval((unsigned char)s[2]) >= 0) {
+			/* '&' and '=' are no hex digits: an escape never spans a pair's end */
+			*o++ = (char)(s_hexval((unsigned char)s[1]) * 16 +
+			              s_hexval((unsigned char)s[2]));
+			s += 3;
 		} else {
-			out[o++] = in[i];
+			*o++ = (char)c;
+			s++;
 		}
 	}
-	return o;
+	*outlen = (size_t)(o - out);
+	return s;
 }
 
 static int s_push(const apicred_host *host, struct s_params *p, const char *k,
@@ -398,22 +430,20 @@ static int s_push(const apicred_host *host, struct s_params *p, const char *k,
 static int s_parse_form(const apicred_host *host, struct s_params *p,
                         const char *s, size_t len, const char *what)
 {
-	const char *end = s + len, *amp, *eq;
+	const char *end = s + len;
 	char *k, *v;
 	size_t klen, vlen, i;
 	int rc;
 
 	while (s < end) {
-		amp = memchr(s, '&', (size_t)(end - s));
-		if (!amp)
-			amp = end;
-		eq = memchr(s, '=', (size_t)(amp - s));
-		if (!eq)
-			eq = amp;
 		k = p->buf + p->used;
-		klen = s_urldecode(s, (size_t)(eq - s), k);
+		s = s_urldecode(s, end, 1, k, &klen);
 		v = k + klen;
-		vlen = eq < amp ? s_urldecode(eq + 1, (size_t)(amp - eq - 1), v) : 0;
+		vlen = 0;
+		if (s < end && *s == '=')
+			s = s_urldecode(s + 1, end, 0, v, &vlen);
+		if (s < end)
+			s++; /* the '&' */
 		p->used += klen + vlen;
 		while (klen && *k == ' ') {
 			k++;
@@ -433,7 +463,6 @@ static int s_parse_form(const apicred_host *host, struct s_params *p,
 			if (rc != APICRED_OK)
 				return rc;
 		}
-		s = amp + 1;
 	}
 	return APICRED_OK;
 }
@@ -576,16 +605,22 @@ static int s_parse_json(const apicred_host *host, struct s_params *p, json_t *ro
 	return rc;
 }
 
+/* Whether x sorts after y: by key in byte order (memcmp's, inline: keys
+ * are short and differ early), then by arrival. */
+static inline bool s_kv_after(const struct s_kv *x, const struct s_kv *y)
+{
+	const unsigned char *xk = (const unsigned char *)x->k, *yk = (const unsigned char *)y->k;
+	size_t n = x->klen < y->klen ? x->klen : y->klen;
+
+	for (size_t i = 0; i < n; i++)
+		if (xk[i] != yk[i])
+			return xk[i] > yk[i];
+	return x->klen != y->klen ? x->klen > y->klen : x->seq > y->seq;
+}
+
 static int s_kv_cmp(const void *a, const void *b)
 {
-	const struct s_kv *x = a, *y = b;
-	int c = memcmp(x->k, y->k, x->klen < y->klen ? x->klen : y->klen);
-
-	if (c)
-		return c;
-	if (x->klen != y->klen)
-		return x->klen < y->klen ? -1 : 1;
-	return x->seq < y->seq ? -1 : 1;
+	return s_kv_after(a, b) ? 1 : -1; /* never equal: arrivals differ */
 }
 
 static int s_has(const char *s, const char *needle)
@@ -602,7 +637,7 @@ static int s_has(const char *s, const char *needle)
  * which is both parse_str's rule and "the body wins over the query";
  * joined as "k=v&" each. A few pairs sort faster by insertion than
  * through qsort. */
-static int s_join(const apicred_host *host, struct s_params *p, char **j, size_t *jlen)
+static int s_join(const apicred_host *host, struct s_params *p, const char **j, size_t *jlen)
 {
 	size_t i, n;
 	char *o;
@@ -612,7 +647,7 @@ static int s_join(const apicred_host *host, struct s_params *p, char **j, size_t
 	} else {
 		for (i = 1; i < p->n; i++) {
 			struct s_kv kv = p->kv[i];
-			for (n = i; n > 0 && s_kv_cmp(&p->kv[n - 1], &kv) > 0; n--)
+			for (n = i; n > 0 && s_kv_after(&p->kv[n - 1], &kv); n--)
 				p->kv[n] = p->kv[n - 1];
 			p->kv[n] = kv;
 		}
@@ -620,9 +655,10 @@ static int s_join(const apicred_host *host, struct s_params *p, char **j, size_t
 	n = 1;
 	for (i = 0; i < p->n; i++)
 		n += p->kv[i].klen + p->kv[i].vlen + 2;
-	*j = o = malloc(n);
+	p->j = o = n <= sizeof(p->inline_j) ? p->inline_j : malloc(n);
 	if (!o)
 		return host->error(host, APICRED_ERR_NOMEM, "out of memory");
+	*j = o;
 	for (i = 0; i < p->n; i++) {
 		if (i + 1 < p->n && p->kv[i + 1].klen == p->kv[i].klen &&
 		    memcmp(p->kv[i + 1].k, p->kv[i].k, p->kv[i].klen) == 0)
@@ -635,23 +671,33 @@ static int s_join(const apicred_host *host, struct s_params *p, char **j, size_t
 		*o++ = '&';
 	}
 	*o = '\0';
-	*jlen = (size_t)(o - *j);
+	*jlen = (size_t)(o - p->j);
 	return APICRED_OK;
 }
 
-/* J for mode param. */
-static int s_param_string(const apicred_host *host, const apicred_request *req,
-                          char **j, size_t *jlen)
+static void s_params_free(struct s_params *p)
 {
-	struct s_params p;
+	if (p->kv != p->inline_kv)
+		free(p->kv);
+	if (p->buf != p->inline_buf)
+		free(p->buf);
+	if (p->j != p->inline_j)
+		free(p->j);
+}
+
+/* J for mode param, in p (s_params_free, whatever the outcome). */
+static int s_param_string(const apicred_host *host, const apicred_request *req,
+                          struct s_params *p, const char **j, size_t *jlen)
+{
 	const char *q, *body = req->body, *ct = req->content_type; /* resolved by the core */
 	const char *method = req->method ? req->method : "GET";
 	size_t qlen, blen = body ? req->body_len : 0, members = 0;
 	json_t *root = NULL;
 	int json = 0, form = 0, rc;
 
-	p.kv = NULL;
-	p.n = p.cap = p.used = 0;
+	p->kv = NULL;
+	p->buf = p->j = NULL;
+	p->n = p->cap = p->used = 0;
 	if ((rc = host->request_query(host, req, &q, &qlen, NULL, NULL)) != APICRED_OK)
 		return rc;
 	if (blen && ct) {
@@ -668,27 +714,21 @@ static int s_param_string(const apicred_host *host, const apicred_request *req,
 
 	if (json)
 		root = s_load_json(host, body, blen, &members);
-	p.size = qlen + (form ? blen : 0) + S_JSON_ROOM * members + 1;
-	p.buf = p.size <= S_INLINE_BUF ? p.inline_buf : malloc(p.size);
-	if (!p.buf) {
+	p->size = qlen + (form ? blen : 0) + S_JSON_ROOM * members + 1;
+	p->buf = p->size <= S_INLINE_BUF ? p->inline_buf : malloc(p->size);
+	if (!p->buf) {
 		rc = host->error(host, APICRED_ERR_NOMEM, "out of memory");
 		goto done;
 	}
-	rc = qlen ? s_parse_form(host, &p, q, qlen, "query") : APICRED_OK;
+	rc = qlen ? s_parse_form(host, p, q, qlen, "query") : APICRED_OK;
 	if (rc == APICRED_OK && form)
-		rc = s_parse_form(host, &p, body, blen, "form");
+		rc = s_parse_form(host, p, body, blen, "form");
 	if (rc == APICRED_OK && root)
-		rc = s_parse_json(host, &p, root);
-	if (rc != APICRED_OK)
-		goto done;
-
-	rc = s_join(host, &p, j, jlen);
+		rc = s_parse_json(host, p, root);
+	if (rc == APICRED_OK)
+		rc = s_join(host, p, j, jlen);
 done:
-	json_decref(root);
-	if (p.kv != p.inline_kv)
-		free(p.kv);
-	if (p.buf != p.inline_buf)
-		free(p.buf);
+	json_decref(root); /* J points into p, not into the JSON */
 	return rc;
 }
 
@@ -842,7 +882,7 @@ static int s_fetch(void *state, const apicred_host *host, const void *previous,
 {
 	struct s_state *st = state;
 	const struct s_session *prev = previous;
-	char why[400], dt[15] = "", *pass = NULL, *refresh = NULL;
+	char why[400], dt[15] = "", pass[S_PASS_MAX], *refresh = NULL;
 	json_t *body;
 	int rc;
 
@@ -866,11 +906,10 @@ static int s_fetch(void *state, const apicred_host *host, const void *previous,
 
 	if (st->mode == S_TIME)
 		s_datetime(host, dt);
-	rc = s_pass(st, host, dt, strlen(dt), &pass);
+	rc = s_pass(st, host, dt, strlen(dt), pass);
 	if (rc != APICRED_OK)
 		return rc;
 	body = json_pack("{s:s, s:s}", "app_id", st->app_id, "app_pass", pass);
-	free(pass);
 	if (body && st->mode == S_TIME && json_object_set_new(body, "tcx_datetime", json_string(dt))) {
 		json_decref(body);
 		body = NULL;
@@ -929,42 +968,51 @@ static int s_session_import(void *state, const apicred_host *host, const void *i
 
 /* ---- apply ----------------------------------------------------------- */
 
+/* A header prepared at init (a core with header_new), else checked now. */
+static int s_add(const apicred_host *host, apicred_out *out, const apicred_header *hdr,
+                 const char *name, const char *value)
+{
+	return hdr ? host->add_prepared(host, out, hdr) : host->add_header(out, name, value);
+}
+
 static int s_apply(void *state, const apicred_host *host, const void *session,
                    const apicred_request *req, apicred_out *out)
 {
 	struct s_state *st = state; /* its spare context is atomic */
 	const struct s_session *sess = session;
-	char dt[15] = "", *j = dt, *pass = NULL;
+	struct s_params p;
+	char dt[15] = "", pass[S_PASS_MAX];
+	const char *j = dt;
 	size_t jlen = 0;
 	int rc;
 
 	if (st->type == S_TWTC && !sess)
 		return host->error(host, APICRED_ERR_INTERNAL, "no access token");
 	if (st->mode == S_PARAM) {
-		rc = s_param_string(host, req, &j, &jlen);
-		if (rc != APICRED_OK)
-			return rc;
-	} else if (st->mode == S_TIME) {
-		s_datetime(host, dt);
-		jlen = 14;
+		rc = s_param_string(host, req, &p, &j, &jlen);
+		if (rc == APICRED_OK)
+			rc = s_pass(st, host, j, jlen, pass);
+		s_params_free(&p);
+	} else {
+		if (st->mode == S_TIME) {
+			s_datetime(host, dt);
+			jlen = 14;
+		}
+		rc = s_pass(st, host, j, jlen, pass);
 	}
-	rc = s_pass(st, host, j, jlen, &pass);
-	if (j != dt)
-		free(j);
 	if (rc != APICRED_OK)
 		return rc;
 
-	rc = host->add_header(out, "X-TCX-TYPE", s_type_hdr[st->type]);
+	rc = s_add(host, out, st->hdr_type, "X-TCX-TYPE", s_type_hdr[st->type]);
 	if (rc == APICRED_OK)
-		rc = host->add_header(out, "X-TCX-APP-ID", st->app_id);
+		rc = s_add(host, out, st->hdr_id, "X-TCX-APP-ID", st->app_id);
 	if (rc == APICRED_OK)
 		rc = host->add_header(out, "X-TCX-APP-PASS", pass);
 	if (rc == APICRED_OK && st->type != S_OWTC)
-		rc = host->add_header(out, "X-TCX-TOKEN",
-		                      st->type == S_TWTC ? sess->token_b64 : st->master_b64);
+		rc = st->type == S_TWTC ? host->add_header(out, "X-TCX-TOKEN", sess->token_b64)
+		   : s_add(host, out, st->hdr_master, "X-TCX-TOKEN", st->master_b64);
 	if (rc == APICRED_OK && st->mode == S_TIME)
 		rc = host->add_query(out, "tcx_datetime", dt);
-	free(pass);
 	return rc;
 }
 
@@ -1017,6 +1065,11 @@ static void s_fini(void *state)
 	st->host->wipe_free(st->host, st->master_b64, APICRED_WIPE_STR);
 	free(st->authorize_url);
 	free(st->reauthorize_url);
+	if (APICRED_HOST_HAS(st->host, header_free)) {
+		st->host->header_free(st->host, st->hdr_type);
+		st->host->header_free(st->host, st->hdr_id);
+		st->host->header_free(st->host, st->hdr_master);
+	}
 	EVP_MD_CTX_free(atomic_load(&st->spare));
 	EVP_MD_free(st->sha1);
 	free(st);
