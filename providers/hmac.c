@@ -81,6 +81,7 @@ struct s_state {
 struct s_session {
 	char *token;                   /* secret */
 	size_t len;
+	apicred_header *hdr;           /* auth_header: token, checked once (a core with header_new) */
 };
 
 /* ---- init ------------------------------------------------------------ */
@@ -185,12 +186,38 @@ static int s_sign(struct s_state *st, const apicred_host *host,
 
 	if (!ctx)
 		return host->error(host, APICRED_ERR_NOMEM, "out of memory");
-	ok = EVP_MAC_update(ctx, a, alen) && EVP_MAC_update(ctx, b, blen) &&
+	ok = EVP_MAC_update(ctx, a, alen) && (!blen || EVP_MAC_update(ctx, b, blen)) &&
 	     EVP_MAC_final(ctx, md, &mdlen, sizeof(md));
 	s_mac_give(st, ctx);
 	if (!ok)
 		return host->error(host, APICRED_ERR_INTERNAL, "HMAC-SHA256 failed");
 	return host->hex(host, md, mdlen, hex);
+}
+
+/* A session for token (taken): its header checked once, where the token
+ * arrives (login or import); apply then only copies it. A core without
+ * header_new checks it in add_header on every apply instead. */
+static int s_session_new(struct s_state *st, const apicred_host *host, char *token,
+                         size_t len, struct s_session **out)
+{
+	struct s_session *sess = malloc(sizeof(*sess));
+	int rc;
+
+	if (!sess) {
+		host->wipe_free(host, token, len);
+		return host->error(host, APICRED_ERR_NOMEM, "out of memory");
+	}
+	sess->token = token;
+	sess->len = len;
+	sess->hdr = NULL;
+	if (APICRED_HOST_HAS(host, header_free) &&
+	    (rc = host->header_new(host, st->auth_header, token, &sess->hdr)) != APICRED_OK) {
+		host->wipe_free(host, token, len);
+		free(sess);
+		return rc;
+	}
+	*out = sess;
+	return APICRED_OK;
 }
 
 /* ---- fetch ----------------------------------------------------------- */
@@ -255,14 +282,10 @@ static int s_fetch(void *state, const apicred_host *host, const void *previous,
 	if (rc != APICRED_OK)
 		goto done;
 
-	sess = malloc(sizeof(*sess));
-	if (!sess) {
-		rc = host->error(host, APICRED_ERR_NOMEM, "out of memory");
+	rc = s_session_new(st, host, token, n, &sess);
+	token = NULL; /* the session's, or wiped */
+	if (rc != APICRED_OK)
 		goto done;
-	}
-	sess->token = token;
-	sess->len = n;
-	token = NULL;
 	out->data = sess;
 	out->lifetime_ms = st->ttl_ms;
 	rc = APICRED_OK;
@@ -284,6 +307,8 @@ static void s_session_free(void *state, void *data)
 
 	if (!sess)
 		return;
+	if (sess->hdr)
+		st->host->header_free(st->host, sess->hdr);
 	st->host->wipe_free(st->host, sess->token, sess->len);
 	free(sess);
 }
@@ -305,21 +330,19 @@ static int s_session_import(void *state, const apicred_host *host, const void *i
                             size_t len, void **data)
 {
 	struct s_session *sess;
+	char *token;
 	int rc = host->check_text(host, APICRED_ERR_PROTOCOL, "the shared auth token", in, len);
 
 	if (rc != APICRED_OK)
 		return rc;
-	if (!(sess = malloc(sizeof(*sess))))
+	if (!(token = malloc(len + 1)))
 		return host->error(host, APICRED_ERR_NOMEM, "out of memory");
-	if (!(sess->token = malloc(len + 1))) {
-		free(sess);
-		return host->error(host, APICRED_ERR_NOMEM, "out of memory");
-	}
-	memcpy(sess->token, in, len);
-	sess->token[len] = '\0';
-	sess->len = len;
-	*data = sess;
-	return APICRED_OK;
+	memcpy(token, in, len);
+	token[len] = '\0';
+	rc = s_session_new(state, host, token, len, &sess);
+	if (rc == APICRED_OK)
+		*data = sess;
+	return rc;
 }
 
 /* ---- apply ----------------------------------------------------------- */
@@ -336,7 +359,8 @@ static int s_apply(void *state, const apicred_host *host, const void *session,
 
 	if (!sess)
 		return host->error(host, APICRED_ERR_INTERNAL, "no login session");
-	rc = host->add_header(out, st->auth_header, sess->token);
+	rc = sess->hdr ? host->add_prepared(host, out, sess->hdr)
+	               : host->add_header(out, st->auth_header, sess->token);
 	if (rc != APICRED_OK || st->sign == S_SIGN_NONE)
 		return rc;
 
