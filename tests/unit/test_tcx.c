@@ -7,6 +7,7 @@
  * scripted endpoint playing tcx/authorize and tcx/reauthorize.
  */
 #define _GNU_SOURCE
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,6 +15,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <jansson.h>
@@ -338,6 +341,118 @@ static void test_dyn(void **state)
 	assert_non_null(strstr(apicred_errmsg(), "random"));
 }
 
+/* ---- the core's random bytes, buffered per thread ---------------------- */
+
+/* The dyn in a pass of mode none (hex(sha1) ":" dyn), into dyn[33]; 0 if
+ * the pass is not one. No cmocka here: a forked child uses it. */
+static int s_dyn_of(const char *pass, char dyn[33])
+{
+	unsigned char raw[128];
+
+	if (!pass || strlen(pass) != 100 ||
+	    EVP_DecodeBlock(raw, (const unsigned char *)pass, 100) != 75 || raw[40] != ':')
+		return 0;
+	memcpy(dyn, raw + 41, 32);
+	dyn[32] = '\0';
+	return strspn(dyn, "0123456789abcdefghijklmnopqrstuvwxyz") == 32;
+}
+
+#define S_DRAWS 300 /* 300 nonces of 48 bytes: more than one refill of the buffer */
+
+struct s_drawer {
+	apicred_ctx *ctx;
+	char dyn[S_DRAWS][33];
+	int ok;
+};
+
+static void *s_draw(void *arg)
+{
+	struct s_drawer *d = arg;
+	apicred_request req = APICRED_REQUEST_INIT;
+	apicred_cred *cred;
+
+	req.url = URL;
+	if (apicred_cred_new(&cred) != APICRED_OK)
+		return NULL;
+	d->ok = 1;
+	for (int i = 0; i < S_DRAWS && d->ok; i++)
+		d->ok = apicred_get(d->ctx, "none", &req, cred) == APICRED_OK &&
+		        s_dyn_of(apicred_cred_find(cred, APICRED_HEADER, "X-TCX-APP-PASS"), d->dyn[i]);
+	apicred_cred_free(cred);
+	return NULL;
+}
+
+/* Without an injected source the core hands out OpenSSL's bytes from a
+ * per-thread buffer: no nonce repeats, within a thread, across threads, or
+ * between a parent and the child it forks; an injected source still wins. */
+static void test_random_buffer(void **state)
+{
+	struct t *f = *state;
+	static struct s_drawer d[3]; /* this thread, and two at once */
+	pthread_t th[2];
+	apicred_ctx *hooked;
+	static const char alphabet[] = "0123456789abcdefghijklmnopqrstuvwxyz";
+	char child[33] = "", next[33];
+	int fds[2], status, counts[36] = { 0 };
+	pid_t pid;
+
+	s_tcx(f, "none", "owtc", "none", "");
+	s_fx->hooks = FX_CLOCK;
+	f->ctx = fx_ctx(s_fx, APICRED_OPEN_NO_BACKGROUND);
+	for (int t = 0; t < 3; t++)
+		d[t].ctx = f->ctx;
+	s_draw(&d[0]);
+	assert_true(d[0].ok);
+	for (int t = 1; t < 3; t++)
+		assert_int_equal(pthread_create(&th[t - 1], NULL, s_draw, &d[t]), 0);
+	for (int t = 1; t < 3; t++) {
+		assert_int_equal(pthread_join(th[t - 1], NULL), 0);
+		assert_true(d[t].ok);
+	}
+	for (int a = 0; a < 3 * S_DRAWS; a++)
+		for (int b = a + 1; b < 3 * S_DRAWS; b++)
+			assert_string_not_equal(d[a / S_DRAWS].dyn[a % S_DRAWS],
+			                        d[b / S_DRAWS].dyn[b % S_DRAWS]);
+	/* And no byte is handed out twice, even wiped (a wiped one is a '0'):
+	 * each of the 36 characters comes 800 times in 28800, give or take 28
+	 * (one standard deviation); 200 off is beyond any chance. */
+	for (int a = 0; a < 3 * S_DRAWS; a++)
+		for (int i = 0; i < 32; i++)
+			counts[(int)(strchr(alphabet, d[a / S_DRAWS].dyn[a % S_DRAWS][i]) - alphabet)]++;
+	for (int c = 0; c < 36; c++)
+		assert_in_range(counts[c], 600, 1000);
+
+	/* This thread's buffer holds bytes not yet handed out: a child forked
+	 * now must not hand out the ones the parent hands out next. */
+	assert_int_equal(pipe(fds), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		int ok = fx_request(s_fx, f->ctx, "none", "GET", URL, NULL, NULL) == APICRED_OK &&
+		         s_dyn_of(fx_header(s_fx, "X-TCX-APP-PASS"), child) &&
+		         write(fds[1], child, 32) == 32;
+		_exit(ok ? 0 : 1);
+	}
+	close(fds[1]);
+	assert_int_equal(read(fds[0], child, 32), 32);
+	close(fds[0]);
+	assert_int_equal(waitpid(pid, &status, 0), pid);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	assert_int_equal(fx_request(s_fx, f->ctx, "none", "GET", URL, NULL, NULL), APICRED_OK);
+	assert_true(s_dyn_of(fx_header(s_fx, "X-TCX-APP-PASS"), next));
+	assert_string_not_equal(child, next);
+	for (int i = 0; i < S_DRAWS; i++)
+		assert_string_not_equal(child, d[0].dyn[i]);
+
+	/* An injected source is used as is, even by a thread with a buffer. */
+	s_fx->hooks = FX_CLOCK | FX_RANDOM;
+	hooked = fx_ctx(s_fx, APICRED_OPEN_NO_BACKGROUND);
+	assert_int_equal(fx_request(s_fx, hooked, "none", "GET", URL, NULL, NULL), APICRED_OK);
+	assert_string_equal(fx_header(s_fx, "X-TCX-APP-PASS"), fx_tcx_pass("", PUB, DYN));
+	apicred_close(hooked);
+}
+
 static void test_bad_config(void **state)
 {
 	struct t *f = *state;
@@ -569,6 +684,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_time_and_none, s_setup, s_teardown),
 		cmocka_unit_test_setup_teardown(test_ftc_and_long_public, s_setup, s_teardown),
 		cmocka_unit_test_setup_teardown(test_dyn, s_setup, s_teardown),
+		cmocka_unit_test_setup_teardown(test_random_buffer, s_setup, s_teardown),
 		cmocka_unit_test_setup_teardown(test_bad_config, s_setup, s_teardown),
 		cmocka_unit_test_setup_teardown(test_twtc_authorize, s_setup, s_teardown),
 		cmocka_unit_test_setup_teardown(test_twtc_reauthorize, s_setup, s_teardown),
