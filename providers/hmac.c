@@ -197,7 +197,7 @@ static int s_sign(struct s_state *st, const apicred_host *host,
 /* A session for token (taken): its header checked once, where the token
  * arrives (login or import); apply then only copies it. A core without
  * header_new checks it in add_header on every apply instead. */
-static int s_session_new(struct s_state *st, const apicred_host *host, char *token,
+static int s_session_new(const struct s_state *st, const apicred_host *host, char *token,
                          size_t len, struct s_session **out)
 {
 	struct s_session *sess = malloc(sizeof(*sess));
