@@ -4,7 +4,9 @@
  * (0, 1, ... 35, so dyn is "0123456789abcdefghijklmnopqrstuv"). Each
  * expected joined string J is written out by hand; the app pass expected
  * from it is computed here with OpenSSL. twtc talks to the sandbox's
- * scripted endpoint playing tcx/authorize and tcx/reauthorize.
+ * scripted endpoint playing tcx/authorize and tcx/reauthorize. One test
+ * draws nonces from the core's own source instead (OpenSSL's bytes through
+ * its per-thread buffer), in threads and across a fork.
  */
 #define _GNU_SOURCE
 #include <pthread.h>
