@@ -4,12 +4,14 @@
  * 1000 services (apikey and oauth2 in turn, made by bench/bench-env.sh),
  * next to the same with a confdir of 1 service.
  *
- * Each measurement runs in a fresh child process, as an application or a
- * CLI run would start: wall time of open + get of svc0 (an apikey service:
+ * Each measurement runs in a new process, as an application or a CLI run
+ * would start: this program executed again (not a fork of this one, which
+ * has set up libcurl and OpenSSL for the sandbox and would hide what that
+ * costs). It reports the wall time of open + get of svc0 (an apikey service:
  * no network) and the CPU time it took, the heap it keeps (mallinfo2: bytes
- * in use, arena and mmapped) and the resident set it added (/proc/self/statm). Median of runs;
- * the per-service cost is the difference over the 999 extra services.
- * Figures, not assertions.
+ * in use, arena and mmapped) and the resident set it added
+ * (/proc/self/statm). Median of runs; the per-service cost is the
+ * difference over the 999 extra services. Figures, not assertions.
  */
 #include <errno.h>
 #include <malloc.h>
@@ -57,7 +59,36 @@ static double s_heap_kb(void)
 	return (double)(m.uordblks + m.hblkhd) / 1024;
 }
 
-/* In a child: open confdir, get svc0, report what it cost. */
+/* The new process (bench_open --child CONFDIR FD): open confdir, get svc0,
+ * write what it cost to FD. */
+static int s_child(const char *confdir, int fd)
+{
+	struct s_cost c;
+	apicred_ctx *ctx;
+	apicred_cred *cred;
+	double heap0, rss0, cpu0;
+	int64_t t0;
+
+	bench_prog = "bench_open (child)";
+	bench_moduledir = getenv("APICRED_TEST_MODULEDIR");
+	heap0 = s_heap_kb();
+	rss0 = s_rss_kb();
+	cpu0 = s_cpu_us();
+	t0 = bench_ns();
+	ctx = bench_open(confdir, 0);
+	if (apicred_cred_new(&cred) != APICRED_OK ||
+	    apicred_get(ctx, "svc0", NULL, cred) != APICRED_OK)
+		BENCH_DIE("apicred_get svc0: %s", apicred_errmsg());
+	c.us = (double)(bench_ns() - t0) / 1e3;
+	c.cpu_us = s_cpu_us() - cpu0;
+	c.heap_kb = s_heap_kb() - heap0;
+	c.rss_kb = s_rss_kb() - rss0;
+	if (write(fd, &c, sizeof(c)) != sizeof(c))
+		_exit(1);
+	_exit(0); /* as a CLI run would, without tearing down */
+}
+
+/* Runs the measurement of confdir in a new process. */
 static struct s_cost s_measure(const char *confdir)
 {
 	struct s_cost c;
@@ -70,22 +101,12 @@ static struct s_cost s_measure(const char *confdir)
 	if ((pid = fork()) < 0)
 		BENCH_DIE("fork: %s", strerror(errno));
 	if (pid == 0) {
-		apicred_ctx *ctx;
-		apicred_cred *cred;
-		double heap0 = s_heap_kb(), rss0 = s_rss_kb(), cpu0 = s_cpu_us();
-		int64_t t0 = bench_ns();
+		char fd[16];
 
-		ctx = bench_open(confdir, 0);
-		if (apicred_cred_new(&cred) != APICRED_OK ||
-		    apicred_get(ctx, "svc0", NULL, cred) != APICRED_OK)
-			BENCH_DIE("apicred_get svc0: %s", apicred_errmsg());
-		c.us = (double)(bench_ns() - t0) / 1e3;
-		c.cpu_us = s_cpu_us() - cpu0;
-		c.heap_kb = s_heap_kb() - heap0;
-		c.rss_kb = s_rss_kb() - rss0;
-		if (write(p[1], &c, sizeof(c)) != sizeof(c))
-			_exit(1);
-		_exit(0); /* as a CLI run would, without tearing down */
+		close(p[0]);
+		snprintf(fd, sizeof(fd), "%d", p[1]);
+		execl("/proc/self/exe", "bench_open", "--child", confdir, fd, (char *)NULL);
+		_exit(127);
 	}
 	close(p[1]);
 	if (read(p[0], &c, sizeof(c)) != sizeof(c))
@@ -95,13 +116,15 @@ static struct s_cost s_measure(const char *confdir)
 	return c;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
 	int runs = bench_runs();
 	double us[2][15], cpu[2][15], heap[2][15], rss[2][15];
 	struct s_cost m[2];
 	char now[64];
 
+	if (argc == 4 && strcmp(argv[1], "--child") == 0)
+		return s_child(argv[2], atoi(argv[3]));
 	bench_init("bench_open");
 	bench_env_start("bench-env.sh", "many 1000");
 	for (int r = 0; r < runs; r++)
