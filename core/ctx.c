@@ -87,9 +87,9 @@ static void s_debug_env(struct ac_ctx *ctx)
 
 /* ---- services ------------------------------------------------------------ */
 
-static int s_svc_cmp(const void *a, const void *b)
+static int s_name_cmp(const void *a, const void *b)
 {
-	return strcmp(((const struct ac_service *)a)->name, ((const struct ac_service *)b)->name);
+	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
 /* Keeps the first thing wrong with conf.d for apicred_check(ctx, NULL). */
@@ -149,52 +149,97 @@ static int s_index(struct ac_ctx *ctx)
 	return APICRED_OK;
 }
 
-/* One file of conf.d: a service if it is NAME.conf with a valid name. */
-static int s_scan_entry(struct ac_ctx *ctx, const char *dir, const char *file, size_t *cap)
+/* conf.d's service names as read, NAME\0NAME\0... in one block: a
+ * thousand services cost two growing allocations, not two thousand. */
+struct s_names {
+	char *buf;
+	size_t len, cap;
+	size_t *off;
+	size_t n, ncap;
+};
+
+/* One file of conf.d: a service if it is NAME.conf with a valid name. Its
+ * type and owner are checked when it is loaded (ac_config_service), with
+ * every file the service reads: a listing decides nothing yet. */
+static int s_scan_entry(struct ac_ctx *ctx, const char *dir, const char *file,
+                        struct s_names *nm)
 {
 	size_t len = strlen(file);
-	char *name;
-	struct ac_service *svc;
 
-	if (len <= 5 || strcmp(file + len - 5, ".conf") != 0)
+	if (len <= 5 || memcmp(file + len - 5, ".conf", 5) != 0)
 		return APICRED_OK;
-	name = strndup(file, len - 5);
-	if (!name)
-		return APICRED_ERR_NOMEM;
-	if (!ac_name_valid(name)) {
+	len -= 5;
+	if (nm->len + len + 1 > nm->cap) {
+		size_t cap = nm->cap ? 2 * nm->cap : 4096;
+		char *p;
+		while (cap < nm->len + len + 1)
+			cap *= 2;
+		if (!(p = realloc(nm->buf, cap)))
+			return APICRED_ERR_NOMEM;
+		nm->buf = p;
+		nm->cap = cap;
+	}
+	memcpy(nm->buf + nm->len, file, len);
+	nm->buf[nm->len + len] = '\0';
+	if (!ac_name_valid(nm->buf + nm->len)) {
 		ac_log(ctx, LOG_WARNING, NULL, "ignoring %s/%s: not a valid service name",
 		       dir, file);
 		s_scan_problem(ctx, APICRED_ERR_BAD_NAME, "%s/%s: not a valid service name "
 		               "([A-Za-z0-9][A-Za-z0-9._-]*.conf)", dir, file);
-		free(name);
 		return APICRED_OK;
 	}
-	if (ctx->nservices == *cap) {
-		struct ac_service *p = realloc(ctx->services,
-		                               (*cap = *cap ? 2 * *cap : 16) * sizeof(*p));
-		if (!p) {
-			free(name);
+	if (nm->n == nm->ncap) {
+		size_t *p = realloc(nm->off, (nm->ncap ? 2 * nm->ncap : 256) * sizeof(*p));
+		if (!p)
 			return APICRED_ERR_NOMEM;
-		}
-		ctx->services = p;
+		nm->off = p;
+		nm->ncap = nm->ncap ? 2 * nm->ncap : 256;
 	}
-	svc = &ctx->services[ctx->nservices];
-	memset(svc, 0, sizeof(*svc));
-	svc->name = name;
-	if (asprintf(&svc->path, "%s/%s", dir, file) < 0) {
-		free(name);
+	nm->off[nm->n++] = nm->len;
+	nm->len += len + 1;
+	return APICRED_OK;
+}
+
+/* The service table from the names: sorted (apicred_service_name's
+ * order), each name pointing into one block that ctx keeps. */
+static int s_table(struct ac_ctx *ctx, struct s_names *nm)
+{
+	char **sorted;
+
+	if (!nm->n)
+		return APICRED_OK;
+	if (nm->len < nm->cap) { /* give back the doubling's slack */
+		char *p = realloc(nm->buf, nm->len);
+		if (p)
+			nm->buf = p;
+	}
+	ctx->names = nm->buf;
+	nm->buf = NULL;
+	sorted = malloc(nm->n * sizeof(*sorted));
+	ctx->services = calloc(nm->n, sizeof(*ctx->services));
+	if (!sorted || !ctx->services) {
+		free(sorted);
 		return APICRED_ERR_NOMEM;
 	}
-	ctx->nservices++;
+	for (size_t i = 0; i < nm->n; i++)
+		sorted[i] = ctx->names + nm->off[i];
+	qsort(sorted, nm->n, sizeof(*sorted), s_name_cmp);
+	for (size_t i = 0; i < nm->n; i++) {
+		ctx->services[i].name = sorted[i];
+		pthread_mutex_init(&ctx->services[i].reload_mu, NULL);
+	}
+	ctx->nservices = nm->n;
+	free(sorted);
 	return APICRED_OK;
 }
 
 static int s_scan(struct ac_ctx *ctx)
 {
+	struct s_names nm = { 0 };
 	char *dir;
 	DIR *d;
 	struct dirent *de;
-	size_t cap = 0;
+	int rc = APICRED_OK;
 
 	if (asprintf(&dir, "%s/conf.d", ctx->confdir) < 0)
 		return ac_error(APICRED_ERR_NOMEM, "out of memory");
@@ -214,24 +259,21 @@ static int s_scan(struct ac_ctx *ctx)
 		free(dir);
 		return APICRED_OK;
 	}
-	while ((de = readdir(d)))
-		if (s_scan_entry(ctx, dir, de->d_name, &cap) != APICRED_OK)
-			goto nomem;
+	while (rc == APICRED_OK && (de = readdir(d)))
+		rc = s_scan_entry(ctx, dir, de->d_name, &nm);
 	closedir(d);
-	if (ctx->nservices)
-		qsort(ctx->services, ctx->nservices, sizeof(*ctx->services), s_svc_cmp);
-	else
+	if (rc == APICRED_OK)
+		rc = s_table(ctx, &nm);
+	free(nm.buf);
+	free(nm.off);
+	if (rc == APICRED_OK && !ctx->nservices)
 		s_scan_problem(ctx, APICRED_ERR_NO_SERVICE, "no services: %s holds no "
 		               "SERVICE.conf file", dir);
 	free(dir);
+	if (rc != APICRED_OK)
+		return ac_error(APICRED_ERR_NOMEM, "out of memory");
 	/* Nothing is parsed here: each service loads on first use. */
-	for (size_t i = 0; i < ctx->nservices; i++)
-		pthread_mutex_init(&ctx->services[i].reload_mu, NULL);
 	return s_index(ctx);
-nomem:
-	closedir(d);
-	free(dir);
-	return ac_error(APICRED_ERR_NOMEM, "out of memory");
 }
 
 /* This thread's last lookup: applications mostly ask for one service
@@ -391,7 +433,6 @@ API void apicred_close(apicred_ctx *c)
 			free(d);
 		}
 		pthread_mutex_destroy(&svc->reload_mu);
-		free(svc->name);
 		free(svc->path);
 	}
 	ac_ebr_drain(ctx);
@@ -399,6 +440,7 @@ API void apicred_close(apicred_ctx *c)
 	free(ctx->store_spec);
 	ac_modules_free(ctx);
 	free(ctx->services);
+	free(ctx->names);
 	free(ctx->htab);
 	free(ctx->confdir);
 	free(ctx->moduledir);

@@ -61,12 +61,34 @@ bool ac_json_oom_take(void)
 	return oom;
 }
 
+static pthread_once_t s_curl_once = PTHREAD_ONCE_INIT;
+
+/* libcurl sets up OpenSSL, which reads its configuration: about a
+ * millisecond that a context whose services make no request of their own
+ * (API keys, signatures) never needs. */
+static void s_curl_init(void)
+{
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+void ac_curl_init(void)
+{
+	pthread_once(&s_curl_once, s_curl_init);
+}
+
 static void s_global_init(void)
 {
 	json_malloc_t m;
 	json_free_t f;
 
-	curl_global_init(CURL_GLOBAL_DEFAULT);
+	/* A libcurl built thread-safe (CURL_VERSION_THREADSAFE, 7.84 and later)
+	 * may be set up by any thread at any time: on the first request. An
+	 * older one only while no other thread of the application uses libcurl:
+	 * at the first open, as its documentation asks of a library. */
+#ifdef CURL_VERSION_THREADSAFE
+	if (!(curl_version_info(CURLVERSION_NOW)->features & CURL_VERSION_THREADSAFE))
+#endif
+		ac_curl_init();
 	/* Token replies parsed by jansson leave copies of the secrets in its
 	 * strings: wipe them when they are freed. An application that chose
 	 * its own allocator for jansson keeps it. */
@@ -433,7 +455,7 @@ static int s_build_handle(struct ac_layer *L, const apicred_http_request *req,
 	if (left <= 0)
 		return ac_layer_error(L, APICRED_ERR_HTTP, "%s %s: http.deadline of %lld ms reached",
 		                      req->method, x->shown, (long long)s_deadline_len_ms);
-	ac_http_global_init();
+	ac_curl_init();
 	if (!(c = x->c = curl_easy_init()))
 		return ac_error(APICRED_ERR_NOMEM, "out of memory");
 	curl_easy_setopt(c, CURLOPT_URL, x->url);

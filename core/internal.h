@@ -288,8 +288,8 @@ struct ac_desc {
 };
 
 struct ac_service {
-	char *name;
-	char *path;
+	const char *name;           /* in ctx->names */
+	char *path;                 /* conf.d/NAME.conf, made on first load */
 	size_t name_len;
 	uint64_t hash;              /* of the name, for ac_service_find */
 	/* NULL until first use (ac_service_load); then replaced only whole. */
@@ -336,7 +336,8 @@ struct ac_ctx {
 	struct ac_store *store;     /* NULL: "none" */
 
 	size_t nservices;
-	struct ac_service *services;
+	struct ac_service *services; /* sorted by name */
+	char *names;                /* every service's name, one block */
 	struct ac_service **htab;   /* open addressing by name hash; hmask + 1 slots */
 	size_t hmask;
 	int scan_code;              /* what is wrong with conf.d itself, or 0 */
@@ -625,7 +626,12 @@ bool ac_url_loopback(const char *url); /* its host is 127.0.0.1, ::1 or localhos
 /* APICRED_OK for an https URL, or http to a loopback host with the layer's
  * insecure_http; else the error, detail set. */
 int ac_url_allowed(struct ac_layer *L, const char *url);
+/* Once per process, at apicred_open: jansson's wiping allocator; libcurl's
+ * set-up too when libcurl is not thread-safe. */
 void ac_http_global_init(void);
+/* libcurl's global set-up, once, before the first request (curl_easy_init):
+ * its URL API, used before, needs none. */
+void ac_curl_init(void);
 /* Whether jansson failed an allocation in this thread since the last call. */
 bool ac_json_oom_take(void);
 /* One total deadline for a cold fetch, all attempts (http.deadline), on
