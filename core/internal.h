@@ -2,7 +2,8 @@
  * internal.h - what the core's files share. Nothing here is ABI.
  *
  * Object graph (one ctx):
- *   ctx -> services[] (sorted, fixed after open)
+ *   ctx -> services[] (in conf.d's order, fixed after open; by name through
+ *          ac_service_at)
  *   service -> stack (atomic pointer; replaced whole on reload, old one
  *              retired through the EBR domain so readers never see it freed)
  *   stack -> layers[] -> provider module, provider state, cached session
@@ -336,8 +337,12 @@ struct ac_ctx {
 	struct ac_store *store;     /* NULL: "none" */
 
 	size_t nservices;
-	struct ac_service *services; /* sorted by name */
+	struct ac_service *services; /* in conf.d's order */
 	char *names;                /* every service's name, one block */
+	/* services by name: sorted on first need (ac_service_at), not by open */
+	_Atomic(struct ac_service **) sorted;
+	struct ac_service **sorted_buf;
+	pthread_mutex_t sorted_mu;
 	struct ac_service **htab;   /* open addressing by name hash; hmask + 1 slots */
 	size_t hmask;
 	int scan_code;              /* what is wrong with conf.d itself, or 0 */
@@ -375,6 +380,8 @@ static inline int64_t ac_now_fast(struct ac_ctx *ctx)
 }
 
 struct ac_service *ac_service_find(struct ac_ctx *ctx, const char *name);
+/* The i-th service in name order (apicred_service_name's), or NULL. */
+struct ac_service *ac_service_at(struct ac_ctx *ctx, size_t i);
 void ac_fork_check(struct ac_ctx *ctx);
 
 /* ---- configuration files (config.c) -------------------------------------- */

@@ -513,7 +513,7 @@ API int apicred_check_all(apicred_ctx *ctx, apicred_problem_fn fn, void *user)
 	}
 	/* Every service, even after a failure: fn hears of all of them. */
 	for (size_t i = 0; i < ctx->c.nservices; i++) {
-		const char *name = ctx->c.services[i].name;
+		const char *name = ac_service_at(&ctx->c, i)->name;
 
 		rc = fn ? apicred_check_report(ctx, name, fn, user) : apicred_check(ctx, name);
 		if (rc != APICRED_OK && first == APICRED_OK) {
@@ -720,7 +720,7 @@ static int s_cache_walk(apicred_ctx *c, const char *service, apicred_cache_fn fn
 		return ac_name_valid(service) ? APICRED_ERR_NO_SERVICE : APICRED_ERR_BAD_NAME;
 	ac_fork_check(ctx);
 	for (size_t i = 0; i < ctx->nservices; i++) {
-		struct ac_service *svc = &ctx->services[i];
+		struct ac_service *svc = ac_service_at(ctx, i);
 
 		if (service && strcmp(service, svc->name) != 0)
 			continue;

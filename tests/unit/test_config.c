@@ -5,7 +5,9 @@
  */
 #include "config.h"
 
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdio.h>
@@ -496,6 +498,64 @@ static void test_description_read(void **state)
 	free(d);
 }
 
+/* conf.d is read in the file system's order and sorted on the first
+ * listing: threads racing to list a new context all see the names sorted,
+ * and each name still finds its own file. */
+#define S_NAMES 97 /* prime: k * 37 % S_NAMES visits every k */
+#define S_LISTERS 4
+
+struct s_lister {
+	apicred_ctx *ctx;
+	atomic_int *bad;
+};
+
+/* cmocka's asserts are not thread-safe: listers count, main asserts. */
+static void *s_lister_main(void *arg)
+{
+	struct s_lister *l = arg;
+	char want[16];
+
+	for (size_t i = 0; i <= S_NAMES; i++) {
+		const char *name = apicred_service_name(l->ctx, i);
+
+		snprintf(want, sizeof(want), "svc%03zu", i);
+		if (i == S_NAMES ? name != NULL : !name || strcmp(name, want) != 0)
+			atomic_fetch_add(l->bad, 1);
+	}
+	return NULL;
+}
+
+static void test_service_list_sorted(void **state)
+{
+	fx *f = *state;
+	pthread_t th[S_LISTERS];
+	struct s_lister l;
+	atomic_int bad = 0;
+	char name[16], want[32];
+
+	fx_module(f, "alltypes");
+	for (unsigned i = 0; i < S_NAMES; i++) { /* created out of order */
+		unsigned k = i * 37 % S_NAMES;
+		snprintf(name, sizeof(name), "svc%03u", k);
+		fx_service(f, name, 0600, "description = \"d-%s\";\n"
+		           "stack = ( { provider = \"alltypes\"; label = \"L\"; } );\n", name);
+	}
+	fx_open(f);
+	assert_int_equal(apicred_service_count(f->ctx), S_NAMES);
+	l.ctx = f->ctx;
+	l.bad = &bad;
+	for (int i = 0; i < S_LISTERS; i++)
+		assert_int_equal(pthread_create(&th[i], NULL, s_lister_main, &l), 0);
+	for (int i = 0; i < S_LISTERS; i++)
+		assert_int_equal(pthread_join(th[i], NULL), 0);
+	assert_int_equal(atomic_load(&bad), 0);
+	for (unsigned i = 0; i < S_NAMES; i += 8) {
+		snprintf(name, sizeof(name), "svc%03u", i);
+		snprintf(want, sizeof(want), "d-%s", name);
+		assert_string_equal(apicred_service_description(f->ctx, name), want);
+	}
+}
+
 /* ---- static headers ----------------------------------------------------- */
 
 static void test_static_headers(void **state)
@@ -638,6 +698,7 @@ int main(void)
 		T(test_unknown_service),
 		T(test_service_list),
 		T(test_description_read),
+		T(test_service_list_sorted),
 		T(test_static_headers),
 		T(test_static_header_crlf),
 		T(test_header_name_crlf),
