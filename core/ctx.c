@@ -234,6 +234,7 @@ struct ac_service *ac_service_at(struct ac_ctx *ctx, size_t i)
 	if (i >= ctx->nservices)
 		return NULL;
 	if (!v) {
+		ac_fork_check(ctx); /* a parent's thread may have held sorted_mu */
 		pthread_mutex_lock(&ctx->sorted_mu);
 		if (!(v = atomic_load_explicit(&ctx->sorted, memory_order_relaxed))) {
 			v = ctx->sorted_buf;
