@@ -124,17 +124,13 @@ int ac_store_open(struct ac_ctx *ctx)
 		rc = ac_store_file_open(ctx, dir, &ctx->store);
 		free(dir);
 	}
-	if (rc == APICRED_OK && !(ctx->store->aead = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL))) {
-		ac_store_close(ctx);
-		rc = ac_error(APICRED_ERR_INTERNAL, "OpenSSL offers no AES-256-GCM");
-	}
 	return rc;
 }
 
 void ac_store_close(struct ac_ctx *ctx)
 {
 	if (ctx->store) {
-		EVP_CIPHER_free(ctx->store->aead);
+		EVP_CIPHER_free(atomic_load(&ctx->store->aead));
 		ctx->store->ops->free(ctx->store);
 		ctx->store = NULL;
 	}
@@ -230,17 +226,44 @@ static bool s_hkdf(const unsigned char *ikm, size_t len, const char *info, unsig
 	return ok;
 }
 
+/* Whether a layer's sessions can go to the store: it fetches them and
+ * its provider exports and imports them. */
+static bool s_shareable(const struct ac_layer *L)
+{
+	const apicred_vtable_v1 *vt = L->mod ? &L->mod->vt : NULL;
+
+	return vt && vt->fetch && vt->session_export && vt->session_import;
+}
+
+/* The store's AEAD, fetched on first need; false if OpenSSL has none. */
+static bool s_aead_ready(struct ac_store *s)
+{
+	EVP_CIPHER *none = NULL, *c;
+
+	if (atomic_load_explicit(&s->aead, memory_order_acquire))
+		return true;
+	if (!(c = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL)))
+		return false;
+	if (!atomic_compare_exchange_strong(&s->aead, &none, c))
+		EVP_CIPHER_free(c); /* another layer's was first */
+	return true;
+}
+
 void ac_store_layer_init(struct ac_layer *L)
 {
 	struct ac_stack *st = L->stack;
-	const apicred_vtable_v1 *vt = &L->mod->vt;
 	static const char *const carry[] = { "same-origin", "always", "never" };
 	unsigned char ikm[32], name[32];
+	bool later = false;
 	EVP_MD_CTX *md;
 	bool ok;
 
 	memset(&L->store, 0, sizeof(L->store));
-	if (!st->ctx->store || !(md = EVP_MD_CTX_new()))
+	/* Its identity serves only this layer's entry and those below it: none
+	 * of them shares sessions (API keys, signatures), no digest. */
+	for (size_t i = L->index; i < st->nlayers && !later; i++)
+		later = s_shareable(&st->layers[i]);
+	if (!st->ctx->store || !later || !(md = EVP_MD_CTX_new()))
 		return;
 	ok = EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1 && s_str(md, s_salt) &&
 	     s_str(md, st->origin) && s_str(md, L->provider) && s_str(md, carry[L->carry]);
@@ -256,9 +279,12 @@ void ac_store_layer_init(struct ac_layer *L)
 		return;
 	}
 	memcpy(L->store.chain, ikm, sizeof(ikm));
-	if (vt->fetch && vt->session_export && vt->session_import &&
-	    s_hkdf(ikm, sizeof(ikm), "entry name", name, sizeof(name)) &&
-	    s_hkdf(ikm, sizeof(ikm), "entry key", L->store.key, sizeof(L->store.key))) {
+	if (s_shareable(L) && !s_aead_ready(st->ctx->store))
+		ac_log(st->ctx, LOG_WARNING, st->svc->name, "layer %d (%s): OpenSSL offers no "
+		       "AES-256-GCM to seal sessions for the shared store; they stay in this "
+		       "process", L->index + 1, L->provider);
+	else if (s_shareable(L) && s_hkdf(ikm, sizeof(ikm), "entry name", name, sizeof(name)) &&
+	         s_hkdf(ikm, sizeof(ikm), "entry key", L->store.key, sizeof(L->store.key))) {
 		for (size_t i = 0; i < sizeof(name); i++)
 			snprintf(L->store.name + 2 * i, 3, "%02x", name[i]);
 		L->store.on = true;
@@ -288,7 +314,7 @@ static int s_seal(const struct ac_layer *L, const unsigned char *pt, size_t len,
 
 	/* RAND_bytes, not the injectable hook: a nonce must never repeat. */
 	ok = b && c && len <= AC_STORE_MAX_BLOB && RAND_bytes(b + 1, S_NONCE) == 1 &&
-	     EVP_EncryptInit_ex2(c, L->stack->ctx->store->aead, L->store.key, b + 1, NULL) == 1 &&
+	     EVP_EncryptInit_ex2(c, atomic_load(&L->stack->ctx->store->aead), L->store.key, b + 1, NULL) == 1 &&
 	     s_aad(c, L, true) && EVP_EncryptUpdate(c, b + S_HEAD, &n, pt, (int)len) == 1 &&
 	     EVP_EncryptFinal_ex(c, b + S_HEAD + n, &fin) == 1 &&
 	     EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_GET_TAG, S_TAG, b + S_HEAD + len) == 1;
@@ -317,7 +343,7 @@ static bool s_open(const struct ac_layer *L, unsigned char *b, size_t len, unsig
 	if (len < S_HEAD + S_TAG + S_TIMES || b[0] != S_VERSION || !(*pt = calloc(1, n + 1)))
 		return false;
 	c = EVP_CIPHER_CTX_new();
-	ok = c && EVP_DecryptInit_ex2(c, L->stack->ctx->store->aead, L->store.key, b + 1, NULL) == 1 &&
+	ok = c && EVP_DecryptInit_ex2(c, atomic_load(&L->stack->ctx->store->aead), L->store.key, b + 1, NULL) == 1 &&
 	     s_aad(c, L, false) && EVP_DecryptUpdate(c, *pt, &out, b + S_HEAD, (int)n) == 1 &&
 	     EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_SET_TAG, S_TAG, b + S_HEAD + n) == 1 &&
 	     EVP_DecryptFinal_ex(c, *pt + out, &fin) == 1;

@@ -48,7 +48,9 @@ struct ac_store {
 	struct ac_ctx *ctx;
 	char *desc;                /* "file:DIR" or "redis://host:port/db": no password */
 	_Atomic int64_t warned_ms; /* last warning, to say it once a minute */
-	EVP_CIPHER *aead;          /* fetched once: not on each get */
+	/* Fetched once, by the first layer that shares sessions (not by open:
+	 * a process of API keys alone never sets OpenSSL up). */
+	_Atomic(EVP_CIPHER *) aead;
 	void *impl;
 };
 
