@@ -12,7 +12,7 @@
 #           NGINX_WHY, when nginx is absent or does not start: KEY_URL is then
 #           the sandbox's /apikey/echo origin. BENCH_NO_NGINX=1 shows that.
 #   many N  ONE, MANY: confdirs of 1 and N services (apikey and oauth2 in
-#           turn, no network at open or at svc0's get)
+#           turn, a file store, no network at open or at svc0's get)
 # shellcheck source=tests/integration/lib.sh
 . "${top_srcdir:?}/tests/integration/lib.sh"
 
@@ -107,9 +107,11 @@ socket.create_connection(("127.0.0.1", int(sys.argv[1])), 1)' "$_port" 2>/dev/nu
 }
 
 # many_conf N: a quiet $CONF with N services svc0..svcN-1, apikey and oauth2
-# in turn, literal secrets (the files are 0600). Shell builtins only: fast.
+# in turn, literal secrets (the files are 0600), and a file store as
+# applications have by default (in $T, not the user's). Shell builtins only:
+# fast.
 many_conf() {
-	confdir_new none >&2
+	confdir_new "file:$T/store" >&2
 	quiet_conf
 	_umask=$(umask)
 	umask 077 # 0600 files without a chmod each

@@ -1,8 +1,8 @@
 /*
  * bench_open.c - issue 10, target 3: what apicred_open + the first
  * apicred_get cost an application, in time and memory, with a confdir of
- * 1000 services (apikey and oauth2 in turn, made by bench/bench-env.sh),
- * next to the same with a confdir of 1 service.
+ * 1000 services (apikey and oauth2 in turn, and a file store, the default
+ * kind; made by bench/bench-env.sh), next to the same with 1 service.
  *
  * Each measurement runs in a new process, as an application or a CLI run
  * would start: this program executed again (not a fork of this one, which
