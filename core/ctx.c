@@ -150,7 +150,7 @@ static int s_index(struct ac_ctx *ctx)
 	return APICRED_OK;
 }
 
-/* conf.d's service names as read, NAME\0NAME\0... in one block: a
+/* conf.d's services as read, NAME\0DIR/NAME.conf\0 each, in one block: a
  * thousand services cost two growing allocations, not two thousand. */
 struct s_names {
 	char *buf;
@@ -165,15 +165,16 @@ struct s_names {
 static int s_scan_entry(struct ac_ctx *ctx, const char *dir, const char *file,
                         struct s_names *nm)
 {
-	size_t len = strlen(file);
+	size_t flen = strlen(file), dlen = strlen(dir), len, need;
 
-	if (len <= 5 || memcmp(file + len - 5, ".conf", 5) != 0)
+	if (flen <= 5 || memcmp(file + flen - 5, ".conf", 5) != 0)
 		return APICRED_OK;
-	len -= 5;
-	if (nm->len + len + 1 > nm->cap) {
+	len = flen - 5;
+	need = len + 1 + dlen + 1 + flen + 1;
+	if (nm->len + need > nm->cap) {
 		size_t cap = nm->cap ? 2 * nm->cap : 4096;
 		char *p;
-		while (cap < nm->len + len + 1)
+		while (cap < nm->len + need)
 			cap *= 2;
 		if (!(p = realloc(nm->buf, cap)))
 			return APICRED_ERR_NOMEM;
@@ -198,11 +199,15 @@ static int s_scan_entry(struct ac_ctx *ctx, const char *dir, const char *file,
 	}
 	nm->off[nm->n++] = nm->len;
 	nm->len += len + 1;
+	memcpy(nm->buf + nm->len, dir, dlen);
+	nm->buf[nm->len + dlen] = '/';
+	memcpy(nm->buf + nm->len + dlen + 1, file, flen + 1);
+	nm->len += dlen + 1 + flen + 1;
 	return APICRED_OK;
 }
 
-/* The service table from the names, each pointing into one block that
- * ctx keeps. In conf.d's order: sorting a thousand names costs a fifth of
+/* The service table from the names, each name and path pointing into one
+ * block that ctx keeps. In conf.d's order: sorting a thousand names costs a fifth of
  * a millisecond that only listings need (ac_service_at). */
 static int s_table(struct ac_ctx *ctx, struct s_names *nm)
 {
@@ -220,8 +225,11 @@ static int s_table(struct ac_ctx *ctx, struct s_names *nm)
 	if (!ctx->services || !ctx->sorted_buf)
 		return APICRED_ERR_NOMEM;
 	for (size_t i = 0; i < nm->n; i++) {
-		ctx->services[i].name = ctx->names + nm->off[i];
-		pthread_mutex_init(&ctx->services[i].reload_mu, NULL);
+		struct ac_service *svc = &ctx->services[i];
+
+		svc->name = ctx->names + nm->off[i];
+		svc->path = svc->name + strlen(svc->name) + 1;
+		pthread_mutex_init(&svc->reload_mu, NULL);
 	}
 	ctx->nservices = nm->n;
 	return APICRED_OK;
@@ -449,7 +457,6 @@ API void apicred_close(apicred_ctx *c)
 			free(d);
 		}
 		pthread_mutex_destroy(&svc->reload_mu);
-		free(svc->path);
 	}
 	ac_ebr_drain(ctx);
 	ac_store_close(ctx);

@@ -290,7 +290,7 @@ struct ac_desc {
 
 struct ac_service {
 	const char *name;           /* in ctx->names */
-	char *path;                 /* conf.d/NAME.conf, made on first load */
+	const char *path;           /* CONFDIR/conf.d/NAME.conf, in ctx->names */
 	size_t name_len;
 	uint64_t hash;              /* of the name, for ac_service_find */
 	/* NULL until first use (ac_service_load); then replaced only whole. */
@@ -338,7 +338,7 @@ struct ac_ctx {
 
 	size_t nservices;
 	struct ac_service *services; /* in conf.d's order */
-	char *names;                /* every service's name, one block */
+	char *names;                /* every service's name and path, one block */
 	/* services by name: sorted on first need (ac_service_at), not by open */
 	_Atomic(struct ac_service **) sorted;
 	struct ac_service **sorted_buf;

@@ -6,7 +6,6 @@
  */
 #include "config.h"
 
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <syslog.h>
@@ -52,12 +51,6 @@ struct ac_stack *ac_stack_load(struct ac_ctx *ctx, struct ac_service *svc)
 
 	if (!st)
 		return NULL;
-	/* Under reload_mu; published with the first stack. */
-	if (!svc->path && asprintf(&svc->path, "%s/conf.d/%s.conf", ctx->confdir, svc->name) < 0) {
-		svc->path = NULL;
-		free(st);
-		return NULL;
-	}
 	st->ctx = ctx;
 	st->svc = svc;
 	parsed = ac_config_service(st);
