@@ -47,8 +47,8 @@ static int s_items(const apicred_cred *cred, struct s_items *t)
 {
 	memset(t, 0, sizeof(*t));
 	/* One pass over the items, on every apicred_curl_apply: most creds
-	 * have no TLS item at all. */
-	for (size_t i = 0; i < cred->nitems; i++) {
+	 * have no TLS item at all. NULL: the core's own request carries none. */
+	for (size_t i = 0; cred && i < cred->nitems; i++) {
 		const struct ac_item *it = &cred->items[i];
 		const char *name = cred->arena + it->name_off, *value = cred->arena + it->value_off;
 
