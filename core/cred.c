@@ -170,9 +170,12 @@ bool ac_cred_from_snap(apicred_cred *cred, const struct ac_snap *sn)
 	return true;
 }
 
-/* Appends one line (a, then b if not NULL, joined by ": ") to hlines. */
-static void s_line(apicred_cred *cred, const char *a, size_t alen, const char *b, size_t blen)
+/* Appends one line (a, then b if not NULL, joined by ": ") to hlines and
+ * links a node to it after the k-th. */
+static void s_line(apicred_cred *cred, size_t *k, const char *a, size_t alen, const char *b,
+                   size_t blen)
 {
+	struct curl_slist *node = &cred->hnodes[*k];
 	char *p = cred->hlines + cred->hused;
 
 	memcpy(p, a, alen);
@@ -183,53 +186,40 @@ static void s_line(apicred_cred *cred, const char *a, size_t alen, const char *b
 	}
 	p[alen] = '\0';
 	cred->hused += alen + 1;
+	node->data = p;
+	node->next = NULL;
+	if ((*k)++)
+		node[-1].next = node;
 }
 
 int ac_cred_slist(apicred_cred *cred, const char *const *lines, const char *ct_line,
                   struct curl_slist **out)
 {
-	size_t n = 0, need = 0, k = 0;
+	/* Room for the worst case, measured without a pass over the items: a
+	 * header takes "name\0value\0" in the arena, one byte more as a line.
+	 * Sizes come first: the text never moves while nodes point into it. */
+	size_t n = cred->nitems + 1, need = cred->used + cred->nitems + 1, k = 0;
 
-	/* Sizes first: the text never moves while nodes point into it. */
 	for (const char *const *l = lines; l && *l; l++, n++)
 		need += strlen(*l) + 1;
-	for (size_t i = 0; i < cred->nitems; i++)
-		if (cred->items[i].kind == APICRED_HEADER) {
-			const struct ac_item *it = &cred->items[i];
-			need += (it->value_off - it->name_off - 1) + 2 + it->value_len + 1;
-			n++;
-		}
-	if (ct_line) {
+	if (ct_line)
 		need += strlen(ct_line) + 1;
-		n++;
-	}
-	*out = NULL;
-	if (!n)
-		return APICRED_OK;
 	if ((need > cred->hcap && s_grow((void **)&cred->hlines, &cred->hcap, need, 1)) ||
 	    (n > cred->hnodes_cap &&
 	     s_grow((void **)&cred->hnodes, &cred->hnodes_cap, n, sizeof(*cred->hnodes))))
 		return ac_error(APICRED_ERR_NOMEM, "out of memory");
 	cred->hused = 0;
-	for (const char *const *l = lines; l && *l; l++) {
-		cred->hnodes[k++].data = cred->hlines + cred->hused;
-		s_line(cred, *l, strlen(*l), NULL, 0);
-	}
+	for (const char *const *l = lines; l && *l; l++)
+		s_line(cred, &k, *l, strlen(*l), NULL, 0);
 	for (size_t i = 0; i < cred->nitems; i++) {
 		const struct ac_item *it = &cred->items[i];
-		if (it->kind != APICRED_HEADER)
-			continue;
-		cred->hnodes[k++].data = cred->hlines + cred->hused;
-		s_line(cred, cred->arena + it->name_off, it->value_off - it->name_off - 1,
-		       cred->arena + it->value_off, it->value_len);
+		if (it->kind == APICRED_HEADER)
+			s_line(cred, &k, cred->arena + it->name_off, it->value_off - it->name_off - 1,
+			       cred->arena + it->value_off, it->value_len);
 	}
-	if (ct_line) {
-		cred->hnodes[k++].data = cred->hlines + cred->hused;
-		s_line(cred, ct_line, strlen(ct_line), NULL, 0);
-	}
-	for (size_t i = 0; i < n; i++)
-		cred->hnodes[i].next = i + 1 < n ? &cred->hnodes[i + 1] : NULL;
-	*out = cred->hnodes;
+	if (ct_line)
+		s_line(cred, &k, ct_line, strlen(ct_line), NULL, 0);
+	*out = k ? cred->hnodes : NULL;
 	return APICRED_OK;
 }
 

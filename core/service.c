@@ -286,26 +286,23 @@ static int s_content_type(const apicred_request *req, const char **ct)
 API int apicred_curl_apply(apicred_ctx *ctx, const char *service, void *curl_easy,
                            const apicred_request *req, apicred_cred *cred)
 {
+	const char *const *lines;
 	struct curl_slist *list;
-	const char *ct;
+	const char *ct = NULL;
 	char *url = NULL, ct_buf[256], *ct_line = NULL;
 	int rc;
 
-	if (!curl_easy || !req || !req->url)
-		return ac_error(APICRED_ERR_INVALID, "apicred_curl_apply: a CURL handle and a "
-		                "request with a url are required");
-	rc = apicred_get(ctx, service, req, cred);
-	if (rc != APICRED_OK)
-		return rc;
-	/* The URL as given once the origin check passed (libcurl copies it);
-	 * parsed and rebuilt only when query parameters must be added. */
-	if (cred->nquery && (rc = apicred_cred_url(cred, req->url, &url)) != APICRED_OK)
-		goto fail;
-	if (curl_easy_setopt(curl_easy, CURLOPT_URL, url ? url : req->url) != CURLE_OK) {
-		rc = ac_error(APICRED_ERR_INVALID, "%s: libcurl refused the URL", service);
+	if (!curl_easy || !req || !req->url) {
+		rc = ac_error(APICRED_ERR_INVALID, "apicred_curl_apply: a CURL handle and a "
+		              "request with a url are required");
 		goto fail;
 	}
-	if ((rc = s_content_type(req, &ct)) != APICRED_OK)
+	if ((rc = apicred_get(ctx, service, req, cred)) != APICRED_OK)
+		goto fail;
+	lines = req->size >= sizeof(*req) ? req->headers : NULL;
+	/* Without header lines, a type or a body no Content-Type is due. */
+	if ((lines || req->content_type || req->body) &&
+	    (rc = s_content_type(req, &ct)) != APICRED_OK)
 		goto fail;
 	if (ct) {
 		size_t n = sizeof("Content-Type: ") + strlen(ct);
@@ -317,20 +314,38 @@ API int apicred_curl_apply(apicred_ctx *ctx, const char *service, void *curl_eas
 	}
 	/* In cred, reused call after call: see apicred_curl_apply(3) for how
 	 * long it must stay untouched. */
-	rc = ac_cred_slist(cred, req->size >= sizeof(*req) ? req->headers : NULL, ct_line, &list);
-	if (rc != APICRED_OK)
+	if ((rc = ac_cred_slist(cred, lines, ct_line, &list)) != APICRED_OK)
 		goto fail;
+	if ((rc = ac_curl_tls(curl_easy, cred, ctx->c.http.ca_file, ctx->c.http.ca_path)) !=
+	    APICRED_OK) {
+		rc = ac_error(rc, "%s: %s", service, apicred_errmsg());
+		goto fail;
+	}
+	/* The URL as given once the origin check passed (libcurl copies it);
+	 * parsed and rebuilt only when query parameters must be added. It
+	 * goes last of what may fail: a failure never leaves a URL carrying
+	 * credentials on the handle. */
+	if (cred->nquery && (rc = apicred_cred_url(cred, req->url, &url)) != APICRED_OK)
+		goto fail;
+	if (curl_easy_setopt(curl_easy, CURLOPT_URL, url ? url : req->url) != CURLE_OK) {
+		rc = ac_error(APICRED_ERR_INVALID, "%s: libcurl refused the URL", service);
+		goto fail;
+	}
 	curl_easy_setopt(curl_easy, CURLOPT_HTTPHEADER, list);
 	curl_easy_setopt(curl_easy, CURLOPT_FOLLOWLOCATION, 0L);
 	/* A setuid program takes no proxy from its caller's environment. */
 	if (ac_secure())
 		curl_easy_setopt(curl_easy, CURLOPT_PROXY, ac_proxy_for(ctx->c.http.proxy, true));
-	rc = ac_curl_tls(curl_easy, cred, ctx->c.http.ca_file, ctx->c.http.ca_path);
-	if (rc != APICRED_OK)
-		rc = ac_error(rc, "%s: %s", service, apicred_errmsg());
 	goto out;
 fail:
-	ac_cred_reset(cred);
+	/* The list on the handle may be the one this cred held, about to be
+	 * wiped (or freed by a cred that grows): whatever failed, the handle
+	 * is left with no header list at all, so running it anyway sends no
+	 * credential, stale or wiped (apicred_curl_apply(3)). */
+	if (curl_easy)
+		curl_easy_setopt(curl_easy, CURLOPT_HTTPHEADER, NULL);
+	if (cred)
+		ac_cred_reset(cred);
 out:
 	if (ct_line != ct_buf)
 		free(ct_line);

@@ -45,19 +45,19 @@ struct s_items {
 
 static int s_items(const apicred_cred *cred, struct s_items *t)
 {
-	size_t n = apicred_cred_count(cred, APICRED_TLS);
-
 	memset(t, 0, sizeof(*t));
-	for (size_t i = 0; i < n; i++) {
-		const char *name, *value;
-		size_t len;
+	/* One pass over the items, on every apicred_curl_apply: most creds
+	 * have no TLS item at all. NULL: the core's own request carries none. */
+	for (size_t i = 0; cred && i < cred->nitems; i++) {
+		const struct ac_item *it = &cred->items[i];
+		const char *name = cred->arena + it->name_off, *value = cred->arena + it->value_off;
 
-		if (apicred_cred_item(cred, APICRED_TLS, i, &name, &value, &len) != APICRED_OK)
+		if (it->kind != APICRED_TLS)
 			continue;
 		if (strcmp(name, "cert") == 0)
-			t->cert = value, t->cert_len = len;
+			t->cert = value, t->cert_len = it->value_len;
 		else if (strcmp(name, "key") == 0)
-			t->key = value, t->key_len = len;
+			t->key = value, t->key_len = it->value_len;
 		else if (strcmp(name, "ca_file") == 0)
 			t->ca_file = value;
 		else if (strcmp(name, "ca_path") == 0)

@@ -237,7 +237,9 @@ int apicred_cred_url(const apicred_cred *cred, const char *url, char **out);
  * Never set CURLOPT_HTTPHEADER afterwards: it would replace the list, and
  * the credential headers with it; use req->headers. The header list lives
  * in cred: keep cred alive until curl_easy_perform() returns. req must
- * have a url. */
+ * have a url. On failure, whatever the cause, the handle is left with no
+ * header list (CURLOPT_HTTPHEADER is NULL, the application's lines too)
+ * and cred empty: run anyway, it sends no credential, stale or wiped. */
 int apicred_curl_apply(apicred_ctx *ctx, const char *service, void *curl_easy,
                        const apicred_request *req, apicred_cred *cred);
 

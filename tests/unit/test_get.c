@@ -1,7 +1,8 @@
 /*
  * test_get.c - what apicred_get hands back for the apikey and tok providers,
- * tok's failover on a reported 403 and its return to a rotated primary, and
- * many threads sharing one context.
+ * tok's failover on a reported 403 and its return to a rotated primary,
+ * many threads sharing one context, and the handle a failed
+ * apicred_curl_apply leaves behind.
  */
 #include "config.h"
 
@@ -16,6 +17,8 @@
 #include <strings.h>
 #include <syslog.h>
 #include <cmocka.h>
+
+#include <curl/curl.h>
 
 #include "fixture.h"
 
@@ -331,6 +334,99 @@ static void test_threads(void **state)
 	assert_int_equal(f->log_warnings, 0);
 }
 
+/* ---- apicred_curl_apply that fails ---------------------------------------- */
+
+static size_t s_discard(char *p, size_t size, size_t n, void *user)
+{
+	(void)p, (void)user;
+	return size * n;
+}
+
+/* Performs h against the sandbox; the request it got. */
+static fx_req s_sent(fx_sandbox *sb, CURL *h)
+{
+	size_t n = fx_sandbox_count(sb);
+
+	assert_int_equal(curl_easy_perform(h), CURLE_OK);
+	assert_int_equal(fx_sandbox_count(sb), n + 1);
+	return fx_sandbox_req(sb, n);
+}
+
+/* A failed call leaves no header list on the handle (apicred_curl_apply(3)):
+ * running it anyway sends neither the header lines of the cred, which the
+ * failure wiped and which may since have been freed, nor stale ones left
+ * from an earlier success, nor the application's own lines. */
+static void test_curl_apply_failure(void **state)
+{
+	fx *f = *state;
+	fx_sandbox *sb = fx_sandbox_start();
+	const char *const lines[] = { "X-App: app-line", NULL };
+	apicred_request req = APICRED_REQUEST_INIT;
+	char url[128], other[128];
+	apicred_cred *cred;
+	CURL *h = curl_easy_init();
+	fx_req r;
+
+	fx_module(f, "apikey");
+	fx_secret(f, "k", "sb-apikey-0123456789", 0600);
+	fx_service(f, "sb", 0600, "url = \"%s/\";\ninsecure_http = true;\n"
+	           "stack = ( { provider = \"apikey\"; key = \"file:secrets/k\"; } );\n", sb->url);
+	fx_open(f);
+	fx_sandbox_answer(sb, 200, NULL, "ok");
+	snprintf(url, sizeof(url), "%s/script/x", sb->url);
+	snprintf(other, sizeof(other), "http://localhost:%d/script/x", sb->port);
+	req.url = url;
+	req.headers = lines;
+	assert_non_null(h);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, s_discard);
+	assert_int_equal(apicred_cred_new(&cred), APICRED_OK);
+
+	/* The reference: a success sends both. */
+	assert_int_equal(apicred_curl_apply(f->ctx, "sb", h, &req, cred), APICRED_OK);
+	r = s_sent(sb, h);
+	assert_string_equal(fx_req_header(&r, "X-API-Key"), "sb-apikey-0123456789");
+	assert_string_equal(fx_req_header(&r, "X-App"), "app-line");
+
+	/* Refused (another origin): the cred is wiped, then freed, and the
+	 * handle, still on the last URL, sends no header of either. */
+	req.url = other;
+	fx_assert_err(f, apicred_curl_apply(f->ctx, "sb", h, &req, cred), APICRED_ERR_ORIGIN,
+	              "sb", "origin", NULL);
+	assert_int_equal(apicred_cred_count(cred, APICRED_HEADER), 0);
+	apicred_cred_free(cred);
+	assert_int_equal(apicred_cred_new(&cred), APICRED_OK);
+	r = s_sent(sb, h);
+	assert_null(fx_req_header(&r, "X-API-Key"));
+	assert_null(fx_req_header(&r, "X-App"));
+
+	/* A failure before any credential is made (no such service) leaves no
+	 * stale list from the success before it either. */
+	req.url = url;
+	assert_int_equal(apicred_curl_apply(f->ctx, "sb", h, &req, cred), APICRED_OK);
+	fx_assert_err(f, apicred_curl_apply(f->ctx, "nosuch", h, &req, cred),
+	              APICRED_ERR_NO_SERVICE, "nosuch", NULL);
+	assert_int_equal(apicred_cred_count(cred, APICRED_HEADER), 0);
+	r = s_sent(sb, h);
+	assert_null(fx_req_header(&r, "X-API-Key"));
+	assert_null(fx_req_header(&r, "X-App"));
+
+	/* Nor does a call refused for its arguments. */
+	assert_int_equal(apicred_curl_apply(f->ctx, "sb", h, &req, cred), APICRED_OK);
+	assert_int_equal(apicred_curl_apply(f->ctx, "sb", h, NULL, cred), APICRED_ERR_INVALID);
+	r = s_sent(sb, h);
+	assert_null(fx_req_header(&r, "X-API-Key"));
+
+	/* And the handle works again after the next success. */
+	assert_int_equal(apicred_curl_apply(f->ctx, "sb", h, &req, cred), APICRED_OK);
+	r = s_sent(sb, h);
+	assert_string_equal(fx_req_header(&r, "X-API-Key"), "sb-apikey-0123456789");
+	fx_assert_no_secret(f, apicred_errmsg());
+
+	curl_easy_cleanup(h);
+	apicred_cred_free(cred);
+	fx_sandbox_stop(sb);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -344,6 +440,7 @@ int main(void)
 		T(test_report_errors),
 		T(test_stack_of_two),
 		T(test_threads),
+		T(test_curl_apply_failure),
 #undef T
 	};
 
