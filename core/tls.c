@@ -286,8 +286,13 @@ static CURLcode s_curl_cert_key(CURL *c, const struct s_items *t)
 	struct curl_blob key = { (void *)(uintptr_t)t->key, t->key_len, CURL_BLOB_COPY };
 	CURLcode cc;
 
-	if (!t->cert)
-		return CURLE_OK;
+	/* None: a handle used for another service before must not present
+	 * that service's certificate here (NULL clears what we set). */
+	if (!t->cert) {
+		if ((cc = curl_easy_setopt(c, CURLOPT_SSLCERT_BLOB, NULL)) != CURLE_OK)
+			return cc;
+		return curl_easy_setopt(c, CURLOPT_SSLKEY_BLOB, NULL);
+	}
 	if ((cc = curl_easy_setopt(c, CURLOPT_SSLCERT_BLOB, &cert)) != CURLE_OK ||
 	    (cc = curl_easy_setopt(c, CURLOPT_SSLCERTTYPE, "PEM")) != CURLE_OK ||
 	    (cc = curl_easy_setopt(c, CURLOPT_SSLKEY_BLOB, &key)) != CURLE_OK)

@@ -159,6 +159,15 @@ EOF
 run request nocert "$echo_url"
 fails "no client certificate" "apicred: nocert:" "certificate required"
 
+# One handle, the service with a certificate first: the next service of the
+# same origin has none, and the handle must not lend it the first one's.
+OUT=$("$top_builddir/tests/drivers/curl_reuse" "$CONF" "$APICRED_TEST_MODULEDIR" "$echo_url" \
+	enc-key nocert enc-key 2>&1)
+like "one handle: the service with a certificate" "$(printf '%s\n' "$OUT" | sed -n 1p)" '1 200'
+like "one handle: the next service presents no certificate" "$(printf '%s\n' "$OUT" | sed -n 2p)" \
+	'2 error: *'
+like "one handle: the first service again" "$(printf '%s\n' "$OUT" | sed -n 3p)" '3 200'
+
 mtls otherca "$SB_MTLS" 'cert = "certs/other-ca-client.pem"; key = "certs/other-ca-client.key";' "$apikey_layer"
 run request otherca "$echo_url"
 fails "client certificate from another CA" "apicred: otherca:" "unknown ca"
