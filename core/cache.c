@@ -99,6 +99,9 @@ static void s_collect(struct ac_layer *L)
 	}
 	pthread_mutex_unlock(&L->mu);
 	s_free_chain(L, done);
+	/* The stack's replaced snapshots (stack.c) go with the sessions
+	 * they were made of. */
+	ac_snap_collect(L->stack, safe);
 }
 
 void ac_layer_cache_fini(struct ac_layer *L)

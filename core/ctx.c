@@ -37,6 +37,8 @@ static void s_atfork(void)
  * locks and the waiters counted in their condition variables are reset. */
 static void s_stack_after_fork(struct ac_stack *st)
 {
+	if (st) /* a snapshot being made by a thread not here */
+		atomic_store(&st->snap_busy, false);
 	for (size_t k = 0; st && k < st->nlayers; k++) {
 		pthread_mutex_init(&st->layers[k].mu, NULL);
 		pthread_cond_init(&st->layers[k].cv, NULL);

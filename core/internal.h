@@ -278,6 +278,8 @@ struct ac_stack {
 	struct ac_watch *watches;
 	bool literal_ok;           /* the service file is private */
 	_Atomic(struct ac_snap *) snap; /* its output, kept (stack.c); or NULL */
+	atomic_bool snap_busy;     /* one thread makes or collects snapshots */
+	struct ac_snap *snap_dead; /* replaced ones, until no reader holds them */
 	bool retired;              /* under ctx->bg.mu: never queue its layers again */
 };
 
@@ -451,7 +453,12 @@ int ac_layer_apply(struct ac_layer *L, struct ac_request *req, apicred_cred *cre
  * clock reading (ac_now_fast), for the layers' sessions. */
 int ac_stack_apply(struct ac_stack *st, size_t upto, const apicred_request *req,
                    apicred_cred *cred, int64_t now);
-/* A get of st at now that copies the stack's kept output (ac_snap_keep)
+/* Frees st's replaced snapshots whose tag is below safe (ac_ebr_safe());
+ * never waits: skipped while another thread makes one. */
+void ac_snap_collect(struct ac_stack *st, uint64_t safe);
+/* Frees them all: st is being freed. */
+void ac_snap_fini(struct ac_stack *st);
+/* A get of st at now that copies the stack's kept output
  * into cred, reset, when it is still what the layers would add; false:
  * walk the stack (cred is left reset). */
 bool ac_snap_get(struct ac_stack *st, apicred_cred *cred, int64_t now);
@@ -554,7 +561,8 @@ struct apicred_out {
  * the sessions it came from and how long it holds, then the cred's
  * arena, items and layers in one block. */
 struct ac_snap {
-	struct ac_ebr_node ebr;
+	struct ac_snap *dead_next;     /* in its stack's snap_dead, once replaced */
+	uint64_t tag;                  /* ac_ebr_advance() when replaced */
 	uint64_t serial;               /* unique: a cred that holds it needs no copy */
 	int64_t until_wall_ms;         /* the layers' static_until; INT64_MAX: none */
 	size_t nsess;

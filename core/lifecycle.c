@@ -93,7 +93,7 @@ void ac_stack_free(void *p)
 		free(L->fail_msg);
 	}
 	free(st->layers);
-	ac_snap_free(atomic_load(&st->snap));
+	ac_snap_fini(st);
 	for (size_t i = 0; st->headers && i < 2 * st->nheaders; i++)
 		free(st->headers[i]);
 	free(st->headers);

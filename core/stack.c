@@ -120,7 +120,8 @@ int ac_stack_apply(struct ac_stack *st, size_t upto, const apicred_request *req,
  * (host->apply_static), what a get adds changes only with a session: a get
  * copies the output the last walk kept for as long as the sessions it came
  * from are current and fresh, without calling a provider. Each snapshot is
- * immutable, replaced whole and reclaimed through EBR like the stack. */
+ * immutable and replaced whole, by one thread at a time, which neither
+ * locks nor waits: the one that next fetches frees the replaced ones. */
 
 /* Whether the sessions a snapshot came from still serve a get at now. */
 static bool s_sessions_fresh(const struct ac_used *sess, size_t n, int64_t now)
@@ -135,14 +136,19 @@ static bool s_sessions_fresh(const struct ac_used *sess, size_t n, int64_t now)
 	return true;
 }
 
+static bool s_snap_valid(struct ac_stack *st, const struct ac_snap *sn, int64_t now)
+{
+	if (!s_sessions_fresh(sn->sess, sn->nsess, now))
+		return false;
+	/* The wall clock, as apply reads it: it may jump (mtls's expiry). */
+	return sn->until_wall_ms == INT64_MAX || ac_now_wall(st->ctx) < sn->until_wall_ms;
+}
+
 bool ac_snap_get(struct ac_stack *st, apicred_cred *cred, int64_t now)
 {
 	struct ac_snap *sn = atomic_load_explicit(&st->snap, memory_order_acquire);
 
-	if (!sn || !s_sessions_fresh(sn->sess, sn->nsess, now))
-		return false;
-	/* The wall clock, as apply reads it: it may jump (mtls's expiry). */
-	if (sn->until_wall_ms != INT64_MAX && ac_now_wall(st->ctx) >= sn->until_wall_ms)
+	if (!sn || !s_snap_valid(st, sn, now))
 		return false;
 	/* A loop that hands the same cred back gets the same bytes: nothing
 	 * to wipe, nothing to copy. */
@@ -153,9 +159,41 @@ bool ac_snap_get(struct ac_stack *st, apicred_cred *cred, int64_t now)
 	return ac_cred_from_snap(cred, sn);
 }
 
-static void s_snap_reclaim(struct ac_ebr_node *n)
+/* Replaced snapshots wait in snap_dead, tagged like sessions (cache.c),
+ * and are freed by the thread that next fetches for the stack: whoever
+ * makes one never takes a lock nor waits for readers. */
+void ac_snap_collect(struct ac_stack *st, uint64_t safe)
 {
-	ac_snap_free((struct ac_snap *)(void *)((char *)n - offsetof(struct ac_snap, ebr)));
+	struct ac_snap **pp, *done = NULL;
+
+	if (atomic_exchange_explicit(&st->snap_busy, true, memory_order_acquire))
+		return;
+	for (pp = &st->snap_dead; *pp;) {
+		struct ac_snap *sn = *pp;
+		if (sn->tag < safe) {
+			*pp = sn->dead_next;
+			sn->dead_next = done;
+			done = sn;
+		} else {
+			pp = &sn->dead_next;
+		}
+	}
+	atomic_store_explicit(&st->snap_busy, false, memory_order_release);
+	while (done) {
+		struct ac_snap *next = done->dead_next;
+		ac_snap_free(done);
+		done = next;
+	}
+}
+
+void ac_snap_fini(struct ac_stack *st)
+{
+	ac_snap_free(atomic_load(&st->snap));
+	while (st->snap_dead) {
+		struct ac_snap *next = st->snap_dead->dead_next;
+		ac_snap_free(st->snap_dead);
+		st->snap_dead = next;
+	}
 }
 
 /* A snapshot of cred, the output of a whole walk at now that skipped no
@@ -200,12 +238,21 @@ int ac_stack_get(struct ac_stack *st, const apicred_request *req, apicred_cred *
 	size_t skipped = 0;
 	int rc = s_walk(st, st->nlayers, req, cred, now, &skipped);
 
-	if (rc != APICRED_OK || skipped || !(sn = s_snap_make(st, cred, now)))
+	if (rc != APICRED_OK || skipped)
 		return rc;
-	if ((old = atomic_exchange_explicit(&st->snap, sn, memory_order_acq_rel))) {
-		ac_ebr_retire(&old->ebr, st->ctx, s_snap_reclaim);
-		ac_ebr_collect();
+	/* One thread at a time makes the next one; the others go on. */
+	if (atomic_exchange_explicit(&st->snap_busy, true, memory_order_acquire))
+		return rc;
+	old = atomic_load_explicit(&st->snap, memory_order_acquire);
+	if ((!old || !s_snap_valid(st, old, now)) && (sn = s_snap_make(st, cred, now))) {
+		atomic_store_explicit(&st->snap, sn, memory_order_release);
+		if (old) {
+			old->tag = ac_ebr_advance();
+			old->dead_next = st->snap_dead;
+			st->snap_dead = old;
+		}
 	}
+	atomic_store_explicit(&st->snap_busy, false, memory_order_release);
 	return rc;
 }
 
