@@ -79,6 +79,34 @@ static void s_free_chain(struct ac_layer *L, struct ac_session *s)
 	}
 }
 
+/* A stack's replaced snapshots (stack.c) wait in its snap_dead, tagged
+ * like sessions, and go with the sessions they were made of: freed by the
+ * thread that next fetches, so that whoever makes one never takes a lock
+ * nor waits for readers. */
+void ac_snap_collect(struct ac_stack *st, uint64_t safe)
+{
+	struct ac_snap **pp, *done = NULL;
+
+	if (atomic_exchange_explicit(&st->snap_busy, true, memory_order_acquire))
+		return;
+	for (pp = &st->snap_dead; *pp;) {
+		struct ac_snap *sn = *pp;
+		if (sn->tag < safe) {
+			*pp = sn->dead_next;
+			sn->dead_next = done;
+			done = sn;
+		} else {
+			pp = &sn->dead_next;
+		}
+	}
+	atomic_store_explicit(&st->snap_busy, false, memory_order_release);
+	while (done) {
+		struct ac_snap *next = done->dead_next;
+		ac_snap_free(done);
+		done = next;
+	}
+}
+
 /* Frees the dead sessions no reader can still hold; caller in a read section. */
 static void s_collect(struct ac_layer *L)
 {
@@ -99,8 +127,6 @@ static void s_collect(struct ac_layer *L)
 	}
 	pthread_mutex_unlock(&L->mu);
 	s_free_chain(L, done);
-	/* The stack's replaced snapshots (stack.c) go with the sessions
-	 * they were made of. */
 	ac_snap_collect(L->stack, safe);
 }
 

@@ -453,9 +453,6 @@ int ac_layer_apply(struct ac_layer *L, struct ac_request *req, apicred_cred *cre
  * clock reading (ac_now_fast), for the layers' sessions. */
 int ac_stack_apply(struct ac_stack *st, size_t upto, const apicred_request *req,
                    apicred_cred *cred, int64_t now);
-/* Frees st's replaced snapshots whose tag is below safe (ac_ebr_safe());
- * never waits: skipped while another thread makes one. */
-void ac_snap_collect(struct ac_stack *st, uint64_t safe);
 /* Frees them all: st is being freed. */
 void ac_snap_fini(struct ac_stack *st);
 /* A get of st at now that copies the stack's kept output
@@ -487,6 +484,9 @@ static inline bool ac_session_fresh(const struct ac_layer *L, struct ac_session 
 /* L's session for a call made at now (ac_now_fast): lock-free when fresh. */
 int ac_layer_session(struct ac_layer *L, int64_t now, struct ac_session **out);
 void ac_layer_cache_init(struct ac_layer *L);
+/* Frees st's replaced snapshots (stack.c) whose tag is below safe
+ * (ac_ebr_safe()); never waits: skipped while another thread makes one. */
+void ac_snap_collect(struct ac_stack *st, uint64_t safe);
 void ac_layer_cache_fini(struct ac_layer *L);
 void ac_layer_invalidate(struct ac_layer *L, uint64_t gen);
 void ac_bg_dequeue_stack(struct ac_ctx *ctx, struct ac_stack *st);

@@ -159,33 +159,6 @@ bool ac_snap_get(struct ac_stack *st, apicred_cred *cred, int64_t now)
 	return ac_cred_from_snap(cred, sn);
 }
 
-/* Replaced snapshots wait in snap_dead, tagged like sessions (cache.c),
- * and are freed by the thread that next fetches for the stack: whoever
- * makes one never takes a lock nor waits for readers. */
-void ac_snap_collect(struct ac_stack *st, uint64_t safe)
-{
-	struct ac_snap **pp, *done = NULL;
-
-	if (atomic_exchange_explicit(&st->snap_busy, true, memory_order_acquire))
-		return;
-	for (pp = &st->snap_dead; *pp;) {
-		struct ac_snap *sn = *pp;
-		if (sn->tag < safe) {
-			*pp = sn->dead_next;
-			sn->dead_next = done;
-			done = sn;
-		} else {
-			pp = &sn->dead_next;
-		}
-	}
-	atomic_store_explicit(&st->snap_busy, false, memory_order_release);
-	while (done) {
-		struct ac_snap *next = done->dead_next;
-		ac_snap_free(done);
-		done = next;
-	}
-}
-
 void ac_snap_fini(struct ac_stack *st)
 {
 	ac_snap_free(atomic_load(&st->snap));
