@@ -471,6 +471,12 @@ int ac_stack_carried(struct ac_layer *L, const char *method, const char *url,
 
 /* ---- cache (cache.c) ----------------------------------------------------- */
 
+/* Whether L has sessions: a provider with fetch whose init did not say
+ * host->no_session. */
+static inline bool ac_layer_fetches(const struct ac_layer *L)
+{
+	return L->mod->vt.fetch && !L->no_session;
+}
 /* Whether s, L's current session, serves a call made at now as it is:
  * valid, and not due for a refresh this caller must see to. */
 static inline bool ac_session_fresh(const struct ac_layer *L, struct ac_session *s,

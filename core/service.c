@@ -161,10 +161,10 @@ static int s_report(apicred_ctx *ctx, const char *service, const apicred_cred *c
 			continue;
 		/* NULL cred: the credentials a get would give now, which may come
 		 * from the shared store (a tok failover, say) before any get here. */
-		if (!cred && !s && L->mod->vt.fetch && !L->no_session &&
+		if (!cred && !s && ac_layer_fetches(L) &&
 		    ac_layer_session(L, ac_now_mono(&ctx->c), &s) == APICRED_OK)
 			gen = s->gen;
-		if (L->mod->vt.fetch && !L->no_session && (!s || s->gen != gen)) {
+		if (ac_layer_fetches(L) && (!s || s->gen != gen)) {
 			AC_TRACE(L, "HTTP %ld for session generation %llu, already replaced: "
 			         "nothing dropped", http_status, (unsigned long long)gen);
 			changed = true; /* already replaced since: just retry */
@@ -410,7 +410,7 @@ static int s_check_layer(struct ac_layer *L, const char *url)
 			                      "loopback hosts only)", config_setting_name(s),
 			                      config_setting_source_line(s));
 	}
-	if (!L->mod->vt.fetch || L->no_session) {
+	if (!ac_layer_fetches(L)) {
 		apicred_request r = APICRED_REQUEST_INIT;
 		struct ac_request R;
 		apicred_cred *cred;

@@ -33,7 +33,7 @@ int ac_layer_apply(struct ac_layer *L, struct ac_request *req, apicred_cred *cre
 
 	if (L->fail_code)
 		return ac_error(L->fail_code, "%s", L->fail_msg ? L->fail_msg : "layer failed");
-	if (L->mod->vt.fetch && !L->no_session && (rc = ac_layer_session(L, now, &s)) != APICRED_OK)
+	if (ac_layer_fetches(L) && (rc = ac_layer_session(L, now, &s)) != APICRED_OK)
 		return rc;
 	rc = L->mod->vt.apply(L->state, &L->host, s ? s->data : NULL, &req->r, &out);
 	if (rc != APICRED_OK)
@@ -193,7 +193,7 @@ static struct ac_snap *s_snap_make(struct ac_stack *st, const apicred_cred *cred
 	}
 	for (size_t k = 0; k < cred->nlayers; k++) {
 		const struct ac_layer *L = cred->layers[k].layer;
-		if (L->mod->vt.fetch && !L->no_session)
+		if (ac_layer_fetches(L))
 			sess[nsess++] = cred->layers[k];
 	}
 	if (!s_sessions_fresh(sess, nsess, now) || !(sn = ac_snap_new(cred)))
