@@ -195,11 +195,18 @@ static void s_line(apicred_cred *cred, size_t *k, const char *a, size_t alen, co
 int ac_cred_slist(apicred_cred *cred, const char *const *lines, const char *ct_line,
                   struct curl_slist **out)
 {
+	size_t n = cred->nitems + 1, need = cred->used + cred->nitems + 1, k = 0;
+
+	/* The same snapshot and nothing of the request's: the list made last
+	 * time is still right, byte for byte. */
+	if (!lines && !ct_line && cred->snap_serial && cred->hserial == cred->snap_serial) {
+		*out = cred->hused ? cred->hnodes : NULL;
+		return APICRED_OK;
+	}
+	ac_cred_reset_lines(cred);
 	/* Room for the worst case, measured without a pass over the items: a
 	 * header takes "name\0value\0" in the arena, one byte more as a line.
 	 * Sizes come first: the text never moves while nodes point into it. */
-	size_t n = cred->nitems + 1, need = cred->used + cred->nitems + 1, k = 0;
-
 	for (const char *const *l = lines; l && *l; l++, n++)
 		need += strlen(*l) + 1;
 	if (ct_line)
@@ -208,7 +215,6 @@ int ac_cred_slist(apicred_cred *cred, const char *const *lines, const char *ct_l
 	    (n > cred->hnodes_cap &&
 	     s_grow((void **)&cred->hnodes, &cred->hnodes_cap, n, sizeof(*cred->hnodes))))
 		return ac_error(APICRED_ERR_NOMEM, "out of memory");
-	cred->hused = 0;
 	for (const char *const *l = lines; l && *l; l++)
 		s_line(cred, &k, *l, strlen(*l), NULL, 0);
 	for (size_t i = 0; i < cred->nitems; i++) {
@@ -219,6 +225,7 @@ int ac_cred_slist(apicred_cred *cred, const char *const *lines, const char *ct_l
 	}
 	if (ct_line)
 		s_line(cred, &k, ct_line, strlen(ct_line), NULL, 0);
+	cred->hserial = lines || ct_line ? 0 : cred->snap_serial;
 	*out = k ? cred->hnodes : NULL;
 	return APICRED_OK;
 }

@@ -556,6 +556,7 @@ struct apicred_cred {
 	size_t hnodes_cap;
 	char *hlines;
 	size_t hused, hcap;
+	uint64_t hserial;         /* the snapshot hlines were made of alone, or 0 */
 };
 
 struct apicred_out {
@@ -586,6 +587,7 @@ static inline void ac_cred_reset_lines(apicred_cred *cred)
 	if (cred->hused)
 		explicit_bzero(cred->hlines, cred->hused);
 	cred->hused = 0;
+	cred->hserial = 0;
 }
 /* A snapshot of cred's items (NULL: out of memory); free with ac_snap_free. */
 struct ac_snap *ac_snap_new(const apicred_cred *cred);

@@ -347,7 +347,7 @@ fail:
 	if (cred)
 		ac_cred_reset(cred);
 out:
-	if (ct_line != ct_buf)
+	if (ct_line && ct_line != ct_buf)
 		free(ct_line);
 	if (url) {
 		OPENSSL_cleanse(url, strlen(url)); /* it carries the query's credentials */

@@ -151,11 +151,10 @@ bool ac_snap_get(struct ac_stack *st, apicred_cred *cred, int64_t now)
 	if (!sn || !s_snap_valid(st, sn, now))
 		return false;
 	/* A loop that hands the same cred back gets the same bytes: nothing
-	 * to wipe, nothing to copy. */
-	if (cred->snap_serial == sn->serial) {
-		ac_cred_reset_lines(cred);
+	 * to wipe, nothing to copy (its curl header lines included: they
+	 * hold what its arena holds, and ac_cred_slist reuses them). */
+	if (cred->snap_serial == sn->serial)
 		return true;
-	}
 	return ac_cred_from_snap(cred, sn);
 }
 

@@ -15,6 +15,8 @@
 #include "config.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -280,6 +282,11 @@ API int apicred_ssl_ctx_apply(const apicred_cred *cred, void *ssl_ctx)
 
 /* ---- on a libcurl handle ---------------------------------------------------- */
 
+/* Whether this process ever put a client certificate on a libcurl handle.
+ * Relaxed is enough: a handle that carries one reaches another thread
+ * through the application's own synchronisation, which orders the store. */
+static atomic_bool s_blobs_set;
+
 static CURLcode s_curl_cert_key(CURL *c, const struct s_items *t)
 {
 	struct curl_blob cert = { (void *)(uintptr_t)t->cert, t->cert_len, CURL_BLOB_COPY };
@@ -287,12 +294,17 @@ static CURLcode s_curl_cert_key(CURL *c, const struct s_items *t)
 	CURLcode cc;
 
 	/* None: a handle used for another service before must not present
-	 * that service's certificate here (NULL clears what we set). */
+	 * that service's certificate here (NULL clears what we set). Until a
+	 * service has set one, no handle can hold ours: two setopts saved on
+	 * every request of a process without client certificates. */
 	if (!t->cert) {
+		if (!atomic_load_explicit(&s_blobs_set, memory_order_relaxed))
+			return CURLE_OK;
 		if ((cc = curl_easy_setopt(c, CURLOPT_SSLCERT_BLOB, NULL)) != CURLE_OK)
 			return cc;
 		return curl_easy_setopt(c, CURLOPT_SSLKEY_BLOB, NULL);
 	}
+	atomic_store_explicit(&s_blobs_set, true, memory_order_relaxed);
 	if ((cc = curl_easy_setopt(c, CURLOPT_SSLCERT_BLOB, &cert)) != CURLE_OK ||
 	    (cc = curl_easy_setopt(c, CURLOPT_SSLCERTTYPE, "PEM")) != CURLE_OK ||
 	    (cc = curl_easy_setopt(c, CURLOPT_SSLKEY_BLOB, &key)) != CURLE_OK)

@@ -1,8 +1,8 @@
 /*
  * test_get.c - what apicred_get hands back for the apikey and tok providers,
  * tok's failover on a reported 403 and its return to a rotated primary,
- * many threads sharing one context, and the handle a failed
- * apicred_curl_apply leaves behind.
+ * many threads sharing one context, the handle a failed
+ * apicred_curl_apply leaves behind, and one handle and cred reused.
  */
 #include "config.h"
 
@@ -427,6 +427,91 @@ static void test_curl_apply_failure(void **state)
 	fx_sandbox_stop(sb);
 }
 
+/* One cred and one handle, request after request (the loop of
+ * apicred_curl_apply(3)): each transfer carries the header lines of its
+ * own call, never those an earlier call built, whatever changed between
+ * them: the application's lines, the Content-Type, the service. */
+static void test_curl_apply_loop(void **state)
+{
+	fx *f = *state;
+	fx_sandbox *sb = fx_sandbox_start();
+	const char *const lines[] = { "X-App: app-line", NULL };
+	apicred_request req = APICRED_REQUEST_INIT;
+	apicred_cred *cred;
+	CURL *h = curl_easy_init();
+	char url[128];
+	fx_req r;
+
+	fx_module(f, "apikey");
+	fx_secret(f, "k", "sb-apikey-0123456789", 0600);
+	fx_secret(f, "k2", "sb-apikey-second-key", 0600);
+	fx_service(f, "sb", 0600, "url = \"%s/\";\ninsecure_http = true;\n"
+	           "stack = ( { provider = \"apikey\"; key = \"file:secrets/k\"; } );\n", sb->url);
+	fx_service(f, "sb2", 0600, "url = \"%s/\";\ninsecure_http = true;\n"
+	           "stack = ( { provider = \"apikey\"; key = \"file:secrets/k2\"; } );\n",
+	           sb->url);
+	fx_open(f);
+	fx_sandbox_answer(sb, 200, NULL, "ok");
+	snprintf(url, sizeof(url), "%s/script/x", sb->url);
+	req.url = url;
+	assert_non_null(h);
+	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, s_discard);
+	assert_int_equal(apicred_cred_new(&cred), APICRED_OK);
+
+	/* The same call three times: the same key each time. */
+	for (int i = 0; i < 3; i++) {
+		assert_int_equal(apicred_curl_apply(f->ctx, "sb", h, &req, cred), APICRED_OK);
+		r = s_sent(sb, h);
+		assert_string_equal(fx_req_header(&r, "X-API-Key"), "sb-apikey-0123456789");
+		assert_null(fx_req_header(&r, "X-App"));
+	}
+	/* The application's lines come and go. */
+	req.headers = lines;
+	assert_int_equal(apicred_curl_apply(f->ctx, "sb", h, &req, cred), APICRED_OK);
+	r = s_sent(sb, h);
+	assert_string_equal(fx_req_header(&r, "X-App"), "app-line");
+	assert_string_equal(fx_req_header(&r, "X-API-Key"), "sb-apikey-0123456789");
+	req.headers = NULL;
+	assert_int_equal(apicred_curl_apply(f->ctx, "sb", h, &req, cred), APICRED_OK);
+	r = s_sent(sb, h);
+	assert_null(fx_req_header(&r, "X-App"));
+	assert_string_equal(fx_req_header(&r, "X-API-Key"), "sb-apikey-0123456789");
+	/* So does a Content-Type (a body the application sets itself). */
+	req.method = "POST";
+	req.body = "{}";
+	req.body_len = 2;
+	req.content_type = "application/json";
+	assert_int_equal(apicred_curl_apply(f->ctx, "sb", h, &req, cred), APICRED_OK);
+	curl_easy_setopt(h, CURLOPT_POSTFIELDS, "{}");
+	r = s_sent(sb, h);
+	assert_string_equal(fx_req_header(&r, "Content-Type"), "application/json");
+	req.method = "GET";
+	req.body = NULL;
+	req.body_len = 0;
+	req.content_type = NULL;
+	curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
+	assert_int_equal(apicred_curl_apply(f->ctx, "sb", h, &req, cred), APICRED_OK);
+	r = s_sent(sb, h);
+	assert_null(fx_req_header(&r, "Content-Type"));
+	/* Two services in turn through the one cred. */
+	for (int i = 0; i < 4; i++) {
+		const char *svc = i % 2 ? "sb2" : "sb";
+		assert_int_equal(apicred_curl_apply(f->ctx, svc, h, &req, cred), APICRED_OK);
+		r = s_sent(sb, h);
+		assert_string_equal(fx_req_header(&r, "X-API-Key"),
+		                    i % 2 ? "sb-apikey-second-key" : "sb-apikey-0123456789");
+	}
+	/* A plain apicred_get between two transfers changes nothing sent. */
+	assert_int_equal(apicred_get(f->ctx, "sb", &req, cred), APICRED_OK);
+	assert_int_equal(apicred_curl_apply(f->ctx, "sb", h, &req, cred), APICRED_OK);
+	r = s_sent(sb, h);
+	assert_string_equal(fx_req_header(&r, "X-API-Key"), "sb-apikey-0123456789");
+
+	curl_easy_cleanup(h);
+	apicred_cred_free(cred);
+	fx_sandbox_stop(sb);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -441,6 +526,7 @@ int main(void)
 		T(test_stack_of_two),
 		T(test_threads),
 		T(test_curl_apply_failure),
+		T(test_curl_apply_loop),
 #undef T
 	};
 
