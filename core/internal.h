@@ -43,13 +43,17 @@ struct ac_stack;
 
 /* ---- errors and logging (error.c, log.c) --------------------------------- */
 
-int ac_error(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Errors and traces are cold: the compiler moves the paths that lead to
+ * them out of the hot functions, which then fit in fewer cache lines (a
+ * request loop runs them with caches its transfers have cooled). */
+#define AC_COLD __attribute__((cold))
+int ac_error(int code, const char *fmt, ...) AC_COLD __attribute__((format(printf, 2, 3)));
 void ac_error_clear(void);
 struct ac_layer;
 /* The same about one layer: "service: layer N (provider): ..." */
 int ac_layer_error(const struct ac_layer *L, int code, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-int ac_layer_verror(const struct ac_layer *L, int code, const char *fmt, va_list ap);
+	AC_COLD __attribute__((format(printf, 3, 4)));
+int ac_layer_verror(const struct ac_layer *L, int code, const char *fmt, va_list ap) AC_COLD;
 /* Untrusted (server) text made safe to show: control characters (C0, DEL,
  * C1 in UTF-8) become '?'; at most cap - 1 bytes, ending "..." when cut.
  * Returns the length written. ac_text_clean does it in place. Every error
@@ -67,7 +71,8 @@ int ac_log_level(const char *name); /* -1 if unknown */
 		if ((L)->stack->ctx->log_level >= LOG_DEBUG)                  \
 			ac_trace((L), __VA_ARGS__);                           \
 	} while (0)
-void ac_trace(const struct ac_layer *L, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void ac_trace(const struct ac_layer *L, const char *fmt, ...)
+	AC_COLD __attribute__((format(printf, 2, 3)));
 
 /* ---- small helpers (util.c) ---------------------------------------------- */
 
