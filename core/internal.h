@@ -47,6 +47,9 @@ struct ac_stack;
  * them out of the hot functions, which then fit in fewer cache lines (a
  * request loop runs them with caches its transfers have cooled). */
 #define AC_COLD __attribute__((cold))
+/* And the functions of a cached get and apicred_curl_apply are hot: they
+ * sit together in .text.hot, fewer cache lines and pages to fetch. */
+#define AC_HOT __attribute__((hot))
 int ac_error(int code, const char *fmt, ...) AC_COLD __attribute__((format(printf, 2, 3)));
 void ac_error_clear(void);
 struct ac_layer;
@@ -386,10 +389,10 @@ static inline int64_t ac_now_fast(struct ac_ctx *ctx)
 	return ac_now_mono(ctx);
 }
 
-struct ac_service *ac_service_find(struct ac_ctx *ctx, const char *name);
+struct ac_service *ac_service_find(struct ac_ctx *ctx, const char *name) AC_HOT;
 /* The i-th service in name order (apicred_service_name's), or NULL. */
 struct ac_service *ac_service_at(struct ac_ctx *ctx, size_t i);
-void ac_fork_check(struct ac_ctx *ctx);
+void ac_fork_check(struct ac_ctx *ctx) AC_HOT;
 
 /* ---- configuration files (config.c) -------------------------------------- */
 
@@ -463,7 +466,7 @@ void ac_snap_fini(struct ac_stack *st);
 /* A get of st at now that copies the stack's kept output
  * into cred, reset, when it is still what the layers would add; false:
  * walk the stack (cred is left reset). */
-bool ac_snap_get(struct ac_stack *st, apicred_cred *cred, int64_t now);
+bool ac_snap_get(struct ac_stack *st, apicred_cred *cred, int64_t now) AC_HOT;
 /* ac_stack_apply for apicred_get: the whole stack, then its output kept
  * for the next gets when every layer's apply is static. */
 int ac_stack_get(struct ac_stack *st, const apicred_request *req, apicred_cred *cred,
@@ -607,7 +610,7 @@ void ac_cred_truncate(apicred_cred *cred, size_t nitems);
  * then cred's headers, then ct_line (may be NULL); *out is NULL if empty.
  * It lives in cred until the next reset. */
 int ac_cred_slist(apicred_cred *cred, const char *const *lines, const char *ct_line,
-                  struct curl_slist **out);
+                  struct curl_slist **out) AC_HOT;
 int ac_out_header(apicred_out *out, const char *name, const char *value);
 int ac_out_query(apicred_out *out, const char *name, const char *value);
 int ac_out_tls(apicred_out *out, const char *name, const void *value, size_t len);
@@ -634,7 +637,8 @@ void ac_slist_free(struct curl_slist *list);
 
 /* Applies the TLS items of cred to a CURL handle; ca_file and ca_path are
  * apicred.conf's, used unless a layer names a CA of its own. */
-int ac_curl_tls(void *easy, const apicred_cred *cred, const char *ca_file, const char *ca_path);
+int ac_curl_tls(void *easy, const apicred_cred *cred, const char *ca_file, const char *ca_path)
+	AC_HOT;
 /* Whether pin[0..len) is one pinned key, "sha256//" and the base64 of a
  * SHA-256 digest (curl's syntax), and that digest (sha256 may be NULL).
  * The one check of the core and the mtls provider. */

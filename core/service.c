@@ -20,7 +20,7 @@
 
 /* Same origin as the service's url: a prefix test first, so the common
  * case parses nothing; anything unusual goes through libcurl's parser. */
-static bool s_origin_ok(const struct ac_stack *st, const char *url)
+AC_HOT static bool s_origin_ok(const struct ac_stack *st, const char *url)
 {
 	const char *o[2] = { st->origin, st->origin_short };
 	size_t len[2] = { st->origin_len, st->origin_short_len };
@@ -95,8 +95,8 @@ __attribute__((noinline)) static int s_get_walk(struct ac_stack *st, const char 
 	return ac_stack_get(st, req, cred, now);
 }
 
-API int apicred_get(apicred_ctx *ctx, const char *service, const apicred_request *req,
-                    apicred_cred *cred)
+AC_HOT API int apicred_get(apicred_ctx *ctx, const char *service, const apicred_request *req,
+                           apicred_cred *cred)
 {
 	struct ac_service *svc;
 	struct ac_stack *st;
@@ -283,8 +283,8 @@ static int s_content_type(const apicred_request *req, const char **ct)
 	return APICRED_OK;
 }
 
-API int apicred_curl_apply(apicred_ctx *ctx, const char *service, void *curl_easy,
-                           const apicred_request *req, apicred_cred *cred)
+AC_HOT API int apicred_curl_apply(apicred_ctx *ctx, const char *service, void *curl_easy,
+                                  const apicred_request *req, apicred_cred *cred)
 {
 	const char *const *lines;
 	struct curl_slist *list;

@@ -124,7 +124,7 @@ int ac_stack_apply(struct ac_stack *st, size_t upto, const apicred_request *req,
  * locks nor waits: the one that next fetches frees the replaced ones. */
 
 /* Whether the sessions a snapshot came from still serve a get at now. */
-static bool s_sessions_fresh(const struct ac_used *sess, size_t n, int64_t now)
+AC_HOT static bool s_sessions_fresh(const struct ac_used *sess, size_t n, int64_t now)
 {
 	for (size_t i = 0; i < n; i++) {
 		const struct ac_layer *L = sess[i].layer;
@@ -136,7 +136,7 @@ static bool s_sessions_fresh(const struct ac_used *sess, size_t n, int64_t now)
 	return true;
 }
 
-static bool s_snap_valid(struct ac_stack *st, const struct ac_snap *sn, int64_t now)
+AC_HOT static bool s_snap_valid(struct ac_stack *st, const struct ac_snap *sn, int64_t now)
 {
 	if (!s_sessions_fresh(sn->sess, sn->nsess, now))
 		return false;

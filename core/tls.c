@@ -45,7 +45,7 @@ struct s_items {
 	const char *ca_file, *ca_path, *pins, *min_tls;
 };
 
-static int s_items(const apicred_cred *cred, struct s_items *t)
+AC_HOT static int s_items(const apicred_cred *cred, struct s_items *t)
 {
 	memset(t, 0, sizeof(*t));
 	/* One pass over the items, on every apicred_curl_apply: most creds
@@ -287,7 +287,7 @@ API int apicred_ssl_ctx_apply(const apicred_cred *cred, void *ssl_ctx)
  * through the application's own synchronisation, which orders the store. */
 static atomic_bool s_blobs_set;
 
-static CURLcode s_curl_cert_key(CURL *c, const struct s_items *t)
+AC_HOT static CURLcode s_curl_cert_key(CURL *c, const struct s_items *t)
 {
 	struct curl_blob cert = { (void *)(uintptr_t)t->cert, t->cert_len, CURL_BLOB_COPY };
 	struct curl_blob key = { (void *)(uintptr_t)t->key, t->key_len, CURL_BLOB_COPY };
@@ -314,8 +314,8 @@ static CURLcode s_curl_cert_key(CURL *c, const struct s_items *t)
 
 /* The CA rule (see the top): a layer's CA replaces apicred.conf's and
  * libcurl's built-in file and directory (NULL switches those off). */
-static CURLcode s_curl_ca(CURL *c, const struct s_items *t, const char *ca_file,
-                          const char *ca_path)
+AC_HOT static CURLcode s_curl_ca(CURL *c, const struct s_items *t, const char *ca_file,
+                                 const char *ca_path)
 {
 	CURLcode cc;
 
