@@ -4,12 +4,53 @@
  */
 #include "config.h"
 
+#include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
 
-static _Thread_local char s_msg[1024];
+/* This thread's message, on the heap rather than in TLS: the library's
+ * whole TLS block must fit in the static TLS glibc keeps for libraries
+ * loaded by dlopen (ctx.c, ebr.c and util.c read theirs initial-exec),
+ * a few hundred bytes shared by every such library. Allocated at the
+ * thread's first error; without memory for it, the code's text stands in
+ * (t_lost). */
+#define S_MSG 1024
+static _Thread_local char *t_msg;
+static _Thread_local int t_lost;
+
+static struct {
+	pthread_once_t once;
+	pthread_key_t key;
+	bool key_ok;
+} gl = { PTHREAD_ONCE_INIT, 0, false };
+
+static void s_msg_free(void *msg)
+{
+	t_msg = NULL; /* an error in a later destructor allocates again */
+	free(msg);
+}
+
+static void s_key_init(void)
+{
+	gl.key_ok = pthread_key_create(&gl.key, s_msg_free) == 0;
+}
+
+static char *s_msg(void)
+{
+	if (!t_msg) {
+		pthread_once(&gl.once, s_key_init);
+		if (!gl.key_ok || !(t_msg = malloc(S_MSG)))
+			return NULL;
+		if (pthread_setspecific(gl.key, t_msg) != 0) {
+			free(t_msg);
+			return t_msg = NULL;
+		}
+	}
+	return t_msg;
+}
 
 static const char *const s_text[] = {
 	[APICRED_OK] = "success",
@@ -41,12 +82,16 @@ API const char *apicred_strerror(int code)
 
 API const char *apicred_errmsg(void)
 {
-	return s_msg;
+	if (t_lost)
+		return apicred_strerror(t_lost);
+	return t_msg ? t_msg : "";
 }
 
 void ac_error_clear(void)
 {
-	s_msg[0] = '\0';
+	t_lost = 0;
+	if (t_msg)
+		t_msg[0] = '\0';
 }
 
 /* Is s[0] a control character: C0, DEL, or a C1 control encoded in UTF-8
@@ -92,19 +137,24 @@ void ac_text_clean(char *s)
 
 static int s_verror(int code, const char *prefix, const char *fmt, va_list ap)
 {
-	char tmp[sizeof(s_msg)];
+	char tmp[S_MSG], *msg;
 	const char *colon = prefix ? strstr(prefix, ": ") : NULL;
 
 	/* fmt may print the previous message (wrapping it): format aside. */
 	vsnprintf(tmp, sizeof(tmp), fmt, ap);
+	if (!(msg = s_msg())) {
+		t_lost = code;
+		return code;
+	}
+	t_lost = 0;
 	/* A message that already names the service is not prefixed twice. */
 	if (prefix && !(colon && strncmp(tmp, prefix, (size_t)(colon - prefix) + 2) == 0))
-		snprintf(s_msg, sizeof(s_msg), "%s%s", prefix, tmp);
+		snprintf(msg, S_MSG, "%s%s", prefix, tmp);
 	else
-		memcpy(s_msg, tmp, sizeof(s_msg));
+		memcpy(msg, tmp, S_MSG);
 	/* Messages quote servers: no CR/LF or escape sequence reaches the
 	 * application's log or terminal through them. */
-	ac_text_clean(s_msg);
+	ac_text_clean(msg);
 	return code;
 }
 

@@ -355,17 +355,17 @@ static CURLcode s_fuzz_perform(const apicred_http_request *req, const char *url,
 #endif
 
 /* After a failed server verification: which CA was trusted, and where
- * another one is set. */
-static const char *s_ca_hint(struct ac_ctx *ctx, const apicred_cred *carried, CURLcode cc)
+ * another one is set (in hint, returned; "" for other failures). */
+static const char *s_ca_hint(struct ac_ctx *ctx, const apicred_cred *carried, CURLcode cc,
+                             char hint[600])
 {
-	static _Thread_local char hint[600];
 	const char *layer = apicred_cred_find(carried, APICRED_TLS, "ca_file");
 
 	if (cc != CURLE_PEER_FAILED_VERIFICATION && cc != CURLE_SSL_CACERT_BADFILE)
 		return "";
 	if (!layer)
 		layer = apicred_cred_find(carried, APICRED_TLS, "ca_path");
-	snprintf(hint, sizeof(hint), " (trusted CA: %s%s; set http.ca_file in apicred.conf, or "
+	snprintf(hint, 600, " (trusted CA: %s%s; set http.ca_file in apicred.conf, or "
 	         "the mtls layer's ca, to the CA that signed the server's certificate)",
 	         layer ? layer : ctx->http.ca_file ? ctx->http.ca_file
 	                       : ctx->http.ca_path ? ctx->http.ca_path : "libcurl's default bundle",
@@ -501,6 +501,7 @@ static int s_map_error(struct ac_layer *L, const apicred_http_request *req,
                        const apicred_cred *carried, struct s_xfer *x, CURLcode cc)
 {
 	int code = APICRED_ERR_HTTP;
+	char hint[600];
 
 	if (x->body.too_big)
 		return ac_layer_error(L, APICRED_ERR_PROTOCOL, "%s %s: reply larger than %zu bytes",
@@ -518,7 +519,7 @@ static int s_map_error(struct ac_layer *L, const apicred_http_request *req,
 	}
 	code = ac_layer_error(L, code, "%s %s: %s%s%s%s", req->method, x->shown,
 	                      curl_easy_strerror(cc), *x->errbuf ? ": " : "", x->errbuf,
-	                      s_ca_hint(L->stack->ctx, carried, cc));
+	                      s_ca_hint(L->stack->ctx, carried, cc, hint));
 	AC_TRACE(L, "%s %s -> no answer", req->method, x->shown);
 	return code;
 }
