@@ -34,6 +34,8 @@
 
 enum { C_PLAIN, C_APPLY, C_HAND, C_N };
 
+#define S_MAX_ROUNDS 1200
+
 static const char *const s_label[C_N] = { "plain", "apicred_curl_apply", "by hand" };
 
 struct s_body { char text[256]; size_t n; };
@@ -100,7 +102,8 @@ static double s_round(int c, int n)
 int main(void)
 {
 	int nginx, rounds, per_round;
-	double rate[C_N][200], ratio[C_N][200], paired[200], m_rate[C_N], m_ratio[C_N], m_setup[C_N];
+	double rate[C_N][S_MAX_ROUNDS], ratio[C_N][S_MAX_ROUNDS], paired[S_MAX_ROUNDS];
+	double m_rate[C_N], m_ratio[C_N], m_setup[C_N];
 	double m_paired;
 	long fresh = 0;
 	char url[1700];
@@ -114,8 +117,10 @@ int main(void)
 		printf("   NO NGINX (%s): falling back to the sandbox %s, a Python server whose\n"
 		       "   own cost hides most of the difference\n", bench_env("NGINX_WHY"),
 		       bench_env("SB"));
-	rounds = (nginx ? 10 : 4) * bench_runs();
-	per_round = nginx ? 200 : 100;
+	/* Short rounds, many of them: the machine's speed drifts, and a
+	 * paired ratio is only as good as the two rounds are alike. */
+	rounds = (nginx ? 60 : 4) * bench_runs();
+	per_round = nginx ? 33 : 100;
 
 	s_ctx = bench_open(bench_env("CONF"), 0);
 	apicred_cred_new(&s_cred);
