@@ -172,8 +172,8 @@ bool ac_cred_from_snap(apicred_cred *cred, const struct ac_snap *sn)
 
 /* Appends one line (a, then b if not NULL, joined by ": ") to hlines and
  * links a node to it after the k-th. */
-AC_HOT static void s_line(apicred_cred *cred, size_t *k, const char *a, size_t alen, const char *b,
-                   size_t blen)
+AC_HOT static void s_line(apicred_cred *cred, size_t *k, const char *a, size_t alen,
+                          const char *b, size_t blen)
 {
 	struct curl_slist *node = &cred->hnodes[*k];
 	char *p = cred->hlines + cred->hused;

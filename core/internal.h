@@ -608,7 +608,8 @@ int ac_cred_add(apicred_cred *cred, apicred_kind kind, const char *name, size_t 
 void ac_cred_truncate(apicred_cred *cred, size_t nitems);
 /* Builds cred's curl header list: lines (NULL-terminated, may be NULL),
  * then cred's headers, then ct_line (may be NULL); *out is NULL if empty.
- * It lives in cred until the next reset. */
+ * It lives in cred until the next reset; with neither lines nor ct_line,
+ * a cred still holding the snapshot it was made from gets it again. */
 int ac_cred_slist(apicred_cred *cred, const char *const *lines, const char *ct_line,
                   struct curl_slist **out) AC_HOT;
 int ac_out_header(apicred_out *out, const char *name, const char *value);
