@@ -494,20 +494,27 @@ static int s_base64(const apicred_host *h, const void *in, size_t len, char **ou
 	return APICRED_OK;
 }
 
-static int s_hex(const apicred_host *h, const void *in, size_t len, char **out)
+/* Lowercase hex into the caller's buffer (OPENSSL_buf2hexstr puts ':'
+ * between bytes, and its _ex form writes uppercase). */
+static size_t s_hex_into(const apicred_host *h, const void *in, size_t len, char *out)
 {
-	/* OPENSSL_buf2hexstr puts ':' between bytes; we want bare lowercase. */
 	static const char digits[] = "0123456789abcdef";
-	const unsigned char *p = in;
-	char *o = malloc(2 * len + 1); /* not through *out: a char store may alias it */
+	const unsigned char *restrict p = in;
+	char *restrict o = out; /* no char store aliases the input */
 
-	if (!(*out = o))
-		return ac_error(APICRED_ERR_NOMEM, "out of memory");
 	for (size_t i = 0; i < len; i++) {
 		o[2 * i] = digits[p[i] >> 4];
 		o[2 * i + 1] = digits[p[i] & 15];
 	}
 	o[2 * len] = '\0';
+	return 2 * len;
+}
+
+static int s_hex(const apicred_host *h, const void *in, size_t len, char **out)
+{
+	if (!(*out = malloc(2 * len + 1)))
+		return ac_error(APICRED_ERR_NOMEM, "out of memory");
+	s_hex_into(h, in, len, *out);
 	return APICRED_OK;
 }
 
@@ -644,6 +651,7 @@ static const apicred_host s_template = {
 	.header_free = s_header_free,
 	.tls_pin_ok = s_tls_pin_ok,
 	.apply_static = s_apply_static,
+	.hex_into = s_hex_into,
 };
 
 void ac_host_setup(struct ac_layer *L)

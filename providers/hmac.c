@@ -175,14 +175,17 @@ static void s_mac_give(struct s_state *st, EVP_MAC_CTX *c)
 	EVP_MAC_CTX_free(c); /* cleanses the key */
 }
 
-/* Lowercase hex HMAC-SHA256 of up to two concatenated pieces. */
+#define S_HEX_MAX (2 * EVP_MAX_MD_SIZE + 1)
+
+/* The lowercase hex of HMAC-SHA256 over up to two concatenated pieces. */
 static int s_sign(struct s_state *st, const apicred_host *host,
-                  const void *a, size_t alen, const void *b, size_t blen, char **hex)
+                  const void *a, size_t alen, const void *b, size_t blen, char hex[S_HEX_MAX])
 {
 	unsigned char md[EVP_MAX_MD_SIZE];
 	size_t mdlen = 0;
 	EVP_MAC_CTX *ctx = s_mac_take(st);
-	int ok;
+	char *h;
+	int ok, rc;
 
 	if (!ctx)
 		return host->error(host, APICRED_ERR_NOMEM, "out of memory");
@@ -191,7 +194,15 @@ static int s_sign(struct s_state *st, const apicred_host *host,
 	s_mac_give(st, ctx);
 	if (!ok)
 		return host->error(host, APICRED_ERR_INTERNAL, "HMAC-SHA256 failed");
-	return host->hex(host, md, mdlen, hex);
+	if (APICRED_HOST_HAS(host, hex_into)) {
+		host->hex_into(host, md, mdlen, hex);
+		return APICRED_OK;
+	}
+	if ((rc = host->hex(host, md, mdlen, &h)) != APICRED_OK) /* an older core */
+		return rc;
+	memcpy(hex, h, 2 * mdlen + 1);
+	free(h);
+	return APICRED_OK;
 }
 
 /* A session for token (taken): its header checked once, where the token
@@ -230,7 +241,7 @@ static int s_fetch(void *state, const apicred_host *host, const void *previous,
 	apicred_http_request req = { .size = sizeof(req), .method = "POST" };
 	apicred_http_response resp = { 0 };
 	struct s_session *sess = NULL;
-	char ts[24], *msg = NULL, *sig = NULL, *tok_esc = NULL, *url = NULL, *token = NULL;
+	char ts[24], sig[S_HEX_MAX], *msg = NULL, *tok_esc = NULL, *url = NULL, *token = NULL;
 	int64_t now = host->now_wall_ms(host);
 	size_t n;
 	int rc;
@@ -245,7 +256,7 @@ static int s_fetch(void *state, const apicred_host *host, const void *previous,
 		goto done;
 	}
 	snprintf(msg, n, "token=%s&timestamp=%s", st->app_token, ts);
-	rc = s_sign(st, host, msg, n - 1, "", 0, &sig);
+	rc = s_sign(st, host, msg, n - 1, "", 0, sig);
 	if (rc != APICRED_OK)
 		goto done;
 	rc = host->form_escape(host, st->app_token, &tok_esc);
@@ -295,7 +306,6 @@ done:
 	host->wipe_free(host, url, APICRED_WIPE_STR);
 	host->wipe_free(host, tok_esc, APICRED_WIPE_STR);
 	host->wipe_free(host, msg, APICRED_WIPE_STR);
-	free(sig);
 	host->http_free(host, &resp);
 	return rc;
 }
@@ -354,7 +364,7 @@ static int s_apply(void *state, const apicred_host *host, const void *session,
 	const struct s_session *sess = session;
 	const char *q = "", *body = req->body ? req->body : "";
 	size_t qlen = 0, blen = req->body ? req->body_len : 0;
-	char *sig = NULL;
+	char sig[S_HEX_MAX];
 	int rc;
 
 	if (!sess)
@@ -370,12 +380,10 @@ static int s_apply(void *state, const apicred_host *host, const void *session,
 		return rc;
 	if (st->sign == S_SIGN_QUERY)
 		blen = 0;
-	rc = s_sign(st, host, q, qlen, body, blen, &sig);
+	rc = s_sign(st, host, q, qlen, body, blen, sig);
 	if (rc != APICRED_OK)
 		return rc;
-	rc = host->add_header(out, st->signature_header, sig);
-	free(sig);
-	return rc;
+	return host->add_header(out, st->signature_header, sig);
 }
 
 /* ---- feedback -------------------------------------------------------- */

@@ -311,14 +311,17 @@ static int s_pass(struct s_state *st, const apicred_host *host,
 		EVP_MD_CTX_free(ctx);
 	if (!ok)
 		return host->error(host, APICRED_ERR_INTERNAL, "SHA-1 failed");
-	rc = host->hex(host, md, mdlen, &hex);
-	if (rc != APICRED_OK)
-		return rc;
 	hlen = 2 * mdlen;
-	memcpy(plain, hex, hlen);
+	if (APICRED_HOST_HAS(host, hex_into)) {
+		host->hex_into(host, md, mdlen, plain);
+	} else { /* an older core */
+		if ((rc = host->hex(host, md, mdlen, &hex)) != APICRED_OK)
+			return rc;
+		memcpy(plain, hex, hlen);
+		free(hex);
+	}
 	plain[hlen] = ':';
 	memcpy(plain + hlen + 1, dyn, S_DYN_LEN);
-	free(hex);
 	EVP_EncodeBlock((unsigned char *)pass, (unsigned char *)plain, (int)(hlen + 1 + S_DYN_LEN));
 	return APICRED_OK;
 }

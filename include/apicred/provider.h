@@ -342,6 +342,10 @@ struct apicred_host {
 	 * copy. A layer that signs the request, or makes a fresh value per
 	 * request, never says so. APICRED_OK. */
 	int (*apply_static)(const apicred_host *h, int64_t until_wall_ms);
+	/* hex's lowercase text written to out, which holds 2 * len + 1 bytes
+	 * and does not overlap in: NUL-terminated; returns 2 * len. It
+	 * allocates nothing, for a digest per request (a signature). */
+	size_t (*hex_into)(const apicred_host *h, const void *in, size_t len, char *out);
 	/* minor 1 ends here */
 };
 
