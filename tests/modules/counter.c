@@ -79,6 +79,21 @@ static int s_apply(void *state, const apicred_host *host, const void *session,
                    const apicred_request *req, apicred_out *out)
 {
 	atomic_fetch_add(&counter_control.applies, 1);
+	if (atomic_load(&counter_control.hex)) {
+		/* Every byte value; what lies past the NUL must stay untouched. */
+		unsigned char in[256];
+		char hex[2 * sizeof(in) + 2];
+		size_t n;
+
+		for (size_t i = 0; i < sizeof(in); i++)
+			in[i] = (unsigned char)i;
+		hex[sizeof(hex) - 1] = '#';
+		n = host->hex_into(host, in, sizeof(in), hex);
+		if (n != 2 * sizeof(in) || hex[n] != '\0' || hex[sizeof(hex) - 1] != '#')
+			return host->error(host, APICRED_ERR_INTERNAL, "hex_into: returned %zu", n);
+		if (host->add_header(out, "X-Hex", hex) != APICRED_OK)
+			return APICRED_ERR_PROTOCOL;
+	}
 	return host->add_header(out, "Authorization", session);
 }
 

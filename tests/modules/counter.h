@@ -19,6 +19,7 @@ struct counter_control {
 	atomic_int reason;      /* host->fetch_reason of the last fetch */
 	atomic_bool static_apply; /* init says host->apply_static */
 	atomic_int applies;     /* apply calls */
+	atomic_bool hex;        /* apply adds X-Hex: host->hex_into of bytes 0..255 */
 };
 
 #endif

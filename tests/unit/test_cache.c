@@ -859,6 +859,28 @@ static void test_static_origin_still_checked(void **state)
 	apicred_close(ctx);
 }
 
+/* host->hex_into (a host service the counter module calls in apply when
+ * told): lowercase hex of every byte value, NUL-terminated in the caller's
+ * buffer, nothing written past it (the module checks that and the length). */
+static void test_host_hex_into(void **state)
+{
+	apicred_ctx *ctx = s_open(APICRED_OPEN_NO_BACKGROUND);
+	apicred_cred *cred;
+	char want[513];
+	const char *got;
+
+	for (int i = 0; i < 256; i++)
+		snprintf(want + 2 * i, 3, "%02x", i);
+	atomic_store(&s_ctl->hex, true);
+	apicred_cred_new(&cred);
+	assert_string_equal(s_get(ctx, cred), "tok-1");
+	got = apicred_cred_find(cred, APICRED_HEADER, "X-Hex");
+	assert_non_null(got);
+	assert_string_equal(got, want);
+	apicred_cred_free(cred);
+	apicred_close(ctx);
+}
+
 /* Each case of the file, then each again with a static apply. */
 #define S_CASE(f) cmocka_unit_test_setup_teardown(f, s_setup, s_teardown), \
 	{ "static: " #f, f, s_setup_static, s_teardown, NULL }
@@ -889,6 +911,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_static_output_kept, s_setup_static, s_teardown),
 		cmocka_unit_test_setup_teardown(test_static_cred_between_services, s_setup, s_teardown),
 		cmocka_unit_test_setup_teardown(test_static_origin_still_checked, s_setup_static, s_teardown),
+		cmocka_unit_test_setup_teardown(test_host_hex_into, s_setup, s_teardown),
 	};
 
 	return cmocka_run_group_tests_name("cache", tests, NULL, NULL);
