@@ -494,19 +494,23 @@ static int s_base64(const apicred_host *h, const void *in, size_t len, char **ou
 	return APICRED_OK;
 }
 
-/* Lowercase hex into the caller's buffer (OPENSSL_buf2hexstr puts ':'
- * between bytes, and its _ex form writes uppercase). */
+/* The two lowercase hex digits of each byte value, built by the compiler
+ * (OPENSSL_buf2hexstr puts ':' between bytes, its _ex form is uppercase):
+ * one 2-byte copy per byte. */
+#define S_XD(n) ((n) < 10 ? '0' + (n) : 'a' - 10 + (n))
+#define S_X1(b) { S_XD((b) >> 4), S_XD((b) & 15) }
+#define S_X4(b) S_X1(b), S_X1((b) + 1), S_X1((b) + 2), S_X1((b) + 3)
+#define S_X16(b) S_X4(b), S_X4((b) + 4), S_X4((b) + 8), S_X4((b) + 12)
+#define S_X64(b) S_X16(b), S_X16((b) + 16), S_X16((b) + 32), S_X16((b) + 48)
+static const char s_hexpair[256][2] = { S_X64(0), S_X64(64), S_X64(128), S_X64(192) };
+
 static size_t s_hex_into(const apicred_host *h, const void *in, size_t len, char *out)
 {
-	static const char digits[] = "0123456789abcdef";
-	const unsigned char *restrict p = in;
-	char *restrict o = out; /* no char store aliases the input */
+	const unsigned char *p = in;
 
-	for (size_t i = 0; i < len; i++) {
-		o[2 * i] = digits[p[i] >> 4];
-		o[2 * i + 1] = digits[p[i] & 15];
-	}
-	o[2 * len] = '\0';
+	for (size_t i = 0; i < len; i++)
+		memcpy(out + 2 * i, s_hexpair[p[i]], 2);
+	out[2 * len] = '\0';
 	return 2 * len;
 }
 
