@@ -606,6 +606,33 @@ static void s_header_free(const apicred_host *h, apicred_header *hdr)
 	ac_header_free(hdr);
 }
 
+/* A header whose value the core encodes: hex and base64 text holds no CR,
+ * LF or NUL, and hdr was checked by header_new, so nothing is checked. */
+static int s_add_encoded(const apicred_host *h, apicred_out *out, const apicred_header *hdr,
+                         int encoding, const void *in, size_t len)
+{
+	char buf[512], *v = buf;
+	size_t n = encoding == APICRED_ENC_HEX ? 2 * len : 4 * ((len + 2) / 3);
+	int rc;
+
+	if (!hdr || (encoding != APICRED_ENC_HEX && encoding != APICRED_ENC_BASE64) ||
+	    len > INT32_MAX / 2)
+		return ac_layer_error(s_layer(h), APICRED_ERR_INVALID,
+		                      "add_encoded: no header, an unknown encoding or too long");
+	n += hdr->value_len;
+	if (n >= sizeof(buf) && !(v = malloc(n + 1)))
+		return ac_layer_error(s_layer(h), APICRED_ERR_NOMEM, "out of memory");
+	memcpy(v, hdr->text + hdr->name_len + 1, hdr->value_len);
+	if (encoding == APICRED_ENC_HEX)
+		s_hex_into(h, in, len, v + hdr->value_len);
+	else
+		EVP_EncodeBlock((unsigned char *)v + hdr->value_len, in, (int)len);
+	rc = ac_cred_add(out->cred, APICRED_HEADER, hdr->text, hdr->name_len, v, n);
+	if (v != buf)
+		free(v);
+	return rc;
+}
+
 /* One pin rule for the core's appliers and for providers (mtls). */
 static int s_tls_pin_ok(const apicred_host *h, const char *pin, size_t len)
 {
@@ -656,6 +683,7 @@ static const apicred_host s_template = {
 	.tls_pin_ok = s_tls_pin_ok,
 	.apply_static = s_apply_static,
 	.hex_into = s_hex_into,
+	.add_encoded = s_add_encoded,
 };
 
 void ac_host_setup(struct ac_layer *L)

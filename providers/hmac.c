@@ -73,6 +73,7 @@ struct s_state {
 	 * with an atomic exchange), re-initialised with its own key, which
 	 * costs less than a dup and a free per request. */
 	_Atomic(EVP_MAC_CTX *) pool[S_POOL];
+	apicred_header *sig_hdr;       /* signature_header, no value (a core with add_encoded) */
 	enum s_sign sign;
 	int millis;
 	int64_t ttl_ms;
@@ -140,6 +141,10 @@ static int s_init(const apicred_host *host, void **state)
 		goto fail;
 	}
 	host->secret_free(host, secret, secret_len);
+	secret = NULL;
+	if (APICRED_HOST_HAS(host, add_encoded) &&
+	    (rc = host->header_new(host, st->signature_header, "", &st->sig_hdr)) != APICRED_OK)
+		goto fail;
 	*state = st;
 	return APICRED_OK;
 
@@ -175,32 +180,37 @@ static void s_mac_give(struct s_state *st, EVP_MAC_CTX *c)
 	EVP_MAC_CTX_free(c); /* cleanses the key */
 }
 
-#define S_HEX_MAX (2 * EVP_MAX_MD_SIZE + 1)
-
-/* The lowercase hex of HMAC-SHA256 over up to two concatenated pieces. */
-static int s_sign(struct s_state *st, const apicred_host *host,
-                  const void *a, size_t alen, const void *b, size_t blen, char hex[S_HEX_MAX])
+/* HMAC-SHA256 of up to two concatenated pieces. */
+static int s_mac(struct s_state *st, const apicred_host *host, const void *a, size_t alen,
+                 const void *b, size_t blen, unsigned char md[EVP_MAX_MD_SIZE], size_t *mdlen)
 {
-	unsigned char md[EVP_MAX_MD_SIZE];
-	size_t mdlen = 0;
 	EVP_MAC_CTX *ctx = s_mac_take(st);
-	char *h;
-	int ok, rc;
+	int ok;
 
 	if (!ctx)
 		return host->error(host, APICRED_ERR_NOMEM, "out of memory");
 	ok = EVP_MAC_update(ctx, a, alen) && (!blen || EVP_MAC_update(ctx, b, blen)) &&
-	     EVP_MAC_final(ctx, md, &mdlen, sizeof(md));
+	     EVP_MAC_final(ctx, md, mdlen, EVP_MAX_MD_SIZE);
 	s_mac_give(st, ctx);
-	if (!ok)
-		return host->error(host, APICRED_ERR_INTERNAL, "HMAC-SHA256 failed");
+	return ok ? APICRED_OK : host->error(host, APICRED_ERR_INTERNAL, "HMAC-SHA256 failed");
+}
+
+#define S_HEX_MAX (2 * EVP_MAX_MD_SIZE + 1)
+
+/* Its lowercase hex: hex_into, or hex on an older core. */
+static int s_hex(const apicred_host *host, const unsigned char *md, size_t len,
+                 char hex[S_HEX_MAX])
+{
+	char *h;
+	int rc;
+
 	if (APICRED_HOST_HAS(host, hex_into)) {
-		host->hex_into(host, md, mdlen, hex);
+		host->hex_into(host, md, len, hex);
 		return APICRED_OK;
 	}
-	if ((rc = host->hex(host, md, mdlen, &h)) != APICRED_OK) /* an older core */
+	if ((rc = host->hex(host, md, len, &h)) != APICRED_OK)
 		return rc;
-	memcpy(hex, h, 2 * mdlen + 1);
+	memcpy(hex, h, 2 * len + 1);
 	free(h);
 	return APICRED_OK;
 }
@@ -242,8 +252,9 @@ static int s_fetch(void *state, const apicred_host *host, const void *previous,
 	apicred_http_response resp = { 0 };
 	struct s_session *sess = NULL;
 	char ts[24], sig[S_HEX_MAX], *msg = NULL, *tok_esc = NULL, *url = NULL, *token = NULL;
+	unsigned char md[EVP_MAX_MD_SIZE];
 	int64_t now = host->now_wall_ms(host);
-	size_t n;
+	size_t n, mdlen;
 	int rc;
 
 	snprintf(ts, sizeof(ts), "%lld", (long long)(st->millis ? now : now / 1000));
@@ -256,7 +267,9 @@ static int s_fetch(void *state, const apicred_host *host, const void *previous,
 		goto done;
 	}
 	snprintf(msg, n, "token=%s&timestamp=%s", st->app_token, ts);
-	rc = s_sign(st, host, msg, n - 1, "", 0, sig);
+	rc = s_mac(st, host, msg, n - 1, "", 0, md, &mdlen);
+	if (rc == APICRED_OK)
+		rc = s_hex(host, md, mdlen, sig);
 	if (rc != APICRED_OK)
 		goto done;
 	rc = host->form_escape(host, st->app_token, &tok_esc);
@@ -364,7 +377,9 @@ static int s_apply(void *state, const apicred_host *host, const void *session,
 	const struct s_session *sess = session;
 	const char *q = "", *body = req->body ? req->body : "";
 	size_t qlen = 0, blen = req->body ? req->body_len : 0;
+	unsigned char md[EVP_MAX_MD_SIZE];
 	char sig[S_HEX_MAX];
+	size_t mdlen;
 	int rc;
 
 	if (!sess)
@@ -380,8 +395,12 @@ static int s_apply(void *state, const apicred_host *host, const void *session,
 		return rc;
 	if (st->sign == S_SIGN_QUERY)
 		blen = 0;
-	rc = s_sign(st, host, q, qlen, body, blen, sig);
+	rc = s_mac(st, host, q, qlen, body, blen, md, &mdlen);
 	if (rc != APICRED_OK)
+		return rc;
+	if (st->sig_hdr) /* the core writes the hex: nothing to check */
+		return host->add_encoded(host, out, st->sig_hdr, APICRED_ENC_HEX, md, mdlen);
+	if ((rc = s_hex(host, md, mdlen, sig)) != APICRED_OK)
 		return rc;
 	return host->add_header(out, st->signature_header, sig);
 }
@@ -420,6 +439,8 @@ static void s_fini(void *state)
 		st->host->secret_free(st->host, st->app_token, st->app_token_len);
 	for (int i = 0; i < S_POOL; i++)
 		EVP_MAC_CTX_free(atomic_load(&st->pool[i]));
+	if (st->sig_hdr)
+		st->host->header_free(st->host, st->sig_hdr);
 	EVP_MAC_CTX_free(st->keyed); /* cleanses the key */
 	EVP_MAC_free(st->mac);
 	free(st);

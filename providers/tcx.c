@@ -84,8 +84,9 @@ struct s_state {
 	char *reauthorize_url;
 	EVP_MD *sha1;
 	_Atomic(EVP_MD_CTX *) spare; /* a SHA-1 context for the next s_pass */
-	/* The headers known at init, checked once (a core with header_new). */
-	apicred_header *hdr_type, *hdr_id, *hdr_master;
+	/* The headers known at init, checked once (a core with header_new), and
+	 * the name of the pass (a core with add_encoded). */
+	apicred_header *hdr_type, *hdr_id, *hdr_master, *hdr_pass;
 };
 
 /* A twtc access token; token_b64 is what X-TCX-TOKEN carries. */
@@ -236,6 +237,9 @@ static int s_init(const apicred_host *host, void **state)
 	     (st->master_b64 &&
 	      (rc = host->header_new(host, "X-TCX-TOKEN", st->master_b64, &st->hdr_master)))))
 		goto fail;
+	if (APICRED_HOST_HAS(host, add_encoded) &&
+	    (rc = host->header_new(host, "X-TCX-APP-PASS", "", &st->hdr_pass)))
+		goto fail;
 
 	st->sha1 = EVP_MD_fetch(NULL, "SHA1", NULL);
 	if (!st->sha1) {
@@ -284,21 +288,21 @@ static int s_dyn(const apicred_host *host, char dyn[S_DYN_LEN + 1])
 #define S_PLAIN_MAX (2 * EVP_MAX_MD_SIZE + 1 + S_DYN_LEN)
 #define S_PASS_MAX (4 * ((S_PLAIN_MAX + 2) / 3) + 1)
 
-/* base64(hex(sha1(J + app_public + dyn)) ":" dyn) */
-static int s_pass(struct s_state *st, const apicred_host *host,
-                  const char *j, size_t jlen, char pass[S_PASS_MAX])
+/* hex(sha1(J + app_public + dyn)) ":" dyn, the app pass before base64,
+ * and its length in *n. */
+static int s_plain(struct s_state *st, const apicred_host *host,
+                   const char *j, size_t jlen, char plain[S_PLAIN_MAX], size_t *n)
 {
 	unsigned char md[EVP_MAX_MD_SIZE];
 	unsigned int mdlen = 0;
-	char dyn[S_DYN_LEN + 1], plain[S_PLAIN_MAX], *hex = NULL;
+	char dyn[S_DYN_LEN + 1], *hex = NULL;
 	/* A spare context taken with an atomic exchange (apply runs on many
 	 * threads): no allocation per request on the common path. */
 	EVP_MD_CTX *ctx, *none = NULL;
 	size_t hlen;
 	int rc, ok;
 
-	rc = s_dyn(host, dyn);
-	if (rc != APICRED_OK)
+	if ((rc = s_dyn(host, dyn)) != APICRED_OK)
 		return rc;
 	if (!(ctx = atomic_exchange(&st->spare, NULL)))
 		ctx = EVP_MD_CTX_new();
@@ -322,8 +326,21 @@ static int s_pass(struct s_state *st, const apicred_host *host,
 	}
 	plain[hlen] = ':';
 	memcpy(plain + hlen + 1, dyn, S_DYN_LEN);
-	EVP_EncodeBlock((unsigned char *)pass, (unsigned char *)plain, (int)(hlen + 1 + S_DYN_LEN));
+	*n = hlen + 1 + S_DYN_LEN;
 	return APICRED_OK;
+}
+
+/* base64(hex(sha1(J + app_public + dyn)) ":" dyn) */
+static int s_pass(struct s_state *st, const apicred_host *host,
+                  const char *j, size_t jlen, char pass[S_PASS_MAX])
+{
+	char plain[S_PLAIN_MAX];
+	size_t n;
+	int rc = s_plain(st, host, j, jlen, plain, &n);
+
+	if (rc == APICRED_OK)
+		EVP_EncodeBlock((unsigned char *)pass, (unsigned char *)plain, (int)n);
+	return rc;
 }
 
 /* tcx_datetime: the wall clock as YYYYMMDDHHmmss in UTC. */
@@ -984,9 +1001,9 @@ static int s_apply(void *state, const apicred_host *host, const void *session,
 	struct s_state *st = state; /* its spare context is atomic */
 	const struct s_session *sess = session;
 	struct s_params p;
-	char dt[15] = "", pass[S_PASS_MAX];
+	char dt[15] = "", plain[S_PLAIN_MAX], pass[S_PASS_MAX];
 	const char *j = dt;
-	size_t jlen = 0;
+	size_t jlen = 0, n;
 	int rc;
 
 	if (st->type == S_TWTC && !sess)
@@ -994,14 +1011,14 @@ static int s_apply(void *state, const apicred_host *host, const void *session,
 	if (st->mode == S_PARAM) {
 		rc = s_param_string(host, req, &p, &j, &jlen);
 		if (rc == APICRED_OK)
-			rc = s_pass(st, host, j, jlen, pass);
+			rc = s_plain(st, host, j, jlen, plain, &n);
 		s_params_free(&p);
 	} else {
 		if (st->mode == S_TIME) {
 			s_datetime(host, dt);
 			jlen = 14;
 		}
-		rc = s_pass(st, host, j, jlen, pass);
+		rc = s_plain(st, host, j, jlen, plain, &n);
 	}
 	if (rc != APICRED_OK)
 		return rc;
@@ -1009,8 +1026,12 @@ static int s_apply(void *state, const apicred_host *host, const void *session,
 	rc = s_add(host, out, st->hdr_type, "X-TCX-TYPE", s_type_hdr[st->type]);
 	if (rc == APICRED_OK)
 		rc = s_add(host, out, st->hdr_id, "X-TCX-APP-ID", st->app_id);
-	if (rc == APICRED_OK)
+	if (rc == APICRED_OK && st->hdr_pass) { /* the core writes the base64 */
+		rc = host->add_encoded(host, out, st->hdr_pass, APICRED_ENC_BASE64, plain, n);
+	} else if (rc == APICRED_OK) {
+		EVP_EncodeBlock((unsigned char *)pass, (unsigned char *)plain, (int)n);
 		rc = host->add_header(out, "X-TCX-APP-PASS", pass);
+	}
 	if (rc == APICRED_OK && st->type != S_OWTC)
 		rc = st->type == S_TWTC ? host->add_header(out, "X-TCX-TOKEN", sess->token_b64)
 		   : s_add(host, out, st->hdr_master, "X-TCX-TOKEN", st->master_b64);
@@ -1072,6 +1093,7 @@ static void s_fini(void *state)
 		st->host->header_free(st->host, st->hdr_type);
 		st->host->header_free(st->host, st->hdr_id);
 		st->host->header_free(st->host, st->hdr_master);
+		st->host->header_free(st->host, st->hdr_pass);
 	}
 	EVP_MD_CTX_free(atomic_load(&st->spare));
 	EVP_MD_free(st->sha1);

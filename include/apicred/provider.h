@@ -346,8 +346,21 @@ struct apicred_host {
 	 * and does not overlap in: NUL-terminated; returns 2 * len. It
 	 * allocates nothing, for a digest per request (a signature). */
 	size_t (*hex_into)(const apicred_host *h, const void *in, size_t len, char *out);
+	/* From apply: adds the header hdr (header_new) with its value followed
+	 * by len bytes of in, encoded (APICRED_ENC_HEX: lowercase hex;
+	 * APICRED_ENC_BASE64: standard alphabet, padded). The core writes that
+	 * text itself, so it checks nothing again: a signature or digest goes
+	 * out with no allocation (up to 511 bytes of value) and no scan. A hdr
+	 * made with value "" adds the encoding alone; "sha256=" a prefix.
+	 * APICRED_OK, or APICRED_ERR_INVALID (no hdr, another encoding). */
+	int (*add_encoded)(const apicred_host *h, apicred_out *out, const apicred_header *hdr,
+	                   int encoding, const void *in, size_t len);
 	/* minor 1 ends here */
 };
+
+/* add_encoded's encodings. */
+#define APICRED_ENC_HEX 1
+#define APICRED_ENC_BASE64 2
 
 /* wipe_free's len for a NUL-terminated string. */
 #define APICRED_WIPE_STR ((size_t)-1)

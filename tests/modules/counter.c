@@ -25,7 +25,11 @@ static const apicred_schema s_schema[] = {
 	{ NULL, 0, 0, NULL, NULL, NULL }
 };
 
-struct s_state { const char *label; };
+struct s_state {
+	const apicred_host *host;
+	const char *label;
+	apicred_header *hdr_hex, *hdr_b64; /* names (and a prefix) for add_encoded */
+};
 
 static int s_init(const apicred_host *host, void **state)
 {
@@ -33,7 +37,14 @@ static int s_init(const apicred_host *host, void **state)
 
 	if (!st)
 		return APICRED_ERR_NOMEM;
+	st->host = host;
 	st->label = host->cfg_str(host, "label");
+	if (host->header_new(host, "X-Enc-Hex", "sha256=", &st->hdr_hex) != APICRED_OK ||
+	    host->header_new(host, "X-Enc-B64", "", &st->hdr_b64) != APICRED_OK) {
+		host->header_free(host, st->hdr_hex);
+		free(st);
+		return APICRED_ERR_NOMEM;
+	}
 	*state = st;
 	return atomic_load(&counter_control.static_apply) ? host->apply_static(host, 0)
 	                                                   : APICRED_OK;
@@ -78,8 +89,10 @@ static void s_session_free(void *state, void *data)
 static int s_apply(void *state, const apicred_host *host, const void *session,
                    const apicred_request *req, apicred_out *out)
 {
+	struct s_state *st = state;
+
 	atomic_fetch_add(&counter_control.applies, 1);
-	if (atomic_load(&counter_control.hex)) {
+	if (atomic_load(&counter_control.encode)) {
 		/* Every byte value; what lies past the NUL must stay untouched. */
 		unsigned char in[256];
 		char hex[2 * sizeof(in) + 2];
@@ -93,6 +106,13 @@ static int s_apply(void *state, const apicred_host *host, const void *session,
 			return host->error(host, APICRED_ERR_INTERNAL, "hex_into: returned %zu", n);
 		if (host->add_header(out, "X-Hex", hex) != APICRED_OK)
 			return APICRED_ERR_PROTOCOL;
+		/* A value past the core's 511-byte buffer, and a short one. */
+		if (host->add_encoded(host, out, st->hdr_hex, APICRED_ENC_HEX, in, sizeof(in)) ||
+		    host->add_encoded(host, out, st->hdr_b64, APICRED_ENC_BASE64, in, 5))
+			return APICRED_ERR_PROTOCOL;
+		if (host->add_encoded(host, out, st->hdr_b64, 3, in, 5) != APICRED_ERR_INVALID ||
+		    host->add_encoded(host, out, NULL, APICRED_ENC_HEX, in, 5) != APICRED_ERR_INVALID)
+			return host->error(host, APICRED_ERR_INTERNAL, "add_encoded: took bad input");
 	}
 	return host->add_header(out, "Authorization", session);
 }
@@ -105,8 +125,12 @@ static apicred_feedback s_feedback(void *state, const apicred_host *host, const 
 
 static void s_fini(void *state)
 {
+	struct s_state *st = state;
+
 	atomic_fetch_add(&counter_control.finis, 1);
-	free(state);
+	st->host->header_free(st->host, st->hdr_hex);
+	st->host->header_free(st->host, st->hdr_b64);
+	free(st);
 }
 
 static const apicred_vtable_v1 s_vtable = {

@@ -19,7 +19,8 @@ struct counter_control {
 	atomic_int reason;      /* host->fetch_reason of the last fetch */
 	atomic_bool static_apply; /* init says host->apply_static */
 	atomic_int applies;     /* apply calls */
-	atomic_bool hex;        /* apply adds X-Hex: host->hex_into of bytes 0..255 */
+	atomic_bool encode;     /* apply adds X-Hex, X-Enc-Hex, X-Enc-B64: what host->hex_into
+	                         * and add_encoded make of bytes 0..255 (0..4 for base64) */
 };
 
 #endif

@@ -440,7 +440,7 @@ struct counter_control *fx_counter(void)
 	atomic_store(&ctl->fetches, 0);
 	atomic_store(&ctl->static_apply, false);
 	atomic_store(&ctl->applies, 0);
-	atomic_store(&ctl->hex, false);
+	atomic_store(&ctl->encode, false);
 	atomic_store(&ctl->fail, 0);
 	atomic_store(&ctl->lifetime_ms, 600000);
 	atomic_store(&ctl->retry_after_ms, 0);

@@ -859,24 +859,34 @@ static void test_static_origin_still_checked(void **state)
 	apicred_close(ctx);
 }
 
-/* host->hex_into (a host service the counter module calls in apply when
- * told): lowercase hex of every byte value, NUL-terminated in the caller's
- * buffer, nothing written past it (the module checks that and the length). */
-static void test_host_hex_into(void **state)
+/* host->hex_into and add_encoded (host services the counter module calls
+ * in apply when told): lowercase hex of every byte value, NUL-terminated in
+ * the caller's buffer with nothing written past it (the module checks that
+ * and the length, and that add_encoded refuses no header or an unknown
+ * encoding); the same hex after a prefix through the core's allocation
+ * path, and base64 of a few bytes through its buffer. */
+static void test_host_encodings(void **state)
 {
 	apicred_ctx *ctx = s_open(APICRED_OPEN_NO_BACKGROUND);
 	apicred_cred *cred;
-	char want[513];
+	char want[520] = "sha256=";
 	const char *got;
 
 	for (int i = 0; i < 256; i++)
-		snprintf(want + 2 * i, 3, "%02x", i);
-	atomic_store(&s_ctl->hex, true);
+		snprintf(want + 7 + 2 * i, 3, "%02x", i);
+	atomic_store(&s_ctl->encode, true);
 	apicred_cred_new(&cred);
 	assert_string_equal(s_get(ctx, cred), "tok-1");
 	got = apicred_cred_find(cred, APICRED_HEADER, "X-Hex");
 	assert_non_null(got);
+	assert_string_equal(got, want + 7);
+	got = apicred_cred_find(cred, APICRED_HEADER, "X-Enc-Hex");
+	assert_non_null(got);
 	assert_string_equal(got, want);
+	got = apicred_cred_find(cred, APICRED_HEADER, "X-Enc-B64");
+	assert_non_null(got);
+	assert_string_equal(got, "AAECAwQ=");
+	assert_int_equal(apicred_cred_count(cred, APICRED_HEADER), 4);
 	apicred_cred_free(cred);
 	apicred_close(ctx);
 }
@@ -911,7 +921,7 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_static_output_kept, s_setup_static, s_teardown),
 		cmocka_unit_test_setup_teardown(test_static_cred_between_services, s_setup, s_teardown),
 		cmocka_unit_test_setup_teardown(test_static_origin_still_checked, s_setup_static, s_teardown),
-		cmocka_unit_test_setup_teardown(test_host_hex_into, s_setup, s_teardown),
+		cmocka_unit_test_setup_teardown(test_host_encodings, s_setup, s_teardown),
 	};
 
 	return cmocka_run_group_tests_name("cache", tests, NULL, NULL);
