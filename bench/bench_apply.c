@@ -44,36 +44,6 @@
 #define S_BATCH 500
 #define S_BATCHES 41
 
-/* Median over batches of ns per apicred_get, wall and (in *cpu) the
- * thread's CPU time. */
-static double s_measure(apicred_ctx *ctx, const char *service, const apicred_request *req,
-                        apicred_cred *cred, const char *check_header, double *cpu)
-{
-	double per[S_BATCHES], percpu[S_BATCHES];
-	int64_t t0, c0;
-
-	for (int i = 0; i < 1000; i++) {
-		if (apicred_get(ctx, service, req, cred) != APICRED_OK) {
-			fprintf(stderr, "bench_apply: %s: %s\n", service, apicred_errmsg());
-			exit(1);
-		}
-	}
-	if (!apicred_cred_find(cred, APICRED_HEADER, check_header)) {
-		fprintf(stderr, "bench_apply: %s: no %s header\n", service, check_header);
-		exit(1);
-	}
-	for (int b = 0; b < S_BATCHES; b++) {
-		t0 = bench_ns();
-		c0 = bench_cpu_ns();
-		for (int i = 0; i < S_BATCH; i++)
-			apicred_get(ctx, service, req, cred);
-		percpu[b] = (double)(bench_cpu_ns() - c0) / S_BATCH;
-		per[b] = (double)(bench_ns() - t0) / S_BATCH;
-	}
-	*cpu = bench_median(percpu, S_BATCHES);
-	return bench_median(per, S_BATCHES);
-}
-
 /* ---- baselines: the crypto alone ---------------------------------------- */
 
 #define S_SECRET "bench-secret-0123456789abcdef"
@@ -172,24 +142,57 @@ static void s_base_fini(struct s_base *b)
 	OPENSSL_cleanse(b->rnd, sizeof(b->rnd));
 }
 
-/* s_measure for a baseline. */
-static double s_measure_base(void (*fn)(struct s_base *), struct s_base *b, double *cpu)
-{
-	double per[S_BATCHES], percpu[S_BATCHES];
-	int64_t t0, c0;
+/* What s_measure gives: medians over batches of ns per apicred_get, in
+ * wall and in the thread's CPU time; with a baseline, each batch of gets is
+ * followed by a batch of it, and the CPU time of the baseline, and the
+ * median over batches of the gets' CPU time over (ratio) and minus (own)
+ * the baseline's, which the machine's drift between batches does not skew. */
+struct s_fig {
+	double wall, cpu, base, ratio, own;
+};
 
-	for (int i = 0; i < 1000; i++)
-		fn(b);
+static struct s_fig s_measure(apicred_ctx *ctx, const char *service,
+                              const apicred_request *req, apicred_cred *cred,
+                              const char *check_header, void (*fn)(struct s_base *),
+                              struct s_base *b)
+{
+	double per[S_BATCHES], percpu[S_BATCHES], base[S_BATCHES], ratio[S_BATCHES],
+	       own[S_BATCHES];
+	struct s_fig f = { 0 };
+	int64_t t0, c0, c1;
+
+	for (int i = 0; i < 1000; i++) {
+		if (apicred_get(ctx, service, req, cred) != APICRED_OK)
+			BENCH_DIE("%s: %s", service, apicred_errmsg());
+		if (fn)
+			fn(b);
+	}
+	if (!apicred_cred_find(cred, APICRED_HEADER, check_header))
+		BENCH_DIE("%s: no %s header", service, check_header);
 	for (int k = 0; k < S_BATCHES; k++) {
 		t0 = bench_ns();
 		c0 = bench_cpu_ns();
 		for (int i = 0; i < S_BATCH; i++)
-			fn(b);
-		percpu[k] = (double)(bench_cpu_ns() - c0) / S_BATCH;
+			apicred_get(ctx, service, req, cred);
+		c1 = bench_cpu_ns();
 		per[k] = (double)(bench_ns() - t0) / S_BATCH;
+		percpu[k] = (double)(c1 - c0) / S_BATCH;
+		if (!fn)
+			continue;
+		for (int i = 0; i < S_BATCH; i++)
+			fn(b);
+		base[k] = (double)(bench_cpu_ns() - c1) / S_BATCH;
+		ratio[k] = percpu[k] / base[k];
+		own[k] = percpu[k] - base[k];
 	}
-	*cpu = bench_median(percpu, S_BATCHES);
-	return bench_median(per, S_BATCHES);
+	f.wall = bench_median(per, S_BATCHES);
+	f.cpu = bench_median(percpu, S_BATCHES);
+	if (fn) {
+		f.base = bench_median(base, S_BATCHES);
+		f.ratio = bench_median(ratio, S_BATCHES);
+		f.own = bench_median(own, S_BATCHES);
+	}
+	return f;
 }
 
 enum { S_KEY, S_HMACQ, S_HMACB, S_TCXP, S_TCXJ, S_TCXT, S_SIGQ, S_SIGB, S_N };
@@ -239,8 +242,8 @@ int main(void)
 		             3000 },
 	};
 	double per[S_N][15], percpu[S_N][15], med[S_N], medcpu[S_N];
-	/* the baselines: HMAC alone, tcx's crypto alone */
-	double bper[2][15], bcpu[2][15], bmed[2], bmedcpu[2];
+	/* beside hmac and tcx: their crypto alone, ratio and own cost */
+	double bcpu[S_N][15], bratio[S_N][15], bown[S_N][15];
 	struct s_base base;
 	char now[96];
 	int runs;
@@ -309,19 +312,19 @@ int main(void)
 	runs = bench_runs();
 	for (int r = 0; r < runs; r++) { /* every scheme in every run: drift hits all */
 		for (size_t k = 0; k < S_N; k++) {
-			per[k][r] = s_measure(ctx, m[k].service, m[k].req, cred, m[k].header,
-			                      &percpu[k][r]);
-			if (k == S_HMACQ)
-				bper[0][r] = s_measure_base(s_hmac_alone, &base, &bcpu[0][r]);
-			if (k == S_TCXP) {
+			void (*fn)(struct s_base *) = k == S_HMACQ ? s_hmac_alone
+			                            : k == S_TCXP ? s_tcx_alone : NULL;
+			struct s_fig f = s_measure(ctx, m[k].service, m[k].req, cred, m[k].header,
+			                           fn, &base);
+
+			if (k == S_TCXP)
 				s_tcx_check(&base, cred);
-				bper[1][r] = s_measure_base(s_tcx_alone, &base, &bcpu[1][r]);
-			}
+			per[k][r] = f.wall;
+			percpu[k][r] = f.cpu;
+			bcpu[k][r] = f.base;
+			bratio[k][r] = f.ratio;
+			bown[k][r] = f.own;
 		}
-	}
-	for (int i = 0; i < 2; i++) {
-		bmed[i] = bench_median(bper[i], (size_t)runs);
-		bmedcpu[i] = bench_median(bcpu[i], (size_t)runs);
 	}
 
 	printf("apicred_get on a fresh cache, ns/call in wall and thread CPU time (median of\n"
@@ -330,32 +333,32 @@ int main(void)
 	for (size_t k = 0; k < S_N; k++) {
 		med[k] = bench_median(per[k], (size_t)runs);
 		medcpu[k] = bench_median(percpu[k], (size_t)runs);
+		bcpu[k][0] = bench_median(bcpu[k], (size_t)runs);
+		bratio[k][0] = bench_median(bratio[k], (size_t)runs);
+		bown[k][0] = bench_median(bown[k], (size_t)runs);
 		printf("  %-44s %8.0f ns (CPU %8.0f ns)", m[k].label, med[k], medcpu[k]);
 		if (m[k].target)
 			printf("  (target <= %.0f: %s)", m[k].target,
 			       medcpu[k] <= m[k].target ? "met" : "MISSED");
 		putchar('\n');
-		if (k == S_HMACQ || k == S_TCXP) {
-			int i = k == S_TCXP;
-			printf("    %-42s %8.0f ns (CPU %8.0f ns)  apply's own: CPU %.0f ns, x%.2f\n",
-			       i ? "SHA-1 + 48 random bytes alone" : "HMAC-SHA256 alone, the same bytes",
-			       bmed[i], bmedcpu[i], medcpu[k] - bmedcpu[i], medcpu[k] / bmedcpu[i]);
-		}
+		if (k == S_HMACQ || k == S_TCXP)
+			printf("    %-42s          (CPU %8.0f ns)  apply: x%.2f of it, its own CPU %.0f ns\n",
+			       k == S_TCXP ? "SHA-1 + 48 random bytes alone" :
+			       "HMAC-SHA256 alone, the same bytes", bcpu[k][0], bratio[k][0],
+			       bown[k][0]);
 	}
-	snprintf(now, sizeof(now), "%.2f us (CPU %.2f us; crypto alone CPU %.2f us)",
-	         med[S_HMACQ] / 1e3, medcpu[S_HMACQ] / 1e3, bmedcpu[0] / 1e3);
+	snprintf(now, sizeof(now), "%.2f us (CPU %.2f us, x%.2f of the crypto alone)",
+	         med[S_HMACQ] / 1e3, medcpu[S_HMACQ] / 1e3, bratio[S_HMACQ][0]);
 	bench_row("hmac apply, 10 query parameters (`apicred_get`, cached login)", now,
-	          "HMAC-SHA256 alone of the same bytes: %.2f us (CPU %.2f us), so apply's own "
-	          "CPU %.2f us; apikey, the core alone: CPU %.2f us (target <= 1 us)",
-	          bmed[0] / 1e3, bmedcpu[0] / 1e3, (medcpu[S_HMACQ] - bmedcpu[0]) / 1e3,
-	          medcpu[S_KEY] / 1e3);
-	snprintf(now, sizeof(now), "%.2f us (CPU %.2f us; crypto alone CPU %.2f us)",
-	         med[S_TCXP] / 1e3, medcpu[S_TCXP] / 1e3, bmedcpu[1] / 1e3);
+	          "HMAC-SHA256 alone of the same bytes: CPU %.2f us, so apply's own CPU %.2f us; "
+	          "apikey, the core alone: CPU %.2f us (target <= 1 us)",
+	          bcpu[S_HMACQ][0] / 1e3, bown[S_HMACQ][0] / 1e3, medcpu[S_KEY] / 1e3);
+	snprintf(now, sizeof(now), "%.2f us (CPU %.2f us, x%.2f of the crypto alone)",
+	         med[S_TCXP] / 1e3, medcpu[S_TCXP] / 1e3, bratio[S_TCXP][0]);
 	bench_row("tcx param-mode apply, 10 query parameters", now,
-	          "SHA-1 of the same bytes + 48 random bytes alone: %.2f us (CPU %.2f us), so "
-	          "apply's own CPU %.2f us; apikey, the core alone: CPU %.2f us (target <= 2 us)",
-	          bmed[1] / 1e3, bmedcpu[1] / 1e3, (medcpu[S_TCXP] - bmedcpu[1]) / 1e3,
-	          medcpu[S_KEY] / 1e3);
+	          "SHA-1 of the same bytes + 48 random bytes alone: CPU %.2f us, so apply's own "
+	          "CPU %.2f us; apikey, the core alone: CPU %.2f us (target <= 2 us)",
+	          bcpu[S_TCXP][0] / 1e3, bown[S_TCXP][0] / 1e3, medcpu[S_KEY] / 1e3);
 	if (sg_server_count(&srv) != 2)
 		fprintf(stderr, "bench_apply: expected 2 logins, saw %zu\n", sg_server_count(&srv));
 

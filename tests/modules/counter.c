@@ -106,8 +106,9 @@ static int s_apply(void *state, const apicred_host *host, const void *session,
 			return host->error(host, APICRED_ERR_INTERNAL, "hex_into: returned %zu", n);
 		if (host->add_header(out, "X-Hex", hex) != APICRED_OK)
 			return APICRED_ERR_PROTOCOL;
-		/* A value past the core's 511-byte buffer, and a short one. */
-		if (host->add_encoded(host, out, st->hdr_hex, APICRED_ENC_HEX, in, sizeof(in)) ||
+		/* A value past the core's 511-byte buffer (not a multiple of 8
+		 * bytes), and a short one. */
+		if (host->add_encoded(host, out, st->hdr_hex, APICRED_ENC_HEX, in, sizeof(in) - 1) ||
 		    host->add_encoded(host, out, st->hdr_b64, APICRED_ENC_BASE64, in, 5))
 			return APICRED_ERR_PROTOCOL;
 		if (host->add_encoded(host, out, st->hdr_b64, 3, in, 5) != APICRED_ERR_INVALID ||

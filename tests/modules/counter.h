@@ -20,7 +20,7 @@ struct counter_control {
 	atomic_bool static_apply; /* init says host->apply_static */
 	atomic_int applies;     /* apply calls */
 	atomic_bool encode;     /* apply adds X-Hex, X-Enc-Hex, X-Enc-B64: what host->hex_into
-	                         * and add_encoded make of bytes 0..255 (0..4 for base64) */
+	                         * and add_encoded make of bytes 0..255 (0..254 and 0..4) */
 };
 
 #endif
