@@ -77,10 +77,12 @@ static inline bool s_fast_request_ok(const struct ac_stack *st, const apicred_re
 	                (!req->url || !st->origin || s_origin_ok(st, req->url)));
 }
 
-/* Everything but the kept output's copy: a request to check or walk. */
+/* Everything but the kept output's copy: a request to check (its origin
+ * unless checked already) or walk. */
 __attribute__((noinline)) static int s_get_walk(struct ac_stack *st, const char *service,
                                                 const apicred_request *req,
-                                                apicred_cred *cred, int64_t now)
+                                                apicred_cred *cred, int64_t now,
+                                                bool checked)
 {
 	apicred_request tmp;
 
@@ -88,7 +90,7 @@ __attribute__((noinline)) static int s_get_walk(struct ac_stack *st, const char 
 	ac_cred_reset(cred);
 	if (st->fail_code)
 		return ac_error(st->fail_code, "%s", st->fail_msg ? st->fail_msg : "service failed");
-	if (st->origin && req->url && !s_origin_ok(st, req->url))
+	if (!checked && st->origin && req->url && !s_origin_ok(st, req->url))
 		return ac_error(APICRED_ERR_ORIGIN, "%s: refusing to send credentials outside the "
 		                "service's origin %s", service,
 		                st->origin_short ? st->origin_short : st->origin);
@@ -100,6 +102,7 @@ AC_HOT API int apicred_get(apicred_ctx *ctx, const char *service, const apicred_
 {
 	struct ac_service *svc;
 	struct ac_stack *st;
+	bool checked = false;
 	int64_t now;
 	int rc;
 
@@ -113,10 +116,10 @@ AC_HOT API int apicred_get(apicred_ctx *ctx, const char *service, const apicred_
 	ac_ebr_enter();
 	st = atomic_load_explicit(&svc->stack, memory_order_acquire);
 	/* The common case: a copy of the output the stack keeps (stack.c). */
-	if (!st->fail_code && s_fast_request_ok(st, req) && ac_snap_get(st, cred, now))
+	if (!st->fail_code && (checked = s_fast_request_ok(st, req)) && ac_snap_get(st, cred, now))
 		rc = APICRED_OK;
 	else
-		rc = s_get_walk(st, service, req, cred, now);
+		rc = s_get_walk(st, service, req, cred, now, checked);
 	ac_ebr_leave();
 	if (rc != APICRED_OK)
 		ac_cred_reset(cred);

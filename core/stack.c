@@ -168,10 +168,22 @@ void ac_snap_fini(struct ac_stack *st)
 	}
 }
 
+/* Whether st's output may be kept at all: no layer's output changes
+ * without its session, none failed, and debug traces are off (they show
+ * each layer's decisions). */
+static bool s_snap_possible(const struct ac_stack *st)
+{
+	if (st->ctx->log_level >= LOG_DEBUG)
+		return false;
+	for (size_t i = 0; i < st->nlayers; i++)
+		if (!st->layers[i].apply_static || st->layers[i].fail_code)
+			return false;
+	return true;
+}
+
 /* A snapshot of cred, the output of a whole walk at now that skipped no
- * layer; NULL when a layer's output may change without its session, when
- * a session was replaced or fell due meanwhile (it would never serve), or
- * when debug traces are on (they show each layer's decisions). */
+ * layer, of a stack where s_snap_possible; NULL when a session was
+ * replaced or fell due meanwhile (it would never serve). */
 static struct ac_snap *s_snap_make(struct ac_stack *st, const apicred_cred *cred,
                                    int64_t now)
 {
@@ -180,13 +192,9 @@ static struct ac_snap *s_snap_make(struct ac_stack *st, const apicred_cred *cred
 	int64_t until = INT64_MAX;
 	size_t nsess = 0;
 
-	if (st->ctx->log_level >= LOG_DEBUG)
-		return NULL;
 	for (size_t i = 0; i < st->nlayers; i++) {
 		const struct ac_layer *L = &st->layers[i];
 
-		if (!L->apply_static || L->fail_code)
-			return NULL;
 		if (L->static_until_wall_ms && L->static_until_wall_ms < until)
 			until = L->static_until_wall_ms;
 	}
@@ -210,7 +218,9 @@ int ac_stack_get(struct ac_stack *st, const apicred_request *req, apicred_cred *
 	size_t skipped = 0;
 	int rc = s_walk(st, st->nlayers, req, cred, now, &skipped);
 
-	if (rc != APICRED_OK || skipped)
+	/* A stack that signs each request never keeps its output: its gets
+	 * skip the atomic exchange below, a write to a line all threads share. */
+	if (rc != APICRED_OK || skipped || !s_snap_possible(st))
 		return rc;
 	/* One thread at a time makes the next one; the others go on. */
 	if (atomic_exchange_explicit(&st->snap_busy, true, memory_order_acquire))
