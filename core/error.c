@@ -135,6 +135,7 @@ void ac_text_clean(char *s)
 	ac_text_copy(s, len + 1, s, len); /* never longer: in place is fine */
 }
 
+__attribute__((format(printf, 3, 0)))
 static int s_verror(int code, const char *prefix, const char *fmt, va_list ap)
 {
 	char tmp[S_MSG], *msg;

@@ -581,6 +581,7 @@ static int s_random(const apicred_host *h, unsigned char *buf, size_t len)
 	return ac_random(s_layer(h)->stack->ctx, buf, len);
 }
 
+__attribute__((format(printf, 3, 4)))
 static void s_log(const apicred_host *h, int level, const char *fmt, ...)
 {
 	struct ac_layer *L = s_layer(h);
@@ -594,6 +595,7 @@ static void s_log(const apicred_host *h, int level, const char *fmt, ...)
 	       L->provider, msg);
 }
 
+__attribute__((format(printf, 3, 4)))
 static int s_error(const apicred_host *h, int code, const char *fmt, ...)
 {
 	va_list ap;

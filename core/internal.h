@@ -56,7 +56,8 @@ struct ac_layer;
 /* The same about one layer: "service: layer N (provider): ..." */
 int ac_layer_error(const struct ac_layer *L, int code, const char *fmt, ...)
 	AC_COLD __attribute__((format(printf, 3, 4)));
-int ac_layer_verror(const struct ac_layer *L, int code, const char *fmt, va_list ap) AC_COLD;
+int ac_layer_verror(const struct ac_layer *L, int code, const char *fmt, va_list ap)
+	AC_COLD __attribute__((format(printf, 3, 0)));
 /* Untrusted (server) text made safe to show: control characters (C0, DEL,
  * C1 in UTF-8) become '?'; at most cap - 1 bytes, ending "..." when cut.
  * Returns the length written. ac_text_clean does it in place. Every error

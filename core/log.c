@@ -23,6 +23,7 @@ int ac_log_level(const char *name)
 	return -1;
 }
 
+__attribute__((format(printf, 4, 0)))
 static void s_vlog(struct ac_ctx *ctx, int level, const char *service, const char *fmt,
                    va_list ap)
 {

@@ -770,6 +770,7 @@ static void s_session_free(void *state, void *data)
 }
 
 /* Records why a call failed: in the thread's error and in why, for the log. */
+__attribute__((format(printf, 5, 6)))
 static int s_fail(const apicred_host *host, char *why, size_t whylen, int code,
                   const char *fmt, ...)
 {
