@@ -268,6 +268,8 @@ apicred_ctx *fz_open(const char *confdir)
 	return ctx;
 }
 
+#define S_NO_STORE "cache = { store = \"none\"; };\n"
+
 void fz_confdir(const char *name)
 {
 	static const char *const sub[] = { "", "/conf.d", "/secrets" };
@@ -278,6 +280,12 @@ void fz_confdir(const char *name)
 		if (mkdir(path, 0700) != 0)
 			s_die("cannot make a confdir");
 	}
+	/* No shared store: the process's sessions only. The default store is
+	 * the host's (/run/apicred for root), and a failed fetch holds an
+	 * entry's lock there for a real second, which the next input would
+	 * wait out: 1 input a second instead of thousands. */
+	snprintf(path, sizeof(path), "%s/apicred.conf", name);
+	fz_write(path, S_NO_STORE, strlen(S_NO_STORE));
 	snprintf(path, sizeof(path), "%s/secrets/one", name);
 	fz_write(path, FZ_SECRET_ONE, strlen(FZ_SECRET_ONE));
 	snprintf(path, sizeof(path), "%s/secrets/two", name);
